@@ -1,0 +1,188 @@
+//! The admin API: JSON over HTTP, what the CLI speaks. Documented in
+//! `docs/cli.md`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use dwcp_store::AppId;
+use serde::Deserialize;
+
+use crate::control::{Control, ControlError, DeployOptions};
+use crate::metrics::NodeMetrics;
+
+/// What the admin handlers share.
+pub struct AdminState {
+    pub control: Arc<Control>,
+    pub metrics: Arc<NodeMetrics>,
+    pub ready: AtomicBool,
+}
+
+/// The admin API's routes; uploads up to `max_upload` bytes.
+pub fn router(state: Arc<AdminState>, max_upload: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/apps", get(list_apps))
+        .route(
+            "/v1/apps/{tenant}/{app}",
+            get(app_status).delete(delete_app),
+        )
+        .route(
+            "/v1/apps/{tenant}/{app}/versions",
+            get(app_versions).post(deploy),
+        )
+        .layer(DefaultBodyLimit::max(max_upload))
+        .with_state(state)
+}
+
+/// An error as the API reports it: a status and `{"error": "..."}`.
+struct ApiError(StatusCode, String);
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
+        let status = match &e {
+            ControlError::Name(_) | ControlError::BadOption(_) => StatusCode::BAD_REQUEST,
+            ControlError::Deploy(dwcp_runtime::DeployError::Io(_)) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            ControlError::Deploy(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ControlError::NoApp(_) | ControlError::NoTenant(_) => StatusCode::NOT_FOUND,
+            ControlError::VersionExists(..) => StatusCode::CONFLICT,
+            ControlError::Store(_) | ControlError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.1 });
+        (self.0, axum::Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<axum::Json<T>, ApiError>;
+
+async fn readyz(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+    }
+}
+
+async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}
+
+#[derive(Deserialize)]
+struct TenantQuery {
+    tenant: Option<String>,
+}
+
+async fn list_apps(
+    State(state): State<Arc<AdminState>>,
+    Query(q): Query<TenantQuery>,
+) -> ApiResult<Vec<crate::AppSummary>> {
+    Ok(axum::Json(state.control.list(q.tenant.as_deref())?))
+}
+
+fn app_id(tenant: &str, app: &str) -> Result<AppId, ApiError> {
+    AppId::new(tenant, app).map_err(|e| ControlError::from(e).into())
+}
+
+async fn app_status(
+    State(state): State<Arc<AdminState>>,
+    Path((tenant, app)): Path<(String, String)>,
+) -> ApiResult<crate::AppStatus> {
+    Ok(axum::Json(state.control.status(&app_id(&tenant, &app)?)?))
+}
+
+async fn app_versions(
+    State(state): State<Arc<AdminState>>,
+    Path((tenant, app)): Path<(String, String)>,
+) -> ApiResult<Vec<crate::VersionInfo>> {
+    Ok(axum::Json(state.control.versions(&app_id(&tenant, &app)?)?))
+}
+
+async fn delete_app(
+    State(state): State<Arc<AdminState>>,
+    Path((tenant, app)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let record = state.control.delete(&app_id(&tenant, &app)?).await?;
+    Ok(axum::Json(serde_json::json!({
+        "tenant": record.tenant,
+        "app": record.app,
+        "deleted_versions": record.versions.len(),
+    })))
+}
+
+/// Query of a deploy: sizes and durations in the CLI's own forms
+/// (`64MiB`, `1s`), so that `curl` users write what CLI users do.
+#[derive(Deserialize)]
+struct DeployQuery {
+    version: Option<String>,
+    memory: Option<String>,
+    deadline: Option<String>,
+    concurrency: Option<u32>,
+    reuse: Option<u32>,
+}
+
+impl DeployQuery {
+    fn options(self) -> Result<DeployOptions, ControlError> {
+        let memory_bytes = self
+            .memory
+            .map(|m| parse_size(&m))
+            .transpose()
+            .map_err(ControlError::BadOption)?;
+        let deadline_ms = self
+            .deadline
+            .map(|d| {
+                humantime::parse_duration(&d)
+                    .map(|d| d.as_millis() as u64)
+                    .map_err(|e| format!("--deadline `{d}`: {e} (write it as `500ms` or `2s`)"))
+            })
+            .transpose()
+            .map_err(ControlError::BadOption)?;
+        Ok(DeployOptions {
+            version: self.version,
+            memory_bytes,
+            deadline_ms,
+            concurrency: self.concurrency,
+            reuse: self.reuse,
+        })
+    }
+}
+
+/// Parses a size such as `64MiB`, `1GiB`, `512k` or `1048576`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("size `{s}`: {e} (write it as `64MiB` or `1GiB`)"))
+}
+
+async fn deploy(
+    State(state): State<Arc<AdminState>>,
+    Path((tenant, app)): Path<(String, String)>,
+    Query(q): Query<DeployQuery>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = app_id(&tenant, &app)?;
+    let options = q.options()?;
+    let outcome = state.control.deploy(&id, body.to_vec(), options).await?;
+    Ok((StatusCode::CREATED, axum::Json(outcome)))
+}

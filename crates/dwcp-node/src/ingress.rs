@@ -1,0 +1,81 @@
+//! The ingress: HTTP/1.1 from clients to apps.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dwcp_runtime::{ResponseBody, text_response};
+use hyper::body::Incoming;
+use hyper::header::{HOST, HeaderValue, RETRY_AFTER};
+
+use crate::apps::AppTable;
+use crate::host::{app_key, split_key};
+
+/// How long a request waits for a concurrency slot before it gets 503.
+const SLOT_WAIT: Duration = Duration::from_secs(1);
+
+/// What the ingress needs to route a request.
+pub struct Ingress {
+    /// The live apps.
+    pub apps: Arc<AppTable>,
+    /// The host suffix apps are addressed under (`localhost`).
+    pub domain: String,
+}
+
+/// Serves one request. The whole path of a request, top to bottom.
+pub async fn route(
+    ingress: &Ingress,
+    request: hyper::Request<Incoming>,
+) -> hyper::Response<ResponseBody> {
+    let started = Instant::now();
+
+    // 1. Which app: `Host: APP.TENANT.<domain>` (HTTP/2 carries it in the URI).
+    let host = request
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().host())
+        .unwrap_or("");
+    let Some(key) = app_key(host, &ingress.domain) else {
+        return text_response(
+            404,
+            &format!(
+                "no app here: address apps as APP.TENANT.{} (Host was `{host}`)",
+                ingress.domain
+            ),
+        );
+    };
+    let Some(app) = ingress.apps.get(&key) else {
+        let (tenant, app) = split_key(&key);
+        return text_response(404, &format!("no app `{app}` in tenant `{tenant}`"));
+    };
+
+    // 2. Which version: the active one (progressive rollouts choose here).
+    let version = app.version.clone();
+
+    // 3. A concurrency slot, waiting up to a second for one.
+    let permit = match tokio::time::timeout(SLOT_WAIT, app.slots.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            let mut response = text_response(
+                503,
+                &format!(
+                    "app at its concurrency limit of {}; retry later",
+                    version.limits().concurrency
+                ),
+            );
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            app.metrics.observe(503, started.elapsed().as_secs_f64());
+            return response;
+        }
+    };
+
+    // 4. An instance serves it, within the app's limits.
+    let response = version.handle(request, permit).await;
+
+    // 5. Metrics.
+    app.metrics
+        .observe(response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}

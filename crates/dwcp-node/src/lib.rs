@@ -1,0 +1,25 @@
+//! A DWCP node: the ingress that serves apps, the admin API that manages
+//! them, and the control logic between the two.
+//!
+//! A request's whole path reads top to bottom in [`ingress::route`]:
+//! host → tenant/app lookup → version → concurrency slot → instance →
+//! response → metrics. Everything that changes what is served (deploy,
+//! delete, start-up) goes through [`Control`], which writes the state store
+//! first and switches the [`AppTable`] last, so that what is served is
+//! always what is stored.
+
+mod admin;
+mod apps;
+mod control;
+mod host;
+pub mod ingress;
+mod metrics;
+mod node;
+
+pub use apps::{AppTable, LiveApp};
+pub use control::{
+    AppStatus, AppSummary, Control, ControlError, DeployOptions, DeployOutcome, VersionInfo,
+};
+pub use host::app_key;
+pub use metrics::NodeMetrics;
+pub use node::{Node, NodeConfig, RunningNode};

@@ -1,0 +1,269 @@
+//! Starting and stopping a node: listeners, threads, shutdown.
+
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context;
+use dwcp_runtime::{Runtime, RuntimeSettings};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::sync::watch;
+
+use crate::admin::{AdminState, router};
+use crate::apps::AppTable;
+use crate::control::Control;
+use crate::ingress::{Ingress, route};
+use crate::metrics::NodeMetrics;
+
+/// Everything `dwcp up` can set.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Where state, artifacts and compiled code live.
+    pub data_dir: PathBuf,
+    /// Where apps are served.
+    pub http: SocketAddr,
+    /// Where the admin API listens.
+    pub admin: SocketAddr,
+    /// Ingress threads, each with its own single-threaded event loop.
+    pub workers: usize,
+    /// Host suffix apps are addressed under: `APP.TENANT.<domain>`.
+    pub domain: String,
+    /// The engine's pool settings.
+    pub runtime: RuntimeSettings,
+    /// Largest component the admin API accepts, in bytes.
+    pub max_upload: usize,
+    /// How long in-flight requests may take to finish at shutdown.
+    pub drain_timeout: Duration,
+}
+
+impl NodeConfig {
+    /// The defaults of the contract, with state in `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            workers: 1,
+            domain: "localhost".into(),
+            runtime: RuntimeSettings::default(),
+            max_upload: 256 << 20,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A node: start it with [`Node::start`].
+pub struct Node;
+
+/// A started node, serving until [`RunningNode::stop`].
+pub struct RunningNode {
+    /// The bound ingress address.
+    pub http_addr: SocketAddr,
+    /// The bound admin address.
+    pub admin_addr: SocketAddr,
+    /// How many stored apps were loaded at start.
+    pub apps_loaded: usize,
+    /// The node's metrics.
+    pub metrics: Arc<NodeMetrics>,
+    runtime: Arc<Runtime>,
+    shutdown: watch::Sender<bool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Node {
+    /// Binds both addresses, loads every stored app and starts serving.
+    /// Returns once the node serves.
+    pub fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
+        let metrics = Arc::new(NodeMetrics::default());
+        let runtime = Arc::new(Runtime::new(
+            config.runtime.clone(),
+            config.data_dir.join("aot"),
+            metrics.runtime.clone(),
+        )?);
+        let apps = Arc::new(AppTable::default());
+        let control = Arc::new(
+            Control::open(
+                &config.data_dir,
+                runtime.clone(),
+                apps.clone(),
+                metrics.clone(),
+                config.domain.clone(),
+            )
+            .with_context(|| {
+                format!(
+                    "cannot open the data directory {}",
+                    config.data_dir.display()
+                )
+            })?,
+        );
+        let http = TcpListener::bind(config.http)
+            .with_context(|| format!("cannot listen on {} (--http)", config.http))?;
+        let admin = TcpListener::bind(config.admin)
+            .with_context(|| format!("cannot listen on {} (--admin)", config.admin))?;
+        let http_addr = http.local_addr()?;
+        let admin_addr = admin.local_addr()?;
+        let (shutdown, _) = watch::channel(false);
+        let mut threads = Vec::new();
+
+        let admin_state = Arc::new(AdminState {
+            control: control.clone(),
+            metrics: metrics.clone(),
+            ready: AtomicBool::new(false),
+        });
+        threads.push(spawn_admin(
+            admin,
+            admin_state.clone(),
+            config.max_upload,
+            shutdown.subscribe(),
+        )?);
+
+        let apps_loaded = control.load_all()?;
+
+        let ingress = Arc::new(Ingress {
+            apps,
+            domain: config.domain.clone(),
+        });
+        for i in 0..config.workers.max(1) {
+            let listener = http.try_clone()?;
+            threads.push(spawn_ingress(
+                i,
+                listener,
+                ingress.clone(),
+                shutdown.subscribe(),
+                config.drain_timeout,
+            )?);
+        }
+        admin_state.ready.store(true, Ordering::Release);
+        Ok(RunningNode {
+            http_addr,
+            admin_addr,
+            apps_loaded,
+            metrics,
+            runtime,
+            shutdown,
+            threads,
+        })
+    }
+}
+
+impl RunningNode {
+    /// Stops accepting, lets in-flight requests finish (up to the drain
+    /// timeout) and returns when every thread has.
+    pub fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+        self.runtime.shutdown();
+    }
+}
+
+fn spawn_ingress(
+    index: usize,
+    listener: TcpListener,
+    ingress: Arc<Ingress>,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) -> anyhow::Result<JoinHandle<()>> {
+    listener.set_nonblocking(true)?;
+    // One single-threaded event loop per thread: a request stays on the
+    // thread that accepted it, with no work stealing between cores.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let thread =
+        std::thread::Builder::new()
+            .name(format!("dwcp-ingress-{index}"))
+            .spawn(move || {
+                rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!("ingress cannot use its listener: {e}");
+                        return;
+                    }
+                };
+                let graceful = GracefulShutdown::new();
+                loop {
+                    tokio::select! {
+                        accepted = listener.accept() => {
+                            let stream = match accepted {
+                                Ok((stream, _)) => stream,
+                                Err(e) => {
+                                    // Out of file descriptors and the like:
+                                    // back off rather than spin.
+                                    tracing::warn!("accept failed: {e}");
+                                    tokio::time::sleep(Duration::from_millis(10)).await;
+                                    continue;
+                                }
+                            };
+                            let _ = stream.set_nodelay(true);
+                            let ingress = ingress.clone();
+                            let service = service_fn(move |request| {
+                                let ingress = ingress.clone();
+                                async move { Ok::<_, Infallible>(route(&ingress, request).await) }
+                            });
+                            let connection = http1::Builder::new()
+                                .keep_alive(true)
+                                .serve_connection(TokioIo::new(stream), service);
+                            let connection = graceful.watch(connection);
+                            tokio::spawn(async move {
+                                if let Err(e) = connection.await {
+                                    tracing::debug!("connection ended: {e}");
+                                }
+                            });
+                        }
+                        _ = shutdown.changed() => break,
+                    }
+                }
+                drop(listener);
+                if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+                    tracing::warn!("requests still in flight after {drain:?}; closing them");
+                }
+            });
+            })?;
+    Ok(thread)
+}
+
+fn spawn_admin(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    max_upload: usize,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<JoinHandle<()>> {
+    listener.set_nonblocking(true)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let app = router(state, max_upload);
+    let thread = std::thread::Builder::new()
+        .name("dwcp-admin".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!("admin API cannot use its listener: {e}");
+                        return;
+                    }
+                };
+                let stop = async move {
+                    let _ = shutdown.changed().await;
+                };
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    tracing::error!("admin API failed: {e}");
+                }
+            });
+        })?;
+    Ok(thread)
+}

@@ -1,0 +1,102 @@
+//! The host state of one instance.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::metrics::RuntimeMetrics;
+
+/// What a store holds for one guest instance: its WASI contexts, its memory
+/// limiter and the deadline of the request it is serving.
+pub struct GuestState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    /// When the current request's execution deadline passes.
+    pub(crate) deadline: Instant,
+    _live: LiveInstance,
+}
+
+impl GuestState {
+    pub(crate) fn new(memory_limit: u64, metrics: Arc<RuntimeMetrics>) -> Self {
+        // Like `wasmtime serve`: the guest's stdout and stderr go to the
+        // node's, no arguments, no preopened directories.
+        let wasi = WasiCtx::builder().inherit_stdout().inherit_stderr().build();
+        metrics.live_instances.inc();
+        Self {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                limit: memory_limit,
+                refused: false,
+            },
+            deadline: Instant::now(),
+            _live: LiveInstance(metrics),
+        }
+    }
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for GuestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: Default::default(),
+        }
+    }
+}
+
+/// Caps an instance's linear memory and remembers whether it refused a
+/// growth, so that the trap that usually follows (an allocation failure
+/// aborts a Rust guest) is reported as what it is.
+pub(crate) struct MemoryLimiter {
+    limit: u64,
+    pub(crate) refused: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = desired as u64 <= self.limit;
+        self.refused |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables hold function references; a million is far beyond any
+        // real guest and keeps a hostile one from exhausting host memory.
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// Counts an instance in the live-instances gauge for as long as it exists.
+struct LiveInstance(Arc<RuntimeMetrics>);
+
+impl Drop for LiveInstance {
+    fn drop(&mut self) {
+        self.0.live_instances.dec();
+    }
+}

@@ -1,0 +1,296 @@
+//! Serving requests with one version of an app.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Body;
+use tokio::sync::OwnedSemaphorePermit;
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi_http::Error as HttpError;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
+
+use crate::body::{CappedBody, ResponseBody, text_response};
+use crate::deploy::Prepared;
+use crate::engine::Runtime;
+use crate::guest::GuestState;
+use crate::metrics::{RuntimeMetrics, TrapKind, VersionLabels};
+use dwcp_store::AppLimits;
+
+/// The error an epoch callback raises when a request's deadline has passed.
+#[derive(Debug, thiserror::Error)]
+#[error("execution deadline passed")]
+struct DeadlineExceeded;
+
+/// An instance kept for further requests (`--reuse N`).
+struct Instance {
+    store: Store<GuestState>,
+    proxy: Proxy,
+    served: u32,
+}
+
+/// One version of an app, ready to serve: the pre-linked component, the
+/// limits it runs under and, with `reuse > 1`, instances kept warm.
+pub struct AppVersion {
+    labels: VersionLabels,
+    pre: ProxyPre<GuestState>,
+    limits: AppLimits,
+    metrics: Arc<RuntimeMetrics>,
+    idle: Mutex<Vec<Instance>>,
+}
+
+impl AppVersion {
+    /// Wraps a prepared component for serving under `limits`.
+    pub fn new(
+        runtime: &Runtime,
+        labels: VersionLabels,
+        prepared: Prepared,
+        limits: AppLimits,
+    ) -> Self {
+        Self {
+            labels,
+            pre: prepared.pre,
+            limits,
+            metrics: runtime.metrics.clone(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Tenant, app and version.
+    pub fn labels(&self) -> &VersionLabels {
+        &self.labels
+    }
+
+    /// The limits its instances run under.
+    pub fn limits(&self) -> &AppLimits {
+        &self.limits
+    }
+
+    /// Creates one instance and drops it; returns the time instantiation
+    /// took. For benchmarks.
+    pub async fn instantiate_only(&self) -> Result<Duration, String> {
+        let started = Instant::now();
+        let instance = self.instantiate().await.map_err(|e| format!("{e:#}"))?;
+        let elapsed = started.elapsed();
+        drop(instance);
+        Ok(elapsed)
+    }
+
+    async fn instantiate(&self) -> wasmtime::Result<Instance> {
+        let started = Instant::now();
+        let state = GuestState::new(self.limits.memory_bytes, self.metrics.clone());
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|state| &mut state.limiter);
+        // Every epoch tick a running guest checks its deadline: past it the
+        // guest traps; before it, it yields so that other requests on the
+        // same thread get their turn.
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Err(DeadlineExceeded.into())
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        self.arm_deadline(&mut store);
+        let proxy = self.pre.instantiate_async(&mut store).await?;
+        self.metrics
+            .observe_instantiate(&self.labels, started.elapsed().as_secs_f64());
+        Ok(Instance {
+            store,
+            proxy,
+            served: 0,
+        })
+    }
+
+    fn arm_deadline(&self, store: &mut Store<GuestState>) {
+        store.data_mut().deadline = Instant::now() + self.deadline();
+        store.set_epoch_deadline(1);
+    }
+
+    fn deadline(&self) -> Duration {
+        Duration::from_millis(self.limits.deadline_ms)
+    }
+
+    /// Serves one request. `permit` (the app's concurrency slot) is held
+    /// until the guest has finished, including a streamed body.
+    pub async fn handle<B>(
+        self: Arc<Self>,
+        request: hyper::Request<B>,
+        permit: OwnedSemaphorePermit,
+    ) -> hyper::Response<ResponseBody>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<HttpError>,
+    {
+        let limits = self.limits;
+        let declared = request
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limits.max_request_body) {
+            return text_response(
+                413,
+                &format!(
+                    "request body larger than this app's limit of {} bytes",
+                    limits.max_request_body
+                ),
+            );
+        }
+        let cap = limits.max_request_body;
+        let request = request.map(move |body| {
+            CappedBody::new(body.map_err(Into::into), cap, move || {
+                HttpError::HttpRequestBodySize(Some(cap))
+            })
+        });
+
+        let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let mut instance = match reused {
+            Some(mut instance) => {
+                self.arm_deadline(&mut instance.store);
+                instance
+            }
+            None => match self.instantiate().await {
+                Ok(instance) => instance,
+                Err(e) => {
+                    tracing::error!(tenant = %self.labels.tenant, app = %self.labels.app, version = %self.labels.version, "cannot instantiate: {e:#}");
+                    return text_response(503, "no instance available for this app; retry later");
+                }
+            },
+        };
+
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let http = instance.store.data_mut();
+        let handles = http
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .and_then(|req| Ok((req, http.http().new_response_outparam(sender)?)));
+        let (req, out) = match handles {
+            Ok(handles) => handles,
+            Err(e) => return text_response(400, &format!("cannot pass the request on: {e}")),
+        };
+
+        let version = self.clone();
+        let task = tokio::spawn(async move {
+            let _permit = permit;
+            let call = instance.proxy.wasi_http_incoming_handler().call_handle(
+                &mut instance.store,
+                req,
+                out,
+            );
+            let stop = match tokio::time::timeout(version.deadline(), call).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some((classify(&e, &instance.store), describe(&e))),
+                Err(_) => Some((TrapKind::deadline, "execution deadline passed".into())),
+            };
+            match stop {
+                None => {
+                    version.recycle(instance);
+                    None
+                }
+                Some((kind, detail)) => {
+                    version.report_stop(kind, &detail);
+                    Some(kind)
+                }
+            }
+        });
+
+        match receiver.await {
+            Ok(Ok(response)) => {
+                let cap = limits.max_response_body;
+                let version = self.clone();
+                response.map(move |body| {
+                    CappedBody::new(body, cap, move || {
+                        version.report_stop(
+                            TrapKind::response_too_large,
+                            &format!("response body passed its cap of {cap} bytes; cut off"),
+                        );
+                        HttpError::HttpResponseBodySize(Some(cap))
+                    })
+                    .boxed_unsync()
+                })
+            }
+            Ok(Err(code)) => text_response(500, &format!("the app failed the request: {code:?}")),
+            Err(_) => match task.await {
+                Ok(Some(kind)) => self.failure_response(kind),
+                Ok(None) => {
+                    self.report_stop(
+                        TrapKind::no_response,
+                        "the guest returned without a response",
+                    );
+                    text_response(500, "the app returned without sending a response")
+                }
+                Err(e) => text_response(500, &format!("the app's task failed: {e}")),
+            },
+        }
+    }
+
+    /// The response to a request whose guest was stopped before answering.
+    fn failure_response(&self, kind: TrapKind) -> hyper::Response<ResponseBody> {
+        match kind {
+            TrapKind::deadline => text_response(
+                504,
+                &format!(
+                    "the app ran past its execution deadline of {} ms",
+                    self.limits.deadline_ms
+                ),
+            ),
+            TrapKind::memory_limit => text_response(
+                500,
+                &format!(
+                    "the app exceeded its memory limit of {} bytes",
+                    self.limits.memory_bytes
+                ),
+            ),
+            TrapKind::stack_overflow => text_response(500, "the app overflowed its stack"),
+            _ => text_response(500, "the app trapped"),
+        }
+    }
+
+    fn report_stop(&self, kind: TrapKind, detail: &str) {
+        self.metrics.record_stop(&self.labels, kind);
+        tracing::warn!(
+            tenant = %self.labels.tenant,
+            app = %self.labels.app,
+            version = %self.labels.version,
+            reason = ?kind,
+            "guest stopped: {detail}"
+        );
+    }
+
+    /// Keeps a healthy instance for another request if the app allows reuse.
+    fn recycle(&self, mut instance: Instance) {
+        instance.served += 1;
+        if instance.served >= self.limits.reuse {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < self.limits.concurrency as usize {
+                idle.push(instance);
+            }
+        }
+    }
+}
+
+/// One line on what stopped a guest: the trap, not the whole Wasm backtrace.
+fn describe(error: &wasmtime::Error) -> String {
+    match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => error.root_cause().to_string(),
+    }
+}
+
+/// Names what stopped a guest, from the error its call ended with.
+fn classify(error: &wasmtime::Error, store: &Store<GuestState>) -> TrapKind {
+    if error.downcast_ref::<DeadlineExceeded>().is_some() {
+        TrapKind::deadline
+    } else if store.data().limiter.refused {
+        TrapKind::memory_limit
+    } else if error.downcast_ref::<Trap>() == Some(&Trap::StackOverflow) {
+        TrapKind::stack_overflow
+    } else {
+        TrapKind::trap
+    }
+}

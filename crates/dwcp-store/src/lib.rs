@@ -1,0 +1,25 @@
+//! Durable node state for a single DWCP node.
+//!
+//! Two stores live in the data directory:
+//!
+//! - [`StateStore`]: tenants and apps (with their versions and limits) in one
+//!   redb file, `state.redb`. Every change is one ACID transaction, so a node
+//!   killed mid-deploy comes back with the app as it was before or after the
+//!   deploy, never in between.
+//! - [`BlobStore`]: artifacts stored content-addressed by SHA-256 under
+//!   `artifacts/`, written to a temporary file, synced and renamed into place,
+//!   so a reader never sees a partial file.
+//!
+//! Records are serialized as JSON inside redb values. JSON costs a little
+//! space, but a field added later (with a serde default) reads old records
+//! without a migration, which matters more for a store that outlives releases.
+
+mod blobs;
+mod names;
+mod records;
+mod state;
+
+pub use blobs::{BlobStore, sha256_hex, write_atomically};
+pub use names::{AppId, NameError, validate_label};
+pub use records::{AppLimits, AppRecord, TenantRecord, VersionRecord, unix_now};
+pub use state::{StateStore, StoreError};

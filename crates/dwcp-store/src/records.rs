@@ -1,0 +1,131 @@
+//! The records kept in the state store.
+
+use serde::{Deserialize, Serialize};
+
+/// Seconds since the Unix epoch, as stored in records.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A tenant: a namespace of apps.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TenantRecord {
+    /// The tenant's name (a DNS label).
+    pub name: String,
+    /// When it was created (Unix seconds).
+    pub created_at: u64,
+}
+
+/// The limits every instance of an app runs under.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AppLimits {
+    /// Maximum linear memory of one instance, in bytes.
+    pub memory_bytes: u64,
+    /// Wall-clock time a request may keep the guest running, in milliseconds.
+    pub deadline_ms: u64,
+    /// Requests served at once; more wait up to 1 s, then get 503.
+    pub concurrency: u32,
+    /// Requests one instance may serve before it is dropped (1: a fresh
+    /// instance per request).
+    pub reuse: u32,
+    /// Largest request body accepted, in bytes.
+    pub max_request_body: u64,
+    /// Largest response body sent, in bytes; beyond it the response is cut off.
+    pub max_response_body: u64,
+}
+
+impl Default for AppLimits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 64 << 20,
+            deadline_ms: 1000,
+            concurrency: 100,
+            reuse: 1,
+            max_request_body: 16 << 20,
+            max_response_body: 64 << 20,
+        }
+    }
+}
+
+/// One uploaded version of an app.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VersionRecord {
+    /// The version's name (`v1`, `v2`, … unless named at deploy).
+    pub version: String,
+    /// SHA-256 of the component, lowercase hex: the artifact's address.
+    pub sha256: String,
+    /// Size of the component in bytes.
+    pub size: u64,
+    /// When it was deployed (Unix seconds).
+    pub deployed_at: u64,
+}
+
+/// An app: its versions, the one serving, and its limits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AppRecord {
+    /// The owning tenant.
+    pub tenant: String,
+    /// The app's name.
+    pub app: String,
+    /// The version that serves requests.
+    pub active: String,
+    /// Every stored version, oldest first.
+    pub versions: Vec<VersionRecord>,
+    /// The limits its instances run under.
+    pub limits: AppLimits,
+    /// When the app was first deployed (Unix seconds).
+    pub created_at: u64,
+}
+
+impl AppRecord {
+    /// The version record that serves requests.
+    pub fn active_version(&self) -> Option<&VersionRecord> {
+        self.versions.iter().find(|v| v.version == self.active)
+    }
+
+    /// The name the next unnamed deploy gets: `v` and one more than the
+    /// highest `vN` so far.
+    pub fn next_version_name(&self) -> String {
+        let highest = self
+            .versions
+            .iter()
+            .filter_map(|v| v.version.strip_prefix('v')?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        format!("v{}", highest + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(name: &str) -> VersionRecord {
+        VersionRecord {
+            version: name.into(),
+            sha256: "00".into(),
+            size: 1,
+            deployed_at: 0,
+        }
+    }
+
+    #[test]
+    fn next_version_skips_named_versions() {
+        let mut app = AppRecord {
+            tenant: "t".into(),
+            app: "a".into(),
+            active: "v1".into(),
+            versions: vec![version("v1")],
+            limits: AppLimits::default(),
+            created_at: 0,
+        };
+        assert_eq!(app.next_version_name(), "v2");
+        app.versions.push(version("beta"));
+        app.versions.push(version("v7"));
+        assert_eq!(app.next_version_name(), "v8");
+        assert_eq!(app.active_version().map(|v| v.version.as_str()), Some("v1"));
+    }
+}

@@ -1,0 +1,210 @@
+//! Tenants and apps in one redb file.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::records::{AppRecord, TenantRecord, unix_now};
+
+const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
+
+/// An error of the state store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("state database: {0}")]
+    Db(#[from] redb::Error),
+    /// A stored record could not be decoded.
+    #[error("state record `{key}` is unreadable: {source}")]
+    Decode {
+        /// The record's key.
+        key: String,
+        /// What went wrong.
+        source: serde_json::Error,
+    },
+}
+
+impl StoreError {
+    fn db(e: impl Into<redb::Error>) -> Self {
+        StoreError::Db(e.into())
+    }
+}
+
+/// Tenants and apps, durable in `state.redb`.
+pub struct StateStore {
+    db: Database,
+}
+
+impl StateStore {
+    /// Opens the database at `path`, creating it (and its tables) if needed.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(StoreError::db)?;
+        let txn = db.begin_write().map_err(StoreError::db)?;
+        txn.open_table(TENANTS).map_err(StoreError::db)?;
+        txn.open_table(APPS).map_err(StoreError::db)?;
+        txn.commit().map_err(StoreError::db)?;
+        Ok(Self { db })
+    }
+
+    /// Every tenant, by name.
+    pub fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        self.scan(TENANTS, "")
+    }
+
+    /// Every app, ordered by tenant then app; only `tenant`'s if given.
+    pub fn apps(&self, tenant: Option<&str>) -> Result<Vec<AppRecord>, StoreError> {
+        match tenant {
+            Some(t) => self.scan(APPS, &format!("{t}/")),
+            None => self.scan(APPS, ""),
+        }
+    }
+
+    /// One app, if it exists.
+    pub fn app(&self, tenant: &str, app: &str) -> Result<Option<AppRecord>, StoreError> {
+        let key = format!("{tenant}/{app}");
+        let txn = self.db.begin_read().map_err(StoreError::db)?;
+        let table = txn.open_table(APPS).map_err(StoreError::db)?;
+        let value = table.get(key.as_str()).map_err(StoreError::db)?;
+        value.map(|v| decode(&key, v.value())).transpose()
+    }
+
+    /// Writes an app record, creating its tenant if it does not exist yet,
+    /// in one transaction.
+    pub fn put_app(&self, record: &AppRecord) -> Result<(), StoreError> {
+        let key = format!("{}/{}", record.tenant, record.app);
+        let txn = self.db.begin_write().map_err(StoreError::db)?;
+        {
+            let mut tenants = txn.open_table(TENANTS).map_err(StoreError::db)?;
+            let exists = tenants
+                .get(record.tenant.as_str())
+                .map_err(StoreError::db)?
+                .is_some();
+            if !exists {
+                let tenant = TenantRecord {
+                    name: record.tenant.clone(),
+                    created_at: unix_now(),
+                };
+                tenants
+                    .insert(record.tenant.as_str(), encode(&tenant).as_slice())
+                    .map_err(StoreError::db)?;
+            }
+            let mut apps = txn.open_table(APPS).map_err(StoreError::db)?;
+            apps.insert(key.as_str(), encode(record).as_slice())
+                .map_err(StoreError::db)?;
+        }
+        txn.commit().map_err(StoreError::db)
+    }
+
+    /// Removes an app; returns its record if it existed.
+    pub fn delete_app(&self, tenant: &str, app: &str) -> Result<Option<AppRecord>, StoreError> {
+        let key = format!("{tenant}/{app}");
+        let txn = self.db.begin_write().map_err(StoreError::db)?;
+        let removed = {
+            let mut apps = txn.open_table(APPS).map_err(StoreError::db)?;
+            let old = apps.remove(key.as_str()).map_err(StoreError::db)?;
+            old.map(|v| decode::<AppRecord>(&key, v.value()))
+                .transpose()?
+        };
+        txn.commit().map_err(StoreError::db)?;
+        Ok(removed)
+    }
+
+    /// Whether any stored version of any app uses the artifact `sha256`.
+    pub fn artifact_in_use(&self, sha256: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .apps(None)?
+            .iter()
+            .flat_map(|a| &a.versions)
+            .any(|v| v.sha256 == sha256))
+    }
+
+    fn scan<T: serde::de::DeserializeOwned>(
+        &self,
+        def: TableDefinition<&str, &[u8]>,
+        prefix: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::db)?;
+        let table = txn.open_table(def).map_err(StoreError::db)?;
+        let mut out = Vec::new();
+        for entry in table.range(prefix..).map_err(StoreError::db)? {
+            let (k, v) = entry.map_err(StoreError::db)?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push(decode(k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    // Serializing plain structs of strings and integers cannot fail.
+    serde_json::to_vec(value).expect("records serialize")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Decode {
+        key: key.to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{AppLimits, VersionRecord};
+
+    fn record(tenant: &str, app: &str, sha: &str) -> AppRecord {
+        AppRecord {
+            tenant: tenant.into(),
+            app: app.into(),
+            active: "v1".into(),
+            versions: vec![VersionRecord {
+                version: "v1".into(),
+                sha256: sha.into(),
+                size: 3,
+                deployed_at: 1,
+            }],
+            limits: AppLimits::default(),
+            created_at: 1,
+        }
+    }
+
+    #[test]
+    fn apps_survive_reopen_and_list_by_tenant() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        {
+            let store = StateStore::open(&path).unwrap();
+            store.put_app(&record("demo", "hello", "aa")).unwrap();
+            store.put_app(&record("demo", "echo", "bb")).unwrap();
+            // `demo-x` sorts right after `demo/`: the prefix scan must stop.
+            store.put_app(&record("demo-x", "hello", "cc")).unwrap();
+        }
+        let store = StateStore::open(&path).unwrap();
+        let names: Vec<_> = store
+            .apps(Some("demo"))
+            .unwrap()
+            .into_iter()
+            .map(|a| a.app)
+            .collect();
+        assert_eq!(names, ["echo", "hello"]);
+        assert_eq!(store.apps(None).unwrap().len(), 3);
+        let tenants: Vec<_> = store
+            .tenants()
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(tenants, ["demo", "demo-x"]);
+        assert!(store.artifact_in_use("cc").unwrap());
+        assert_eq!(
+            store.delete_app("demo-x", "hello").unwrap().map(|a| a.app),
+            Some("hello".to_string())
+        );
+        assert!(!store.artifact_in_use("cc").unwrap());
+        assert!(store.app("demo-x", "hello").unwrap().is_none());
+        assert!(store.delete_app("demo-x", "hello").unwrap().is_none());
+    }
+}

@@ -1,0 +1,217 @@
+//! The command line, as clap parses it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// DWCP runs tenants' WebAssembly components (wasi:http/proxy).
+#[derive(Parser, Debug)]
+#[command(name = "dwcp", version, about, long_about = None)]
+pub struct Cli {
+    /// The admin API: the node to manage, or for `dwcp up` the address to
+    /// listen on (`127.0.0.1:8081` and `http://127.0.0.1:8081` both work).
+    #[arg(
+        long,
+        global = true,
+        env = "DWCP_ADMIN",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    pub admin: String,
+    /// Bearer token for the admin API.
+    #[arg(long, global = true, env = "DWCP_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Tenant for commands that take one and were given none.
+    #[arg(long, global = true, env = "DWCP_TENANT", default_value = "default")]
+    pub tenant: String,
+    /// Data directory (default: $XDG_DATA_HOME/dwcp, i.e. ~/.local/share/dwcp).
+    #[arg(long, global = true, env = "DWCP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start a node: serve the stored apps and the admin API.
+    ///
+    /// Example: dwcp up --http 127.0.0.1:8080 --admin 127.0.0.1:8081
+    Up(UpArgs),
+    /// Upload a component as a new version of an app and switch traffic to it.
+    ///
+    /// Example: dwcp deploy demo/hello target/examples/hello.wasm --memory 64MiB --deadline 1s
+    Deploy(DeployArgs),
+    /// List apps (all, or one tenant's).
+    ///
+    /// Example: dwcp apps list demo --json
+    Apps(AppsArgs),
+    /// Show one app: its serving version, limits and load.
+    ///
+    /// Example: dwcp status demo/hello
+    Status(AppArg),
+    /// List an app's versions.
+    ///
+    /// Example: dwcp versions demo/hello --json
+    Versions(AppArg),
+    /// Delete an app with its versions, artifacts and compiled code.
+    ///
+    /// Example: dwcp delete demo/hello
+    Delete(DeleteArgs),
+    /// Benchmarks against named peers.
+    ///
+    /// Example: dwcp bench http
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Address to serve apps on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Ingress threads, each a single-threaded event loop.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Host suffix apps are addressed under: APP.TENANT.<domain>.
+    #[arg(long, default_value = "localhost")]
+    pub domain: String,
+    /// Component instances alive at once, across all apps.
+    #[arg(long, default_value_t = 1000)]
+    pub pool_instances: u32,
+    /// Largest memory limit an app may be given.
+    #[arg(long, default_value = "4GiB")]
+    pub pool_max_memory: String,
+    /// Memory per instance kept resident between instances (less kernel work per request).
+    #[arg(long, default_value = "16MiB")]
+    pub keep_resident: String,
+    /// Largest component accepted by deploy.
+    #[arg(long, default_value = "256MiB")]
+    pub max_upload: String,
+    /// How long in-flight requests may take to finish on shutdown.
+    #[arg(long, default_value = "30s")]
+    pub drain_timeout: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DeployArgs {
+    /// TENANT/APP (the tenant is created if it does not exist).
+    pub app: String,
+    /// The component (.wasm) to upload.
+    pub file: PathBuf,
+    /// Version name (default: v1, v2, …).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Linear memory limit per instance (default 64MiB).
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Execution deadline per request, wall-clock (default 1s).
+    #[arg(long)]
+    pub deadline: Option<String>,
+    /// Requests served at once; more wait up to 1s, then get 503 (default 100).
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+    /// Requests one instance may serve (default 1: a fresh instance each).
+    #[arg(long)]
+    pub reuse: Option<u32>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AppsArgs {
+    #[command(subcommand)]
+    pub command: Option<AppsCommand>,
+    /// Print JSON (fields in docs/cli.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AppsCommand {
+    /// List apps (all, or one tenant's).
+    ///
+    /// Example: dwcp apps list demo
+    List(ListArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Only this tenant's apps.
+    pub tenant: Option<String>,
+    /// Print JSON (fields in docs/cli.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AppArg {
+    /// TENANT/APP, or APP in the default tenant.
+    pub app: String,
+    /// Print JSON (fields in docs/cli.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    /// TENANT/APP, or APP in the default tenant.
+    pub app: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Instantiation time and first-request latency after a deploy.
+    ///
+    /// Example: dwcp bench coldstart --iterations 2000
+    Coldstart(ColdstartArgs),
+    /// hello under wrk: DWCP against `wasmtime serve` and native hyper.
+    ///
+    /// Example: dwcp bench http --duration 10s
+    Http(HttpBenchArgs),
+    /// Serve a native hyper hello-world (the ceiling `bench http` measures).
+    #[command(hide = true)]
+    NativeHello {
+        /// Address to listen on.
+        #[arg(long)]
+        addr: SocketAddr,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ColdstartArgs {
+    /// The component to measure.
+    #[arg(long, default_value = "target/examples/hello.wasm")]
+    pub component: PathBuf,
+    /// Instantiations to time.
+    #[arg(long, default_value_t = 2000)]
+    pub iterations: u32,
+    /// Deploys whose first request is timed.
+    #[arg(long, default_value_t = 20)]
+    pub deploys: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct HttpBenchArgs {
+    /// The component to serve.
+    #[arg(long, default_value = "target/examples/hello.wasm")]
+    pub component: PathBuf,
+    /// wrk duration per target.
+    #[arg(long, default_value = "10s")]
+    pub duration: String,
+    /// wrk connections.
+    #[arg(long, default_value_t = 64)]
+    pub connections: u32,
+    /// wrk threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: u32,
+    /// DWCP ingress threads.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// The `wasmtime` CLI to compare with.
+    #[arg(long, default_value = "wasmtime")]
+    pub wasmtime: String,
+    /// Only these targets (dwcp, dwcp-reuse, wasmtime, native), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+}

@@ -1,0 +1,142 @@
+//! A small client of the admin API.
+
+use std::io::Read;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use ureq::{Agent, SendBody};
+
+/// Speaks JSON to one node's admin API.
+pub struct AdminClient {
+    agent: Agent,
+    base: String,
+    token: Option<String>,
+}
+
+impl AdminClient {
+    /// A client of the admin API at `base` (`http://127.0.0.1:8081`).
+    pub fn new(base: &str, token: Option<String>) -> Self {
+        let agent: Agent = Agent::config_builder()
+            .http_status_as_error(false)
+            // Compiling a large component takes a while; nothing else does.
+            .timeout_global(Some(Duration::from_secs(600)))
+            .build()
+            .into();
+        Self {
+            agent,
+            base: base.trim_end_matches('/').to_string(),
+            token,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn unreachable(&self) -> String {
+        format!(
+            "cannot reach the admin API at {}: is `dwcp up` running? (set --admin or DWCP_ADMIN)",
+            self.base
+        )
+    }
+
+    /// GET `path` and decode the JSON answer.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let mut request = self.agent.get(self.url(path));
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = request.call().with_context(|| self.unreachable())?;
+        decode(response)
+    }
+
+    /// DELETE `path` and decode the JSON answer.
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let mut request = self.agent.delete(self.url(path));
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = request.call().with_context(|| self.unreachable())?;
+        decode(response)
+    }
+
+    /// POST the file's bytes to `path`, showing upload progress and then a
+    /// spinner while the node compiles (on a terminal only).
+    pub fn upload<T: DeserializeOwned>(&self, path: &str, bytes: Vec<u8>) -> anyhow::Result<T> {
+        let len = bytes.len() as u64;
+        let bar = ProgressBar::new(len).with_style(
+            ProgressStyle::with_template(
+                "{msg:>9} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_message("uploading");
+        let reader = Progress {
+            inner: std::io::Cursor::new(bytes),
+            bar: bar.clone(),
+        };
+        let mut request = self
+            .agent
+            .post(self.url(path))
+            .header("content-type", "application/wasm")
+            .header("content-length", len.to_string());
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = request
+            .send(SendBody::from_owned_reader(reader))
+            .with_context(|| self.unreachable());
+        bar.finish_and_clear();
+        decode(response?)
+    }
+}
+
+/// Decodes a JSON answer, turning `{"error": …}` into an error.
+fn decode<T: DeserializeOwned>(
+    mut response: ureq::http::Response<ureq::Body>,
+) -> anyhow::Result<T> {
+    let status = response.status();
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .context("cannot read the admin API's answer")?;
+    if !status.is_success() {
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.get("error")?.as_str().map(str::to_string))
+            .unwrap_or_else(|| text.trim().to_string());
+        bail!("{message} (HTTP {})", status.as_u16());
+    }
+    serde_json::from_str(&text)
+        .with_context(|| format!("unexpected answer from the admin API: {text}"))
+}
+
+/// A reader that advances a progress bar; once everything is sent, the bar
+/// turns into a spinner: the node is compiling.
+struct Progress<R> {
+    inner: R,
+    bar: ProgressBar,
+}
+
+impl<R: Read> Read for Progress<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        if n == 0
+            && !self.bar.is_finished()
+            && self.bar.position() == self.bar.length().unwrap_or(0)
+        {
+            self.bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            self.bar.set_message("compiling");
+            self.bar.enable_steady_tick(Duration::from_millis(100));
+        }
+        Ok(n)
+    }
+}

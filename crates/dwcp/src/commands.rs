@@ -1,0 +1,252 @@
+//! What each command does.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use comfy_table::{Table, presets::NOTHING};
+use serde_json::Value;
+
+use crate::cli::{AppArg, AppsCommand, Cli, Command, DeployArgs};
+use crate::client::AdminClient;
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
+    let client = || AdminClient::new(&cli.admin, cli.token.clone());
+    match cli.command {
+        Command::Up(args) => crate::up::run(args, &cli.admin, data_dir),
+        Command::Deploy(args) => deploy(&client(), &cli.tenant, args),
+        Command::Apps(args) => match args.command {
+            Some(AppsCommand::List(list)) => {
+                apps_list(&client(), list.tenant.as_deref(), list.json || args.json)
+            }
+            None => apps_list(&client(), None, args.json),
+        },
+        Command::Status(arg) => status(&client(), &cli.tenant, arg),
+        Command::Versions(arg) => versions(&client(), &cli.tenant, arg),
+        Command::Delete(arg) => {
+            let (tenant, app) = split_app(&cli.tenant, &arg.app)?;
+            let out: Value = client().delete(&format!("/v1/apps/{tenant}/{app}"))?;
+            println!(
+                "deleted {tenant}/{app} ({} version(s))",
+                out["deleted_versions"].as_u64().unwrap_or(0)
+            );
+            Ok(())
+        }
+        Command::Bench(bench) => crate::bench::run(bench),
+    }
+}
+
+/// `$XDG_DATA_HOME/dwcp`, else `~/.local/share/dwcp`.
+fn default_data_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("dwcp");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".local/share/dwcp")
+}
+
+/// `TENANT/APP`, or `APP` in the default tenant; names are checked here so
+/// that a typo gets its message before any network round trip.
+fn split_app(default_tenant: &str, arg: &str) -> anyhow::Result<(String, String)> {
+    let id = if arg.contains('/') {
+        dwcp_store::AppId::parse(arg)?
+    } else {
+        dwcp_store::AppId::new(default_tenant, arg)?
+    };
+    Ok((id.tenant, id.app))
+}
+
+fn print_json(value: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn deploy(client: &AdminClient, default_tenant: &str, args: DeployArgs) -> anyhow::Result<()> {
+    let (tenant, app) = split_app(default_tenant, &args.app)?;
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let mut query = Vec::new();
+    let mut add = |key: &str, value: Option<String>| {
+        if let Some(v) = value {
+            query.push(format!("{key}={}", percent_encode(&v)));
+        }
+    };
+    add("version", args.version);
+    add("memory", args.memory);
+    add("deadline", args.deadline);
+    add("concurrency", args.concurrency.map(|c| c.to_string()));
+    add("reuse", args.reuse.map(|r| r.to_string()));
+    let path = format!("/v1/apps/{tenant}/{app}/versions?{}", query.join("&"));
+    let out: Value = client.upload(&path, bytes)?;
+    if args.json {
+        return print_json(&out);
+    }
+    let compile = match out["aot_cache"].as_str() {
+        Some("hit") => "already compiled".to_string(),
+        _ => format!(
+            "compiled in {:.0} ms",
+            out["compile_ms"].as_f64().unwrap_or(0.0)
+        ),
+    };
+    if out["tenant_created"].as_bool() == Some(true) {
+        println!("created tenant {tenant}");
+    }
+    println!(
+        "deployed {tenant}/{app} {} ({}, {} bytes, {compile}); serving at Host: {app}.{tenant}.localhost",
+        out["version"].as_str().unwrap_or("?"),
+        short_hash(out["sha256"].as_str().unwrap_or("")),
+        out["size"].as_u64().unwrap_or(0),
+    );
+    Ok(())
+}
+
+fn apps_list(client: &AdminClient, tenant: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let path = match tenant {
+        Some(t) => format!("/v1/apps?tenant={}", percent_encode(t)),
+        None => "/v1/apps".to_string(),
+    };
+    let apps: Value = client.get(&path)?;
+    if json {
+        return print_json(&apps);
+    }
+    let rows = apps.as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        println!("no apps yet: deploy one with `dwcp deploy TENANT/APP FILE.wasm`");
+        return Ok(());
+    }
+    let mut table = Table::new();
+    *table.style_mut() = NOTHING;
+    table.set_header([
+        "TENANT", "APP", "VERSION", "VERSIONS", "SERVING", "DEPLOYED",
+    ]);
+    for a in rows {
+        table.add_row([
+            text(&a["tenant"]),
+            text(&a["app"]),
+            text(&a["active_version"]),
+            text(&a["versions"]),
+            if a["serving"].as_bool() == Some(true) {
+                "yes".into()
+            } else {
+                "no".into()
+            },
+            age(a["deployed_at"].as_u64()),
+        ]);
+    }
+    println!("{table}");
+    Ok(())
+}
+
+fn status(client: &AdminClient, default_tenant: &str, arg: AppArg) -> anyhow::Result<()> {
+    let (tenant, app) = split_app(default_tenant, &arg.app)?;
+    let s: Value = client.get(&format!("/v1/apps/{tenant}/{app}"))?;
+    if arg.json {
+        return print_json(&s);
+    }
+    let l = &s["limits"];
+    println!("{tenant}/{app}");
+    println!("  host         {}", text(&s["host"]));
+    println!(
+        "  serving      {}",
+        if s["serving"].as_bool() == Some(true) {
+            "yes"
+        } else {
+            "no"
+        }
+    );
+    println!(
+        "  version      {} (of {})",
+        text(&s["active_version"]),
+        text(&s["versions"])
+    );
+    println!(
+        "  artifact     sha256:{} ({} bytes)",
+        text(&s["sha256"]),
+        text(&s["size"])
+    );
+    println!("  deployed     {}", age(s["deployed_at"].as_u64()));
+    println!("  in flight    {}", text(&s["in_flight"]));
+    println!(
+        "  limits       memory {}, deadline {} ms, concurrency {}, reuse {}",
+        bytes(l["memory_bytes"].as_u64()),
+        text(&l["deadline_ms"]),
+        text(&l["concurrency"]),
+        text(&l["reuse"]),
+    );
+    println!(
+        "  body caps    request {}, response {}",
+        bytes(l["max_request_body"].as_u64()),
+        bytes(l["max_response_body"].as_u64()),
+    );
+    Ok(())
+}
+
+fn versions(client: &AdminClient, default_tenant: &str, arg: AppArg) -> anyhow::Result<()> {
+    let (tenant, app) = split_app(default_tenant, &arg.app)?;
+    let versions: Value = client.get(&format!("/v1/apps/{tenant}/{app}/versions"))?;
+    if arg.json {
+        return print_json(&versions);
+    }
+    let mut table = Table::new();
+    *table.style_mut() = NOTHING;
+    table.set_header(["", "VERSION", "SHA256", "SIZE", "DEPLOYED"]);
+    for v in versions.as_array().cloned().unwrap_or_default() {
+        table.add_row([
+            if v["active"].as_bool() == Some(true) {
+                "*".into()
+            } else {
+                String::new()
+            },
+            text(&v["version"]),
+            short_hash(v["sha256"].as_str().unwrap_or("")),
+            bytes(v["size"].as_u64()),
+            age(v["deployed_at"].as_u64()),
+        ]);
+    }
+    println!("{table}");
+    Ok(())
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn short_hash(sha: &str) -> String {
+    format!("sha256:{}", &sha[..sha.len().min(12)])
+}
+
+fn bytes(n: Option<u64>) -> String {
+    n.map_or_else(
+        || "-".into(),
+        |n| bytesize::ByteSize::b(n).display().iec().to_string(),
+    )
+}
+
+fn age(unix: Option<u64>) -> String {
+    let Some(t) = unix.filter(|t| *t > 0) else {
+        return "-".into();
+    };
+    let now = dwcp_store::unix_now();
+    let secs = now.saturating_sub(t);
+    let ago = humantime::format_duration(std::time::Duration::from_secs(secs)).to_string();
+    let first = ago.split(' ').next().unwrap_or("0s");
+    format!("{first} ago")
+}
+
+/// Percent-encodes a query value (only what our values can contain needs it).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

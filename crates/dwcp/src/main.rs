@@ -1,0 +1,24 @@
+//! `dwcp`: the command-line interface of DWCP. A thin layer: it parses the
+//! command line and either runs a node (`dwcp up`) or speaks to a node's
+//! admin API. Every command is described, with an example, in `docs/cli.md`.
+
+mod bench;
+mod cli;
+mod client;
+mod commands;
+mod up;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

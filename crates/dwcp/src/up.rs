@@ -1,0 +1,87 @@
+//! `dwcp up`: run a node in this process until SIGTERM or Ctrl-C.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use dwcp_node::{Node, NodeConfig};
+use dwcp_runtime::RuntimeSettings;
+
+use crate::cli::UpArgs;
+
+/// Parses `64MiB`-style sizes.
+pub fn parse_size(flag: &str, s: &str) -> anyhow::Result<u64> {
+    s.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| anyhow::anyhow!("{flag} `{s}`: {e} (write it as `64MiB` or `1GiB`)"))
+}
+
+/// Sets up logging on stderr: `DWCP_LOG` (or `RUST_LOG`) filters, default `info`.
+pub fn init_logging() {
+    let filter = std::env::var("DWCP_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// Starts the node, prints the `ready` line, waits for a signal, drains.
+pub fn run(args: UpArgs, admin: &str, data_dir: PathBuf) -> anyhow::Result<()> {
+    init_logging();
+    let mut config = NodeConfig::new(data_dir.clone());
+    config.http = args.http;
+    let admin_addr = admin
+        .strip_prefix("http://")
+        .unwrap_or(admin)
+        .trim_end_matches('/');
+    config.admin = admin_addr.parse().with_context(|| {
+        format!("--admin `{admin}`: expected an address such as 127.0.0.1:8081")
+    })?;
+    config.workers = args.workers;
+    config.domain = args.domain.trim_matches('.').to_ascii_lowercase();
+    config.max_upload = parse_size("--max-upload", &args.max_upload)? as usize;
+    config.drain_timeout = humantime::parse_duration(&args.drain_timeout)
+        .with_context(|| format!("--drain-timeout `{}`", args.drain_timeout))?;
+    config.runtime = RuntimeSettings {
+        pool_instances: args.pool_instances,
+        max_memory: parse_size("--pool-max-memory", &args.pool_max_memory)?,
+        keep_resident: parse_size("--keep-resident", &args.keep_resident)? as usize,
+        ..RuntimeSettings::default()
+    };
+    let node = Node::start(config)?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "dwcp ready: http=http://{} admin=http://{} apps={} data={}",
+            node.http_addr,
+            node.admin_addr,
+            node.apps_loaded,
+            data_dir.display()
+        )?;
+        out.flush()?;
+    }
+    wait_for_signal()?;
+    tracing::info!("stopping: finishing in-flight requests");
+    node.stop();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn wait_for_signal() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    })?;
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! Project tasks: `cargo xtask examples` builds the guest components;
+//! `cargo xtask demo` builds everything, starts a node and deploys them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+
+/// The guests in `examples/`, as the contract names them.
+const EXAMPLES: &[&str] = &["hello", "echo", "spin", "hog", "trap", "stack", "flood"];
+
+/// The guests the demo deploys, with the flags that show them off.
+const DEMO: &[(&str, &[&str])] = &[
+    ("hello", &[]),
+    ("echo", &[]),
+    ("spin", &["--deadline", "500ms"]),
+    ("hog", &["--memory", "32MiB"]),
+    ("trap", &[]),
+    ("stack", &[]),
+    ("flood", &[]),
+];
+
+fn main() -> anyhow::Result<()> {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    let root = workspace_root();
+    match task.as_str() {
+        "examples" => examples(&root).map(|_| ()),
+        "demo" => demo(&root),
+        _ => {
+            eprintln!("usage: cargo xtask examples | demo");
+            eprintln!("  examples  build the guest components into target/examples/NAME.wasm");
+            eprintln!(
+                "  demo      build everything, start a node, deploy the examples to tenant `demo`"
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Builds every guest for wasm32-wasip2 and copies it to
+/// `<workspace>/target/examples/NAME.wasm`, whatever CARGO_TARGET_DIR says.
+fn examples(root: &Path) -> anyhow::Result<PathBuf> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip2"))
+        .unwrap_or(false);
+    if !installed {
+        eprintln!("installing the wasm32-wasip2 target");
+        run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
+    }
+    let build_dir = root.join("target/wasm");
+    run(Command::new(env!("CARGO"))
+        .current_dir(root.join("examples"))
+        .env_remove("CARGO_TARGET_DIR")
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(&build_dir))?;
+    let out = root.join("target/examples");
+    std::fs::create_dir_all(&out)?;
+    for name in EXAMPLES {
+        let built = build_dir.join(format!("wasm32-wasip2/release/{name}.wasm"));
+        let dest = out.join(format!("{name}.wasm"));
+        std::fs::copy(&built, &dest)
+            .with_context(|| format!("cannot copy {} to {}", built.display(), dest.display()))?;
+    }
+    eprintln!("examples written to {}", out.display());
+    Ok(out)
+}
+
+fn demo(root: &Path) -> anyhow::Result<()> {
+    let examples_dir = examples(root)?;
+    run(Command::new(env!("CARGO")).current_dir(root).args([
+        "build",
+        "--release",
+        "--package",
+        "dwcp",
+    ]))?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let dwcp = target.join("release/dwcp");
+
+    let mut node = Command::new(&dwcp)
+        .arg("up")
+        .args(std::env::args().skip(2))
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", dwcp.display()))?;
+    let mut stdout = std::io::BufReader::new(node.stdout.take().context("no stdout")?);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line)?;
+    if !line.contains("ready") {
+        let _ = node.kill();
+        bail!("the node did not start (see its log above)");
+    }
+    print!("{line}");
+    let http = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http="))
+        .unwrap_or("http://127.0.0.1:8080")
+        .to_string();
+    let admin = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("admin="))
+        .unwrap_or("http://127.0.0.1:8081")
+        .to_string();
+
+    for (name, flags) in DEMO {
+        let file = examples_dir.join(format!("{name}.wasm"));
+        if already_serving(&dwcp, &admin, name, &file)? {
+            println!("demo/{name} already serves this build");
+            continue;
+        }
+        run(Command::new(&dwcp)
+            .args(["--admin", &admin, "deploy", &format!("demo/{name}")])
+            .arg(&file)
+            .args(*flags))?;
+    }
+    println!();
+    println!("Try:");
+    println!("  curl -H 'Host: hello.demo.localhost' {http}/");
+    println!("  curl -H 'Host: echo.demo.localhost' -d 'some body' {http}/path?q=1");
+    println!("  curl -i -H 'Host: spin.demo.localhost' {http}/    # 504 after its 500ms deadline");
+    println!("  curl -i -H 'Host: hog.demo.localhost' {http}/     # 500: memory limit");
+    println!("  curl -i -H 'Host: trap.demo.localhost' {http}/    # 500: trap");
+    println!("  {} --admin {admin} apps", dwcp.display());
+    println!("  curl {admin}/metrics");
+    println!("Ctrl-C stops the node.");
+    let status = node.wait()?;
+    if !status.success() {
+        bail!("the node exited with {status}");
+    }
+    Ok(())
+}
+
+/// Whether demo/NAME's active version is exactly `file`.
+fn already_serving(dwcp: &Path, admin: &str, name: &str, file: &Path) -> anyhow::Result<bool> {
+    let out = Command::new(dwcp)
+        .args([
+            "--admin",
+            admin,
+            "status",
+            &format!("demo/{name}"),
+            "--json",
+        ])
+        .stderr(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        return Ok(false);
+    }
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let bytes = std::fs::read(file)?;
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    Ok(status["sha256"].as_str() == Some(sha.as_str()))
+}
