@@ -26,8 +26,9 @@ fn main() -> anyhow::Result<()> {
     match task.as_str() {
         "examples" => examples(&root).map(|_| ()),
         "demo" => demo(&root),
+        "test" => test(&root),
         _ => {
-            eprintln!("usage: cargo xtask examples | demo");
+            eprintln!("usage: cargo xtask examples | demo | test");
             eprintln!("  examples  build the guest components into target/examples/NAME.wasm");
             eprintln!(
                 "  demo      build everything, start a node, deploy the examples to tenant `demo`"
@@ -87,6 +88,30 @@ fn examples(root: &Path) -> anyhow::Result<PathBuf> {
     }
     eprintln!("examples written to {}", out.display());
     Ok(out)
+}
+
+/// Everything CI checks, in one build profile (release: the tests run the
+/// code users run, and wasmtime is compiled once for demo, bench and tests).
+fn test(root: &Path) -> anyhow::Result<()> {
+    let cargo = || {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.current_dir(root);
+        cmd
+    };
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    examples(root)?;
+    run(cargo().args([
+        "clippy",
+        "--release",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo().args(["test", "--release", "--workspace"]))?;
+    eprintln!("all checks passed");
+    Ok(())
 }
 
 fn demo(root: &Path) -> anyhow::Result<()> {

@@ -53,9 +53,17 @@ pub async fn route(
     let version = app.version.clone();
 
     // 3. A concurrency slot, waiting up to a second for one.
-    let permit = match tokio::time::timeout(SLOT_WAIT, app.slots.clone().acquire_owned()).await {
-        Ok(Ok(permit)) => permit,
-        _ => {
+    // The common case takes a free slot without arming a timer.
+    let permit = match app.slots.clone().try_acquire_owned() {
+        Ok(permit) => Ok(permit),
+        Err(_) => tokio::time::timeout(SLOT_WAIT, app.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| ())
+            .and_then(|r| r.map_err(|_| ())),
+    };
+    let permit = match permit {
+        Ok(permit) => permit,
+        Err(()) => {
             let mut response = text_response(
                 503,
                 &format!(

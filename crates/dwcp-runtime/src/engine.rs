@@ -16,6 +16,9 @@ use crate::metrics::RuntimeMetrics;
 /// How the engine's instance pool is sized; settings of `dwcp up`.
 #[derive(Debug, Clone)]
 pub struct RuntimeSettings {
+    /// Instances come from the pooling allocator (false: wasmtime's
+    /// on-demand allocator, `wasmtime serve`'s default; benchmarks compare).
+    pub pooling: bool,
     /// Component instances alive at once, across all apps.
     pub pool_instances: u32,
     /// The largest linear memory any app may be given, in bytes.
@@ -33,6 +36,7 @@ pub struct RuntimeSettings {
 impl Default for RuntimeSettings {
     fn default() -> Self {
         Self {
+            pooling: true,
             pool_instances: 1000,
             max_memory: 4 << 30,
             keep_resident: 16 << 20,
@@ -126,7 +130,11 @@ fn engine_config(settings: &RuntimeSettings) -> Config {
         .epoch_interruption(true)
         .max_wasm_stack(settings.max_wasm_stack)
         .memory_init_cow(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        .allocation_strategy(if settings.pooling {
+            InstanceAllocationStrategy::Pooling(pool)
+        } else {
+            InstanceAllocationStrategy::OnDemand
+        });
     config
 }
 

