@@ -145,7 +145,7 @@ impl DeployQuery {
     fn options(self) -> Result<DeployOptions, ControlError> {
         let memory_bytes = self
             .memory
-            .map(|m| parse_size(&m))
+            .map(|m| parse_size(&m).map_err(|e| format!("--memory: {e}")))
             .transpose()
             .map_err(ControlError::BadOption)?;
         let deadline_ms = self

@@ -7,13 +7,14 @@ use std::path::Path;
 
 use common::{TestNode, data_dir};
 
-/// A component that imports an instance `foo:bar/baz` no node provides:
-/// a type section with one empty instance type, and an import of it.
+/// A component that imports a function `missing-host-func` no node
+/// provides: a type section with one `func()` type, and an import of it.
 const FOREIGN_IMPORT: &[u8] = &[
     0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00, // component preamble
-    0x07, 0x03, 0x01, 0x42, 0x00, // type section: instance type with no declarations
-    0x0a, 0x10, 0x01, 0x00, 0x0b, b'f', b'o', b'o', b':', b'b', b'a', b'r', b'/', b'b', b'a', b'z',
-    0x05, 0x00, // import section: instance of type 0
+    0x07, 0x05, 0x01, 0x40, 0x00, 0x01, 0x00, // type section: func() with no result
+    0x0a, 0x16, 0x01, 0x00, 0x11, // import section: one plain name of 17 bytes
+    b'm', b'i', b's', b's', b'i', b'n', b'g', b'-', b'h', b'o', b's', b't', b'-', b'f', b'u',
+    b'n', b'c', 0x01, 0x00, // a function of type 0
 ];
 
 fn refused(node: &TestNode, dir: &Path, name: &str, bytes: &[u8], expected: &str) {
@@ -75,7 +76,7 @@ fn bad_uploads_are_refused_with_the_reason_and_leave_no_trace() {
         uploads.path(),
         "foreign",
         FOREIGN_IMPORT,
-        "foo:bar/baz",
+        "missing-host-func",
     );
 
     // A real component cut in half.

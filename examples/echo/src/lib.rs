@@ -1,5 +1,7 @@
 //! `echo`: answers with a JSON object describing the request it received:
-//! method, path (with query), headers and the body's length in bytes.
+//! method, path (with query), authority (the `Host` the request was sent
+//! to; wasi:http passes it apart from the other headers), headers and the
+//! body's length in bytes.
 
 use dwcp_guest::wasip2::exports::http::incoming_handler::Guest;
 use dwcp_guest::wasip2::http::types::{IncomingRequest, Method, ResponseOutparam};
@@ -21,6 +23,7 @@ impl Guest for Echo {
             Method::Other(other) => other,
         };
         let path = request.path_with_query().unwrap_or_default();
+        let authority = request.authority().unwrap_or_default();
         let mut headers = String::from("{");
         for (i, (name, value)) in request.headers().entries().into_iter().enumerate() {
             if i > 0 {
@@ -33,9 +36,10 @@ impl Guest for Echo {
         headers.push('}');
         let body_length = dwcp_guest::read_body(&request).len();
         let json = format!(
-            "{{\"method\":{},\"path\":{},\"headers\":{},\"body_length\":{}}}\n",
+            "{{\"method\":{},\"path\":{},\"authority\":{},\"headers\":{},\"body_length\":{}}}\n",
             json_string(&method),
             json_string(&path),
+            json_string(&authority),
             headers,
             body_length
         );
