@@ -115,10 +115,11 @@ impl AotCache {
     pub fn hashes(&self) -> io::Result<Vec<String>> {
         let mut out = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
-            if let Some((hash, _)) = entry?.file_name().to_str().and_then(|n| n.split_once('-')) {
-                if !out.iter().any(|h| h == hash) {
-                    out.push(hash.to_string());
-                }
+            let name = entry?.file_name();
+            if let Some((hash, _)) = name.to_str().and_then(|n| n.split_once('-'))
+                && !out.iter().any(|h| h == hash)
+            {
+                out.push(hash.to_string());
             }
         }
         Ok(out)

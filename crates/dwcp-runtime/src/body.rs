@@ -70,12 +70,12 @@ where
             return Poll::Ready(None);
         };
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                self.seen += data.len() as u64;
-                if self.seen > self.cap {
-                    return Poll::Ready(Some(Err(overflow())));
-                }
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.seen += data.len() as u64;
+            if self.seen > self.cap {
+                return Poll::Ready(Some(Err(overflow())));
             }
         }
         self.overflow = Some(overflow);

@@ -266,10 +266,10 @@ impl AppVersion {
         if instance.served >= self.limits.reuse {
             return;
         }
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < self.limits.concurrency as usize {
-                idle.push(instance);
-            }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < self.limits.concurrency as usize
+        {
+            idle.push(instance);
         }
     }
 }

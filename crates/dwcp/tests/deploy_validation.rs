@@ -13,8 +13,8 @@ const FOREIGN_IMPORT: &[u8] = &[
     0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00, // component preamble
     0x07, 0x05, 0x01, 0x40, 0x00, 0x01, 0x00, // type section: func() with no result
     0x0a, 0x16, 0x01, 0x00, 0x11, // import section: one plain name of 17 bytes
-    b'm', b'i', b's', b's', b'i', b'n', b'g', b'-', b'h', b'o', b's', b't', b'-', b'f', b'u',
-    b'n', b'c', 0x01, 0x00, // a function of type 0
+    b'm', b'i', b's', b's', b'i', b'n', b'g', b'-', b'h', b'o', b's', b't', b'-', b'f', b'u', b'n',
+    b'c', 0x01, 0x00, // a function of type 0
 ];
 
 fn refused(node: &TestNode, dir: &Path, name: &str, bytes: &[u8], expected: &str) {
