@@ -5,11 +5,12 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::cli::{BenchCommand, ColdstartArgs, HttpBenchArgs};
+use crate::cli::{BenchCommand, ColdstartArgs, HttpBenchArgs, RestartArgs};
 use crate::client::AdminClient;
 
 /// Runs a benchmark.
@@ -17,6 +18,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Coldstart(args) => coldstart(args),
         BenchCommand::Http(args) => http(args),
+        BenchCommand::Restart(args) => restart(args),
         BenchCommand::NativeHello { addr } => native_hello(addr),
     }
 }
@@ -150,10 +152,9 @@ fn first_request_after_deploy(component: &Path, bytes: &[u8], deploys: u32) -> a
     Ok(())
 }
 
-/// One GET on a fresh connection; the time until the whole answer is read.
-fn timed_get(addr: SocketAddr, host: &str) -> anyhow::Result<Duration> {
+/// One GET on a fresh connection; returns the whole answer.
+fn get(addr: SocketAddr, host: &str) -> anyhow::Result<Vec<u8>> {
     use std::io::{Read, Write};
-    let started = Instant::now();
     let mut stream = TcpStream::connect(addr)?;
     write!(
         stream,
@@ -161,6 +162,13 @@ fn timed_get(addr: SocketAddr, host: &str) -> anyhow::Result<Duration> {
     )?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer)?;
+    Ok(answer)
+}
+
+/// One GET on a fresh connection that must answer 200; the time it took.
+fn timed_get(addr: SocketAddr, host: &str) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let answer = get(addr, host)?;
     let elapsed = started.elapsed();
     if !answer.starts_with(b"HTTP/1.1 200") {
         bail!("unexpected answer: {}", String::from_utf8_lossy(&answer));
@@ -271,7 +279,7 @@ fn http(args: HttpBenchArgs) -> anyhow::Result<()> {
         component.display()
     );
 
-    if wanted("dwcp") || wanted("dwcp-reuse") {
+    if wanted("dwcp") || wanted("dwcp-reuse") || wanted("dwcp-spin") {
         let dir = tempfile::tempdir()?;
         let http = free_port()?;
         let admin = free_port()?;
@@ -307,6 +315,32 @@ fn http(args: HttpBenchArgs) -> anyhow::Result<()> {
                 "dwcp --reuse 1000".into(),
                 wrk(&args, http, "reuse.bench.localhost")?,
             ));
+        }
+        if wanted("dwcp-spin") {
+            let spin = component.with_file_name("spin.wasm");
+            let bytes =
+                std::fs::read(&spin).with_context(|| format!("cannot read {}", spin.display()))?;
+            let _: serde_json::Value = client.upload("/v1/apps/bench/spin/versions", bytes)?;
+            let stop = Arc::new(AtomicBool::new(false));
+            // Two requests to `spin` at all times, each burning CPU until its
+            // 1 s deadline.
+            let spinners: Vec<_> = (0..2)
+                .map(|_| {
+                    let stop = stop.clone();
+                    std::thread::spawn(move || {
+                        while !stop.load(Ordering::Relaxed) {
+                            let _ = get(http, "spin.bench.localhost");
+                        }
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(200));
+            let result = wrk(&args, http, "hello.bench.localhost");
+            stop.store(true, Ordering::Relaxed);
+            for s in spinners {
+                let _ = s.join();
+            }
+            rows.push(("dwcp hello while 2 `spin` requests run".into(), result?));
         }
     }
     if wanted("wasmtime") {
@@ -376,6 +410,115 @@ fn http(args: HttpBenchArgs) -> anyhow::Result<()> {
             println!("    {}", r.errors);
         }
     }
+    Ok(())
+}
+
+/// Appends a component custom section, so that each app gets distinct
+/// bytes (and its own compiled code) from one component.
+fn distinct(bytes: &[u8], i: u32) -> Vec<u8> {
+    let name = b"dwcp-bench";
+    let payload = i.to_le_bytes();
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section id
+    out.push((1 + name.len() + payload.len()) as u8);
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Starts `dwcp up` on free ports with state in `dir`.
+fn spawn_node(
+    me: &Path,
+    dir: &Path,
+    stdout: Stdio,
+) -> anyhow::Result<(Server, SocketAddr, SocketAddr)> {
+    let http = free_port()?;
+    let admin = free_port()?;
+    let child = Command::new(me)
+        .args([
+            "up",
+            "--http",
+            &http.to_string(),
+            "--admin",
+            &admin.to_string(),
+            "--data-dir",
+        ])
+        .arg(dir)
+        .env("DWCP_LOG", "warn")
+        .stdout(stdout)
+        .spawn()?;
+    Ok((Server(child), http, admin))
+}
+
+/// Time from process start to the ready line, and to every app answering.
+fn start_and_serve_all(me: &Path, dir: &Path, apps: u32) -> anyhow::Result<(Duration, Duration)> {
+    use std::io::BufRead;
+    let started = Instant::now();
+    let (mut node, http, _) = spawn_node(me, dir, Stdio::piped())?;
+    let stdout = node.0.stdout.take().context("no stdout")?;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    let ready = started.elapsed();
+    if !line.contains(&format!("apps={apps} ")) {
+        bail!("the node did not load every app: {line}");
+    }
+    for i in 0..apps {
+        timed_get(http, &format!("a{i}.bench.localhost"))?;
+    }
+    Ok((ready, started.elapsed()))
+}
+
+fn restart(args: RestartArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&args.component).with_context(|| {
+        format!(
+            "cannot read {} (build it with `cargo xtask examples`)",
+            args.component.display()
+        )
+    })?;
+    let me = std::env::current_exe()?;
+    let dir = tempfile::tempdir()?;
+    {
+        let (_node, _, admin) = spawn_node(&me, dir.path(), Stdio::null())?;
+        wait_for_port(admin)?;
+        let client = AdminClient::new(&format!("http://{admin}"), None);
+        eprintln!("deploying {} apps with distinct artifacts…", args.apps);
+        for i in 0..args.apps {
+            let _: serde_json::Value = client.upload(
+                &format!("/v1/apps/bench/a{i}/versions"),
+                distinct(&bytes, i),
+            )?;
+        }
+    }
+    println!(
+        "restart of a node holding {} apps (distinct artifacts of {}):",
+        args.apps,
+        args.component.display()
+    );
+    println!(
+        "{:<44} {:>14} {:>18}",
+        "", "to ready ms", "to all serving ms"
+    );
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let (ready, all) = start_and_serve_all(&me, dir.path(), args.apps)?;
+    println!(
+        "{:<44} {:>14.0} {:>18.0}",
+        "dwcp (AOT cache)",
+        ms(ready),
+        ms(all)
+    );
+    std::fs::remove_dir_all(dir.path().join("aot"))?;
+    let (cold_ready, cold_all) = start_and_serve_all(&me, dir.path(), args.apps)?;
+    println!(
+        "{:<44} {:>14.0} {:>18.0}",
+        "peer: same node, AOT cache deleted",
+        ms(cold_ready),
+        ms(cold_all)
+    );
+    println!(
+        "ratio (peer / dwcp, to all serving): {:.1}x",
+        cold_all.as_secs_f64() / all.as_secs_f64()
+    );
     Ok(())
 }
 

@@ -169,6 +169,10 @@ pub enum BenchCommand {
     ///
     /// Example: dwcp bench http --duration 10s
     Http(HttpBenchArgs),
+    /// Restart of a node holding many apps: time to ready and to serving all.
+    ///
+    /// Example: dwcp bench restart --apps 100
+    Restart(RestartArgs),
     /// Serve a native hyper hello-world (the ceiling `bench http` measures).
     #[command(hide = true)]
     NativeHello {
@@ -211,7 +215,17 @@ pub struct HttpBenchArgs {
     /// The `wasmtime` CLI to compare with.
     #[arg(long, default_value = "wasmtime")]
     pub wasmtime: String,
-    /// Only these targets (dwcp, dwcp-reuse, wasmtime, native), comma-separated.
+    /// Only these targets (dwcp, dwcp-reuse, dwcp-spin, wasmtime, native), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RestartArgs {
+    /// The component each app runs (made distinct per app with a custom section).
+    #[arg(long, default_value = "target/examples/hello.wasm")]
+    pub component: PathBuf,
+    /// How many apps the node holds.
+    #[arg(long, default_value_t = 100)]
+    pub apps: u32,
 }
