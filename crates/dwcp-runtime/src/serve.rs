@@ -91,7 +91,13 @@ impl AppVersion {
             if Instant::now() >= ctx.data().deadline {
                 Err(DeadlineExceeded.into())
             } else {
-                Ok(UpdateDeadline::Yield(1))
+                // tokio's `yield_now` lets the event loop poll for I/O
+                // before the guest resumes, so requests waiting on sockets
+                // are not starved by a guest that computes.
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             }
         });
         self.arm_deadline(&mut store);

@@ -12,6 +12,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// The request path allocates many small, short-lived objects (stores,
+// resource tables, hyper buffers); glibc's malloc spent about 15% of a
+// loaded node's CPU on them (perf, docs/performance.md), mimalloc less.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match commands::run(cli) {
