@@ -50,7 +50,7 @@ impl NodeConfig {
             data_dir,
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin: SocketAddr::from(([127, 0, 0, 1], 8081)),
-            workers: 1,
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             domain: "localhost".into(),
             runtime: RuntimeSettings::default(),
             max_upload: 256 << 20,

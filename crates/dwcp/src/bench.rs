@@ -285,7 +285,8 @@ fn http(args: HttpBenchArgs) -> anyhow::Result<()> {
         let admin = free_port()?;
         let _node = Server(
             Command::new(&me)
-                .args(["up", "--workers", &args.workers.to_string()])
+                .arg("up")
+                .args(args.workers.map(|w| format!("--workers={w}")))
                 .args([
                     "--http",
                     &http.to_string(),
@@ -301,12 +302,19 @@ fn http(args: HttpBenchArgs) -> anyhow::Result<()> {
         wait_for_port(admin)?;
         let client = AdminClient::new(&format!("http://{admin}"), None);
         let bytes = std::fs::read(&component)?;
+        let workers = args.workers.map_or_else(
+            || {
+                let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+                format!("{n} (one per CPU)")
+            },
+            |w| w.to_string(),
+        );
         let _: serde_json::Value = client.upload("/v1/apps/bench/hello/versions", bytes.clone())?;
         let _: serde_json::Value =
             client.upload("/v1/apps/bench/reuse/versions?reuse=1000", bytes)?;
         if wanted("dwcp") {
             rows.push((
-                format!("dwcp (fresh instance per request, {} worker)", args.workers),
+                format!("dwcp (fresh instance per request, workers {workers})"),
                 wrk(&args, http, "hello.bench.localhost")?,
             ));
         }

@@ -69,9 +69,9 @@ pub struct UpArgs {
     /// Address to serve apps on (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
-    /// Ingress threads, each a single-threaded event loop.
-    #[arg(long, default_value_t = 1)]
-    pub workers: usize,
+    /// Ingress threads, each a single-threaded event loop (default: one per CPU).
+    #[arg(long)]
+    pub workers: Option<usize>,
     /// Host suffix apps are addressed under: APP.TENANT.<domain>.
     #[arg(long, default_value = "localhost")]
     pub domain: String,
@@ -209,9 +209,9 @@ pub struct HttpBenchArgs {
     /// wrk threads.
     #[arg(long, default_value_t = 2)]
     pub threads: u32,
-    /// DWCP ingress threads.
-    #[arg(long, default_value_t = 1)]
-    pub workers: usize,
+    /// DWCP ingress threads (default: the node's default, one per CPU).
+    #[arg(long)]
+    pub workers: Option<usize>,
     /// The `wasmtime` CLI to compare with.
     #[arg(long, default_value = "wasmtime")]
     pub wasmtime: String,

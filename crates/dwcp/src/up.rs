@@ -41,7 +41,9 @@ pub fn run(args: UpArgs, admin: &str, data_dir: PathBuf) -> anyhow::Result<()> {
     config.admin = admin_addr.parse().with_context(|| {
         format!("--admin `{admin}`: expected an address such as 127.0.0.1:8081")
     })?;
-    config.workers = args.workers;
+    if let Some(workers) = args.workers {
+        config.workers = workers;
+    }
     config.domain = args.domain.trim_matches('.').to_ascii_lowercase();
     config.max_upload = parse_size("--max-upload", &args.max_upload)? as usize;
     config.drain_timeout = humantime::parse_duration(&args.drain_timeout)
