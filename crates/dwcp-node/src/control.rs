@@ -159,7 +159,9 @@ pub struct Control {
     domain: String,
     /// Deploys and deletes run one at a time: each is a read-modify-write
     /// of an app record, and compilation would not go faster in parallel.
-    serial: tokio::sync::Mutex<()>,
+    /// The guard moves into the blocking task, so that a deploy whose
+    /// client went away still holds it until its last write.
+    serial: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Control {
@@ -179,7 +181,7 @@ impl Control {
             apps,
             metrics,
             domain,
-            serial: tokio::sync::Mutex::new(()),
+            serial: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -189,6 +191,10 @@ impl Control {
     /// cannot be loaded is logged and skipped: one bad app must not keep the
     /// others down.
     pub fn load_all(&self) -> Result<usize, ControlError> {
+        // The admin API already answers (health checks): a deploy arriving
+        // now waits until the stored apps are loaded, so that start-up never
+        // installs a record older than the deploy.
+        let _serial = self.serial.blocking_lock();
         let records = self.state.apps(None)?;
         self.sweep(&records)?;
         let mut loaded = 0;
@@ -275,12 +281,15 @@ impl Control {
         bytes: Vec<u8>,
         options: DeployOptions,
     ) -> Result<DeployOutcome, ControlError> {
-        let _serial = self.serial.lock().await;
+        let serial = self.serial.clone().lock_owned().await;
         let this = self.clone();
         let id = id.clone();
-        tokio::task::spawn_blocking(move || this.deploy_blocking(&id, bytes, options))
-            .await
-            .map_err(|e| ControlError::BadOption(format!("deploy task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            let _serial = serial;
+            this.deploy_blocking(&id, bytes, options)
+        })
+        .await
+        .map_err(|e| ControlError::BadOption(format!("deploy task failed: {e}")))?
     }
 
     fn deploy_blocking(

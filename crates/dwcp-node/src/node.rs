@@ -12,7 +12,7 @@ use anyhow::Context;
 use dwcp_runtime::{Runtime, RuntimeSettings};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::watch;
 
@@ -210,7 +210,11 @@ fn spawn_ingress(
                                 let ingress = ingress.clone();
                                 async move { Ok::<_, Infallible>(route(&ingress, request).await) }
                             });
+                            // A client gets 10 s to send a request's head, so
+                            // that slow or idle connections cannot pile up.
                             let connection = http1::Builder::new()
+                                .timer(TokioTimer::new())
+                                .header_read_timeout(Duration::from_secs(10))
                                 .keep_alive(true)
                                 .serve_connection(TokioIo::new(stream), service);
                             let connection = graceful.watch(connection);

@@ -1,6 +1,8 @@
 //! Response bodies: the guest's, capped in size, or a short text of the node's.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -36,6 +38,7 @@ pub(crate) struct CappedBody<B> {
     seen: u64,
     cap: u64,
     overflow: Option<Box<dyn FnOnce() -> HttpError + Send>>,
+    stopped: Option<Arc<AtomicBool>>,
 }
 
 impl<B> CappedBody<B> {
@@ -51,7 +54,16 @@ impl<B> CappedBody<B> {
             seen: 0,
             cap,
             overflow: Some(Box::new(overflow)),
+            stopped: None,
         }
+    }
+
+    /// Makes the end of `inner` an error if `stopped` is set by then: a
+    /// guest stopped mid-stream ends its body channel just as a guest that
+    /// finished does, and the client must not take the rest as complete.
+    pub(crate) fn failing_if(mut self, stopped: Arc<AtomicBool>) -> Self {
+        self.stopped = Some(stopped);
+        self
     }
 }
 
@@ -79,6 +91,15 @@ where
             }
         }
         self.overflow = Some(overflow);
+        if let Poll::Ready(None) = &polled
+            && self
+                .stopped
+                .as_ref()
+                .is_some_and(|s| s.load(Ordering::Acquire))
+        {
+            self.overflow = None;
+            return Poll::Ready(Some(Err(HttpError::HttpResponseIncomplete)));
+        }
         polled
     }
 
@@ -104,6 +125,15 @@ mod tests {
         let inner = Full::new(Bytes::from(vec![0u8; 99])).map_err(|never| match never {});
         let body = CappedBody::new(inner, 99, || HttpError::HttpResponseBodySize(Some(99)));
         assert_eq!(body.collect().await.unwrap().to_bytes().len(), 99);
+    }
+
+    #[tokio::test]
+    async fn a_stopped_guest_body_ends_in_error() {
+        let stopped = Arc::new(AtomicBool::new(true));
+        let inner = Full::new(Bytes::from_static(b"partial")).map_err(|never| match never {});
+        let body = CappedBody::new(inner, 1 << 20, || HttpError::HttpResponseBodySize(None))
+            .failing_if(stopped);
+        assert!(body.collect().await.is_err());
     }
 
     #[test]

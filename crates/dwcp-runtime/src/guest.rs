@@ -28,8 +28,13 @@ pub struct GuestState {
 impl GuestState {
     pub(crate) fn new(memory_limit: u64, metrics: Arc<RuntimeMetrics>) -> Self {
         // Like `wasmtime serve`: the guest's stdout and stderr go to the
-        // node's, no arguments, no preopened directories.
-        let wasi = WasiCtx::builder().inherit_stdout().inherit_stderr().build();
+        // node's, no arguments, no preopened directories. Through tokio's
+        // handles, whose writes run off the event loop: a guest writing to
+        // a full pipe must not stall the other requests of its thread.
+        let wasi = WasiCtx::builder()
+            .stdout(tokio::io::stdout())
+            .stderr(tokio::io::stderr())
+            .build();
         metrics.live_instances.inc();
         Self {
             wasi,
@@ -43,6 +48,14 @@ impl GuestState {
             deadline: Instant::now(),
             _live: LiveInstance(metrics),
         }
+    }
+}
+
+impl GuestState {
+    /// Whether the guest left no resource behind (request, response,
+    /// body, stream): only such an instance may serve another request.
+    pub(crate) fn is_clean(&self) -> bool {
+        self.table.is_empty()
     }
 }
 

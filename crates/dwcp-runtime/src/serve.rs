@@ -1,5 +1,6 @@
 //! Serving requests with one version of an app.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,22 @@ struct Instance {
     store: Store<GuestState>,
     proxy: Proxy,
     served: u32,
+    idle_since: Instant,
+}
+
+/// Idle instances kept per version, at most: each holds a pool slot and its
+/// resident memory, which other apps may need more.
+const MAX_IDLE: usize = 4;
+
+/// An idle instance older than this is dropped rather than reused.
+const IDLE_TTL: Duration = Duration::from_secs(30);
+
+/// Why no instance could be created for a request.
+enum InstantiateError {
+    /// The node's instance pool is full.
+    PoolFull,
+    /// The guest was stopped while it initialised.
+    Stopped(TrapKind, String),
 }
 
 /// One version of an app, ready to serve: the pre-linked component, the
@@ -73,13 +90,16 @@ impl AppVersion {
     /// took. For benchmarks.
     pub async fn instantiate_only(&self) -> Result<Duration, String> {
         let started = Instant::now();
-        let instance = self.instantiate().await.map_err(|e| format!("{e:#}"))?;
+        let instance = self.instantiate().await.map_err(|e| match e {
+            InstantiateError::PoolFull => "the instance pool is full".to_string(),
+            InstantiateError::Stopped(_, detail) => detail,
+        })?;
         let elapsed = started.elapsed();
         drop(instance);
         Ok(elapsed)
     }
 
-    async fn instantiate(&self) -> wasmtime::Result<Instance> {
+    async fn instantiate(&self) -> Result<Instance, InstantiateError> {
         let started = Instant::now();
         let state = GuestState::new(self.limits.memory_bytes, self.metrics.clone());
         let mut store = Store::new(self.pre.engine(), state);
@@ -101,13 +121,36 @@ impl AppVersion {
             }
         });
         self.arm_deadline(&mut store);
-        let proxy = self.pre.instantiate_async(&mut store).await?;
+        let instantiated =
+            tokio::time::timeout(self.deadline(), self.pre.instantiate_async(&mut store)).await;
+        let proxy = match instantiated {
+            Ok(Ok(proxy)) => proxy,
+            Ok(Err(e))
+                if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                    .is_some() =>
+            {
+                return Err(InstantiateError::PoolFull);
+            }
+            Ok(Err(e)) => {
+                return Err(InstantiateError::Stopped(
+                    classify(&e, &store),
+                    describe(&e),
+                ));
+            }
+            Err(_) => {
+                return Err(InstantiateError::Stopped(
+                    TrapKind::deadline,
+                    "execution deadline passed while initialising".into(),
+                ));
+            }
+        };
         self.metrics
             .observe_instantiate(&self.labels, started.elapsed().as_secs_f64());
         Ok(Instance {
             store,
             proxy,
             served: 0,
+            idle_since: started,
         })
     }
 
@@ -152,17 +195,26 @@ impl AppVersion {
             })
         });
 
-        let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let mut instance = match reused {
+        let mut instance = match self.take_idle() {
             Some(mut instance) => {
                 self.arm_deadline(&mut instance.store);
                 instance
             }
             None => match self.instantiate().await {
                 Ok(instance) => instance,
-                Err(e) => {
-                    tracing::error!(tenant = %self.labels.tenant, app = %self.labels.app, version = %self.labels.version, "cannot instantiate: {e:#}");
-                    return text_response(503, "no instance available for this app; retry later");
+                Err(InstantiateError::PoolFull) => {
+                    tracing::warn!(tenant = %self.labels.tenant, app = %self.labels.app, "the node's instance pool is full (`dwcp up --pool-instances`)");
+                    let mut response =
+                        text_response(503, "the node has no free instance slot; retry later");
+                    response.headers_mut().insert(
+                        hyper::header::RETRY_AFTER,
+                        hyper::header::HeaderValue::from_static("1"),
+                    );
+                    return response;
+                }
+                Err(InstantiateError::Stopped(kind, detail)) => {
+                    self.report_stop(kind, &detail);
+                    return self.failure_response(kind);
                 }
             },
         };
@@ -178,6 +230,11 @@ impl AppVersion {
             Err(e) => return text_response(400, &format!("cannot pass the request on: {e}")),
         };
 
+        // Set when the guest is stopped, before its store (and with it the
+        // body channel) is dropped: a body it was streaming then ends in an
+        // error, so the client sees a cut-off response, not a short one.
+        let stopped = Arc::new(AtomicBool::new(false));
+        let stopped_in_task = stopped.clone();
         let version = self.clone();
         let task = tokio::spawn(async move {
             let _permit = permit;
@@ -197,7 +254,9 @@ impl AppVersion {
                     None
                 }
                 Some((kind, detail)) => {
+                    stopped_in_task.store(true, Ordering::Release);
                     version.report_stop(kind, &detail);
+                    drop(instance);
                     Some(kind)
                 }
             }
@@ -215,6 +274,7 @@ impl AppVersion {
                         );
                         HttpError::HttpResponseBodySize(Some(cap))
                     })
+                    .failing_if(stopped)
                     .boxed_unsync()
                 })
             }
@@ -266,17 +326,28 @@ impl AppVersion {
         );
     }
 
-    /// Keeps a healthy instance for another request if the app allows reuse.
+    /// Keeps a healthy instance for another request if the app allows reuse
+    /// and the guest left nothing behind.
     fn recycle(&self, mut instance: Instance) {
         instance.served += 1;
-        if instance.served >= self.limits.reuse {
+        if instance.served >= self.limits.reuse || !instance.store.data().is_clean() {
             return;
         }
+        instance.idle_since = Instant::now();
+        let max = MAX_IDLE.min(self.limits.concurrency as usize);
         if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < self.limits.concurrency as usize
+            && idle.len() < max
         {
             idle.push(instance);
         }
+    }
+
+    /// The most recently used idle instance, if one is fresh enough; stale
+    /// ones are dropped on the way.
+    fn take_idle(&self) -> Option<Instance> {
+        let mut idle = self.idle.lock().ok()?;
+        idle.retain(|i| i.idle_since.elapsed() < IDLE_TTL);
+        idle.pop()
     }
 }
 

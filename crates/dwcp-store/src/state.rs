@@ -179,8 +179,9 @@ mod tests {
             let store = StateStore::open(&path).unwrap();
             store.put_app(&record("demo", "hello", "aa")).unwrap();
             store.put_app(&record("demo", "echo", "bb")).unwrap();
-            // `demo-x` sorts right after `demo/`: the prefix scan must stop.
-            store.put_app(&record("demo-x", "hello", "cc")).unwrap();
+            // `demo0/…` sorts right after `demo/…` ('0' follows '/'): the
+            // prefix scan must stop before it.
+            store.put_app(&record("demo0", "hello", "cc")).unwrap();
         }
         let store = StateStore::open(&path).unwrap();
         let names: Vec<_> = store
@@ -197,14 +198,14 @@ mod tests {
             .into_iter()
             .map(|t| t.name)
             .collect();
-        assert_eq!(tenants, ["demo", "demo-x"]);
+        assert_eq!(tenants, ["demo", "demo0"]);
         assert!(store.artifact_in_use("cc").unwrap());
         assert_eq!(
-            store.delete_app("demo-x", "hello").unwrap().map(|a| a.app),
+            store.delete_app("demo0", "hello").unwrap().map(|a| a.app),
             Some("hello".to_string())
         );
         assert!(!store.artifact_in_use("cc").unwrap());
-        assert!(store.app("demo-x", "hello").unwrap().is_none());
-        assert!(store.delete_app("demo-x", "hello").unwrap().is_none());
+        assert!(store.app("demo0", "hello").unwrap().is_none());
+        assert!(store.delete_app("demo0", "hello").unwrap().is_none());
     }
 }

@@ -19,13 +19,22 @@ impl Drop for WasmtimeServe {
     }
 }
 
+/// The CLI named by `DWCP_WASMTIME` (which must work: `cargo xtask test`
+/// sets it), else `wasmtime` if on the PATH.
 fn wasmtime_cli() -> Option<String> {
-    let cli = std::env::var("DWCP_WASMTIME").unwrap_or_else(|_| "wasmtime".into());
-    let ok = Command::new(&cli)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    ok.then_some(cli)
+    let works = |cli: &str| {
+        Command::new(cli)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    match std::env::var("DWCP_WASMTIME") {
+        Ok(cli) => {
+            assert!(works(&cli), "DWCP_WASMTIME={cli} does not run");
+            Some(cli)
+        }
+        Err(_) => works("wasmtime").then(|| "wasmtime".to_string()),
+    }
 }
 
 fn serve(cli: &str, example: &str) -> WasmtimeServe {

@@ -110,7 +110,20 @@ fn concurrency_limit_gives_503_with_retry_after() {
             thread::spawn(move || common::request(http, "GET", "spin.t.localhost", "/", b"").status)
         })
         .collect();
-    thread::sleep(Duration::from_millis(500));
+    // Wait until both requests hold their slots.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status: serde_json::Value =
+            serde_json::from_str(&node.cli_ok(&["status", "t/spin", "--json"])).unwrap();
+        if status["in_flight"] == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the two requests never ran: {status}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
     let started = Instant::now();
     let reply = node.request("GET", "spin.t.localhost", "/", b"");
     assert_eq!(reply.status, 503, "{}", reply.text());
@@ -139,4 +152,40 @@ fn request_body_over_the_cap_is_refused() {
         "{}",
         reply.text()
     );
+}
+
+#[test]
+fn a_guest_stopped_mid_stream_leaves_a_cut_off_response() {
+    use std::io::{Read, Write};
+    let dir = data_dir();
+    let node = TestNode::start(dir.path());
+    node.deploy("t/flood", "flood", &["--deadline", "300ms"]);
+    let mut stream = std::net::TcpStream::connect(node.http).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: flood.t.localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    // Read a little, then stall: the guest blocks on back-pressure until its
+    // deadline stops it, long before it reaches the size cap.
+    let mut first = [0u8; 4096];
+    let n = stream.read(&mut first).unwrap();
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"));
+    thread::sleep(Duration::from_millis(1000));
+    let mut raw = first[..n].to_vec();
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(k @ 1..) = stream.read(&mut buf) {
+        raw.extend_from_slice(&buf[..k]);
+    }
+    let reply = common::read_reply(&mut std::io::Cursor::new(raw));
+    assert!(
+        !reply.complete,
+        "a stopped stream must not end like a finished one"
+    );
+    assert!(
+        (reply.body.len() as u64) < 64 << 20,
+        "stopped by the deadline, not the cap"
+    );
+    let stops = node.metric(
+        "dwcp_guest_stops_total{tenant=\"t\",app=\"flood\",version=\"v1\",kind=\"deadline\"}",
+    );
+    assert_eq!(stops, 1.0);
 }

@@ -200,7 +200,7 @@ pub fn request(addr: SocketAddr, method: &str, host: &str, path: &str, body: &[u
 }
 
 /// Reads a response from `stream` until the server closes it.
-pub fn read_reply(stream: &mut TcpStream) -> Reply {
+pub fn read_reply(stream: &mut impl Read) -> Reply {
     let mut raw = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     let clean = loop {
