@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -53,6 +53,9 @@ pub struct Runtime {
     pub(crate) aot: AotCache,
     pub(crate) metrics: Arc<RuntimeMetrics>,
     pub(crate) settings: RuntimeSettings,
+    /// Idle (`--reuse`) instances across all versions; at most half the
+    /// pool may sit idle.
+    pub(crate) idle_total: Arc<AtomicUsize>,
     ticker: EpochTicker,
 }
 
@@ -81,6 +84,7 @@ impl Runtime {
             aot,
             metrics,
             settings,
+            idle_total: Arc::new(AtomicUsize::new(0)),
             ticker,
         })
     }

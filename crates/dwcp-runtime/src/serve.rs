@@ -1,6 +1,6 @@
 //! Serving requests with one version of an app.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,10 +34,6 @@ struct Instance {
     idle_since: Instant,
 }
 
-/// Idle instances kept per version, at most: each holds a pool slot and its
-/// resident memory, which other apps may need more.
-const MAX_IDLE: usize = 4;
-
 /// An idle instance older than this is dropped rather than reused.
 const IDLE_TTL: Duration = Duration::from_secs(30);
 
@@ -57,6 +53,11 @@ pub struct AppVersion {
     limits: AppLimits,
     metrics: Arc<RuntimeMetrics>,
     idle: Mutex<Vec<Instance>>,
+    /// Idle instances of every version of the node, against its budget:
+    /// each holds a pool slot and its resident memory, which other apps may
+    /// need more than this one needs a warm instance.
+    idle_total: Arc<AtomicUsize>,
+    idle_budget: usize,
 }
 
 impl AppVersion {
@@ -73,6 +74,8 @@ impl AppVersion {
             limits,
             metrics: runtime.metrics.clone(),
             idle: Mutex::new(Vec::new()),
+            idle_total: runtime.idle_total.clone(),
+            idle_budget: runtime.settings.pool_instances as usize / 2,
         }
     }
 
@@ -334,10 +337,11 @@ impl AppVersion {
             return;
         }
         instance.idle_since = Instant::now();
-        let max = MAX_IDLE.min(self.limits.concurrency as usize);
         if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < max
+            && idle.len() < self.limits.concurrency as usize
+            && self.idle_total.load(Ordering::Relaxed) < self.idle_budget
         {
+            self.idle_total.fetch_add(1, Ordering::Relaxed);
             idle.push(instance);
         }
     }
@@ -346,8 +350,19 @@ impl AppVersion {
     /// ones are dropped on the way.
     fn take_idle(&self) -> Option<Instance> {
         let mut idle = self.idle.lock().ok()?;
+        let before = idle.len();
         idle.retain(|i| i.idle_since.elapsed() < IDLE_TTL);
-        idle.pop()
+        let taken = idle.pop();
+        let left = before - idle.len();
+        self.idle_total.fetch_sub(left, Ordering::Relaxed);
+        taken
+    }
+}
+
+impl Drop for AppVersion {
+    fn drop(&mut self) {
+        let idle = self.idle.get_mut().map_or(0, |idle| idle.len());
+        self.idle_total.fetch_sub(idle, Ordering::Relaxed);
     }
 }
 
