@@ -167,23 +167,28 @@ fn wasmtime_cli() -> anyhow::Result<PathBuf> {
     Ok(cli)
 }
 
-/// Runs every benchmark of docs/performance.md against its peers.
-fn bench(root: &Path) -> anyhow::Result<()> {
-    examples(root)?;
+/// Builds the release `dwcp` and returns its path.
+fn build_dwcp(root: &Path) -> anyhow::Result<PathBuf> {
     run(Command::new(env!("CARGO")).current_dir(root).args([
         "build",
         "--release",
         "--package",
         "dwcp",
     ]))?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    Ok(target.join("release/dwcp"))
+}
+
+/// Runs every benchmark of docs/performance.md against its peers.
+fn bench(root: &Path) -> anyhow::Result<()> {
+    examples(root)?;
+    let dwcp = build_dwcp(root)?;
     if Command::new("wrk").arg("-v").output().is_err() {
         eprintln!("installing wrk");
         run(Command::new("apt-get").args(["install", "-y", "wrk"]))?;
     }
     let wasmtime = wasmtime_cli()?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let dwcp = target.join("release/dwcp");
     let bench = |args: &[&str]| {
         let mut cmd = Command::new(&dwcp);
         cmd.current_dir(root).arg("bench").args(args);
@@ -207,15 +212,7 @@ fn bench(root: &Path) -> anyhow::Result<()> {
 
 fn demo(root: &Path) -> anyhow::Result<()> {
     let examples_dir = examples(root)?;
-    run(Command::new(env!("CARGO")).current_dir(root).args([
-        "build",
-        "--release",
-        "--package",
-        "dwcp",
-    ]))?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let dwcp = target.join("release/dwcp");
+    let dwcp = build_dwcp(root)?;
 
     let mut node = Command::new(&dwcp)
         .arg("up")

@@ -23,6 +23,16 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Reads the component a benchmark runs, saying how to build it if absent.
+fn read_component(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| {
+        format!(
+            "cannot read {} (build it with `cargo xtask examples`)",
+            path.display()
+        )
+    })
+}
+
 /// p50, p99 and mean of a sample, in microseconds.
 fn summary(samples: &mut [Duration]) -> (f64, f64, f64) {
     samples.sort();
@@ -33,12 +43,7 @@ fn summary(samples: &mut [Duration]) -> (f64, f64, f64) {
 }
 
 fn coldstart(args: ColdstartArgs) -> anyhow::Result<()> {
-    let bytes = std::fs::read(&args.component).with_context(|| {
-        format!(
-            "cannot read {} (build it with `cargo xtask examples`)",
-            args.component.display()
-        )
-    })?;
+    let bytes = read_component(&args.component)?;
     println!(
         "instantiate only, {} iterations of {}:",
         args.iterations,
@@ -250,12 +255,8 @@ fn wrk(args: &HttpBenchArgs, addr: SocketAddr, host: &str) -> anyhow::Result<Wrk
 }
 
 fn http(args: HttpBenchArgs) -> anyhow::Result<()> {
-    let component = std::fs::canonicalize(&args.component).with_context(|| {
-        format!(
-            "cannot find {} (build it with `cargo xtask examples`)",
-            args.component.display()
-        )
-    })?;
+    let bytes = read_component(&args.component)?;
+    let component = std::fs::canonicalize(&args.component)?;
     let wanted = |t: &str| args.only.is_empty() || args.only.iter().any(|o| o == t);
     let me = std::env::current_exe()?;
     let mut rows: Vec<(String, WrkResult)> = Vec::new();
@@ -301,7 +302,6 @@ fn http(args: HttpBenchArgs) -> anyhow::Result<()> {
         );
         wait_for_port(admin)?;
         let client = AdminClient::new(&format!("http://{admin}"), None);
-        let bytes = std::fs::read(&component)?;
         let workers = args.workers.map_or_else(
             || {
                 let n = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -326,9 +326,8 @@ fn http(args: HttpBenchArgs) -> anyhow::Result<()> {
         }
         if wanted("dwcp-spin") {
             let spin = component.with_file_name("spin.wasm");
-            let bytes =
-                std::fs::read(&spin).with_context(|| format!("cannot read {}", spin.display()))?;
-            let _: serde_json::Value = client.upload("/v1/apps/bench/spin/versions", bytes)?;
+            let spin_bytes = read_component(&spin)?;
+            let _: serde_json::Value = client.upload("/v1/apps/bench/spin/versions", spin_bytes)?;
             let stop = Arc::new(AtomicBool::new(false));
             // Two requests to `spin` at all times, each burning CPU until its
             // 1 s deadline.
@@ -478,12 +477,7 @@ fn start_and_serve_all(me: &Path, dir: &Path, apps: u32) -> anyhow::Result<(Dura
 }
 
 fn restart(args: RestartArgs) -> anyhow::Result<()> {
-    let bytes = std::fs::read(&args.component).with_context(|| {
-        format!(
-            "cannot read {} (build it with `cargo xtask examples`)",
-            args.component.display()
-        )
-    })?;
+    let bytes = read_component(&args.component)?;
     let me = std::env::current_exe()?;
     let dir = tempfile::tempdir()?;
     {
