@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use dwcp_store::AppId;
 use serde::Deserialize;
 
@@ -32,8 +32,15 @@ pub fn router(state: Arc<AdminState>, max_upload: usize) -> Router {
         .route("/v1/apps", get(list_apps))
         .route(
             "/v1/apps/{tenant}/{app}",
-            get(app_status).delete(delete_app),
+            get(app_status).delete(delete_app).patch(set_limits),
         )
+        .route("/v1/apps/{tenant}/{app}/restart", post(restart_app))
+        .route("/v1/tenants", get(list_tenants))
+        .route(
+            "/v1/tenants/{tenant}",
+            post(create_tenant).delete(delete_tenant),
+        )
+        .route("/v1/tenants/{tenant}/quota", put(set_quota))
         .route(
             "/v1/apps/{tenant}/{app}/versions",
             get(app_versions).post(deploy),
@@ -54,7 +61,9 @@ impl From<ControlError> for ApiError {
             }
             ControlError::Deploy(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ControlError::NoApp(_) | ControlError::NoTenant(_) => StatusCode::NOT_FOUND,
-            ControlError::VersionExists(..) => StatusCode::CONFLICT,
+            ControlError::VersionExists(..)
+            | ControlError::TenantExists(_)
+            | ControlError::OverQuota(_) => StatusCode::CONFLICT,
             ControlError::Store(_) | ControlError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, e.to_string())
@@ -185,4 +194,90 @@ async fn deploy(
     let options = q.options()?;
     let outcome = state.control.deploy(&id, body.to_vec(), options).await?;
     Ok((StatusCode::CREATED, axum::Json(outcome)))
+}
+
+/// Query of `PATCH /v1/apps/T/A`: the limits to change.
+#[derive(Deserialize)]
+struct LimitsQuery {
+    memory: Option<String>,
+    deadline: Option<String>,
+    concurrency: Option<u32>,
+    reuse: Option<u32>,
+}
+
+async fn set_limits(
+    State(state): State<Arc<AdminState>>,
+    Path((tenant, app)): Path<(String, String)>,
+    Query(q): Query<LimitsQuery>,
+) -> ApiResult<crate::AppStatus> {
+    let id = app_id(&tenant, &app)?;
+    let options = DeployQuery {
+        version: None,
+        memory: q.memory,
+        deadline: q.deadline,
+        concurrency: q.concurrency,
+        reuse: q.reuse,
+    }
+    .options()?;
+    Ok(axum::Json(state.control.set_limits(&id, options).await?))
+}
+
+async fn restart_app(
+    State(state): State<Arc<AdminState>>,
+    Path((tenant, app)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = app_id(&tenant, &app)?;
+    state.control.restart(&id).await?;
+    Ok(axum::Json(
+        serde_json::json!({ "tenant": id.tenant, "app": id.app, "restarted": true }),
+    ))
+}
+
+async fn list_tenants(
+    State(state): State<Arc<AdminState>>,
+) -> ApiResult<Vec<crate::TenantSummary>> {
+    Ok(axum::Json(state.control.tenants()?))
+}
+
+async fn create_tenant(
+    State(state): State<Arc<AdminState>>,
+    Path(tenant): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let record = state.control.create_tenant(&tenant).await?;
+    Ok((StatusCode::CREATED, axum::Json(record)))
+}
+
+async fn delete_tenant(
+    State(state): State<Arc<AdminState>>,
+    Path(tenant): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let apps = state.control.delete_tenant(&tenant).await?;
+    Ok(axum::Json(
+        serde_json::json!({ "tenant": tenant, "deleted_apps": apps }),
+    ))
+}
+
+/// Query of `PUT /v1/tenants/T/quota`: the whole quota; a field left out
+/// means no limit.
+#[derive(Deserialize)]
+struct QuotaQuery {
+    memory: Option<String>,
+    instances: Option<u32>,
+}
+
+async fn set_quota(
+    State(state): State<Arc<AdminState>>,
+    Path(tenant): Path<String>,
+    Query(q): Query<QuotaQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let memory_bytes = q
+        .memory
+        .map(|m| parse_size(&m).map_err(|e| format!("--memory: {e}")))
+        .transpose()
+        .map_err(ControlError::BadOption)?;
+    let quota = dwcp_store::TenantQuota {
+        memory_bytes,
+        instances: q.instances,
+    };
+    Ok(axum::Json(state.control.set_quota(&tenant, quota).await?))
 }

@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 
 use crate::host::key_of;
 use crate::metrics::VersionMetrics;
+use crate::tenants::TenantGate;
 
 /// An app as the ingress sees it: the version that serves and its
 /// concurrency slots. Immutable: a deploy builds a new one and swaps it in,
@@ -20,6 +21,8 @@ pub struct LiveApp {
     pub metrics: VersionMetrics,
     /// One permit per request that may run at once.
     pub slots: Arc<Semaphore>,
+    /// The quota of the app's tenant, shared with its other apps.
+    pub tenant: Arc<TenantGate>,
 }
 
 /// Every live app, keyed by `app.tenant` (the form hosts name them in).

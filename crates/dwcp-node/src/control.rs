@@ -5,20 +5,22 @@
 //! is left behind; a crash between steps leaves at worst unreferenced files,
 //! which the start-up sweep removes.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use dwcp_runtime::{AppVersion, CacheOutcome, DeployError, Runtime, VersionLabels};
 use dwcp_store::{
-    AppId, AppLimits, AppRecord, BlobStore, NameError, StateStore, StoreError, VersionRecord,
-    sha256_hex, unix_now,
+    AppId, AppLimits, AppRecord, BlobStore, NameError, StateStore, StoreError, TenantQuota,
+    TenantRecord, VersionRecord, sha256_hex, unix_now,
 };
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::apps::{AppTable, LiveApp};
 use crate::metrics::NodeMetrics;
+use crate::tenants::{TenantGate, TenantUsage};
 
 /// Why a control operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,12 @@ pub enum ControlError {
     /// A limit or option is out of range.
     #[error("{0}")]
     BadOption(String),
+    /// The tenant exists already.
+    #[error("tenant `{0}` exists already")]
+    TenantExists(String),
+    /// The change would take a tenant past its quota.
+    #[error("{0}")]
+    OverQuota(String),
     /// The state store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -105,6 +113,23 @@ pub struct AppSummary {
     pub deployed_at: u64,
 }
 
+/// One line of `dwcp tenants list`.
+#[derive(Debug, Serialize)]
+pub struct TenantSummary {
+    /// The tenant.
+    pub name: String,
+    /// When it was created (Unix seconds).
+    pub created_at: u64,
+    /// How many apps it has.
+    pub apps: usize,
+    /// The sum of its apps' memory limits: what one instance of each needs.
+    pub memory_per_instance_sum: u64,
+    /// Its quota (`null`: no limit).
+    pub quota: TenantQuota,
+    /// What its requests use now.
+    pub usage: TenantUsage,
+}
+
 /// `dwcp status TENANT/APP`.
 #[derive(Debug, Serialize)]
 pub struct AppStatus {
@@ -162,6 +187,8 @@ pub struct Control {
     /// The guard moves into the blocking task, so that a deploy whose
     /// client went away still holds it until its last write.
     serial: Arc<tokio::sync::Mutex<()>>,
+    /// Each tenant's quota gate, shared by its live apps.
+    gates: std::sync::Mutex<HashMap<String, Arc<TenantGate>>>,
 }
 
 impl Control {
@@ -182,6 +209,7 @@ impl Control {
             metrics,
             domain,
             serial: Arc::new(tokio::sync::Mutex::new(())),
+            gates: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -269,8 +297,76 @@ impl Control {
             version,
             metrics,
             slots,
+            tenant: self.gate(&record.tenant),
         });
         self.apps.insert(&record.tenant, &record.app, live);
+    }
+
+    /// The quota gate of `tenant`, made from its stored quota on first use.
+    fn gate(&self, tenant: &str) -> Arc<TenantGate> {
+        let quota = || {
+            self.state
+                .tenant(tenant)
+                .ok()
+                .flatten()
+                .map(|t| t.quota)
+                .unwrap_or_default()
+        };
+        match self.gates.lock() {
+            Ok(mut gates) => gates
+                .entry(tenant.to_string())
+                .or_insert_with(|| Arc::new(TenantGate::new(quota())))
+                .clone(),
+            Err(_) => Arc::new(TenantGate::new(quota())),
+        }
+    }
+
+    /// Puts a live app back with new limits, or with fresh instances (a
+    /// restart): same component, new `AppVersion`.
+    fn reinstall(&self, record: &AppRecord) -> Result<(), ControlError> {
+        let live = self
+            .apps
+            .get_app(&record.tenant, &record.app)
+            .ok_or_else(|| ControlError::NoApp(format!("{}/{}", record.tenant, record.app)))?;
+        let version = Arc::new(live.version.renewed(record.limits));
+        let slots = if live.version.limits().concurrency == record.limits.concurrency {
+            live.slots.clone()
+        } else {
+            Arc::new(Semaphore::new(record.limits.concurrency as usize))
+        };
+        let updated = Arc::new(LiveApp {
+            version,
+            metrics: live.metrics.clone(),
+            slots,
+            tenant: live.tenant.clone(),
+        });
+        self.apps.insert(&record.tenant, &record.app, updated);
+        Ok(())
+    }
+
+    /// Checks that `tenant`'s apps, with `app` given `memory`, fit the
+    /// tenant's memory quota: every app must be able to run one instance.
+    fn check_memory_quota(&self, tenant: &str, app: &str, memory: u64) -> Result<(), ControlError> {
+        let Some(quota) = self
+            .state
+            .tenant(tenant)?
+            .and_then(|t| t.quota.memory_bytes)
+        else {
+            return Ok(());
+        };
+        let others: u64 = self
+            .state
+            .apps(Some(tenant))?
+            .iter()
+            .filter(|a| a.app != app)
+            .map(|a| a.limits.memory_bytes)
+            .sum();
+        if others + memory > quota {
+            return Err(ControlError::OverQuota(format!(
+                "tenant `{tenant}` has a memory quota of {quota} bytes; its other apps need {others} and this one {memory} (one instance each): lower --memory or raise the quota with `dwcp tenants quota {tenant} --memory …`"
+            )));
+        }
+        Ok(())
     }
 
     /// Deploys `bytes` as a new version of `id` and switches traffic to it.
@@ -316,6 +412,7 @@ impl Control {
             return Err(ControlError::VersionExists(id.to_string(), version));
         }
         let limits = self.limits_for(existing.as_ref(), &options)?;
+        self.check_memory_quota(&id.tenant, &id.app, limits.memory_bytes)?;
 
         let sha256 = sha256_hex(&bytes);
         let size = bytes.len() as u64;
@@ -436,17 +533,14 @@ impl Control {
     /// artifacts and compiled code unless another version still uses them.
     pub async fn delete(self: &Arc<Self>, id: &AppId) -> Result<AppRecord, ControlError> {
         let _serial = self.serial.lock().await;
-        let record = self
-            .state
-            .delete_app(&id.tenant, &id.app)?
-            .ok_or_else(|| ControlError::NoApp(id.to_string()))?;
+        let Some(record) = self.state.delete_app(&id.tenant, &id.app)? else {
+            return Err(self
+                .record(id)
+                .err()
+                .unwrap_or(ControlError::NoApp(id.to_string())));
+        };
         self.apps.remove(&id.tenant, &id.app);
-        for version in &record.versions {
-            if !self.state.artifact_in_use(&version.sha256)? {
-                self.artifacts.remove(&version.sha256)?;
-                self.runtime.aot_cache().remove(&version.sha256)?;
-            }
-        }
+        self.remove_unused(record.versions.iter())?;
         tracing::info!(tenant = %id.tenant, app = %id.app, "deleted");
         Ok(record)
     }
@@ -475,9 +569,148 @@ impl Control {
     }
 
     fn record(&self, id: &AppId) -> Result<AppRecord, ControlError> {
-        self.state
-            .app(&id.tenant, &id.app)?
-            .ok_or_else(|| ControlError::NoApp(id.to_string()))
+        match self.state.app(&id.tenant, &id.app)? {
+            Some(record) => Ok(record),
+            None if self.state.tenant(&id.tenant)?.is_none() => {
+                Err(ControlError::NoTenant(id.tenant.clone()))
+            }
+            None => Err(ControlError::NoApp(id.to_string())),
+        }
+    }
+
+    /// Changes an app's limits without a redeploy: new requests run under
+    /// them at once, requests in flight finish under the old ones.
+    pub async fn set_limits(
+        self: &Arc<Self>,
+        id: &AppId,
+        options: DeployOptions,
+    ) -> Result<AppStatus, ControlError> {
+        let _serial = self.serial.lock().await;
+        let mut record = self.record(id)?;
+        record.limits = self.limits_for(Some(&record), &options)?;
+        self.check_memory_quota(&id.tenant, &id.app, record.limits.memory_bytes)?;
+        self.state.put_app(&record)?;
+        self.reinstall(&record)?;
+        tracing::info!(tenant = %id.tenant, app = %id.app, limits = ?record.limits, "limits changed");
+        self.status(id)
+    }
+
+    /// Recycles an app's instances: idle ones are dropped, new requests get
+    /// fresh ones, requests in flight finish.
+    pub async fn restart(self: &Arc<Self>, id: &AppId) -> Result<(), ControlError> {
+        let _serial = self.serial.lock().await;
+        let record = self.record(id)?;
+        self.reinstall(&record)?;
+        tracing::info!(tenant = %id.tenant, app = %id.app, "restarted");
+        Ok(())
+    }
+
+    /// Creates an empty tenant.
+    pub async fn create_tenant(&self, name: &str) -> Result<TenantRecord, ControlError> {
+        dwcp_store::validate_label(name)?;
+        let _serial = self.serial.lock().await;
+        if self.state.tenant(name)?.is_some() {
+            return Err(ControlError::TenantExists(name.to_string()));
+        }
+        let record = TenantRecord {
+            name: name.to_string(),
+            created_at: unix_now(),
+            quota: Default::default(),
+        };
+        self.state.put_tenant(&record)?;
+        tracing::info!(tenant = name, "tenant created");
+        Ok(record)
+    }
+
+    /// Every tenant with its apps, quota and live use.
+    pub fn tenants(&self) -> Result<Vec<TenantSummary>, ControlError> {
+        let apps = self.state.apps(None)?;
+        Ok(self
+            .state
+            .tenants()?
+            .into_iter()
+            .map(|t| {
+                let mine = apps.iter().filter(|a| a.tenant == t.name);
+                TenantSummary {
+                    apps: mine.clone().count(),
+                    memory_per_instance_sum: mine.map(|a| a.limits.memory_bytes).sum(),
+                    usage: self.gate(&t.name).usage(),
+                    quota: t.quota,
+                    created_at: t.created_at,
+                    name: t.name,
+                }
+            })
+            .collect())
+    }
+
+    /// Sets a tenant's quota. Refused, changing nothing, if its apps could
+    /// not each run one instance under it.
+    pub async fn set_quota(
+        &self,
+        name: &str,
+        quota: TenantQuota,
+    ) -> Result<TenantRecord, ControlError> {
+        dwcp_store::validate_label(name)?;
+        let _serial = self.serial.lock().await;
+        let mut record = self
+            .state
+            .tenant(name)?
+            .ok_or_else(|| ControlError::NoTenant(name.to_string()))?;
+        if quota.instances == Some(0) {
+            return Err(ControlError::BadOption(
+                "--instances must be at least 1".into(),
+            ));
+        }
+        if let Some(memory) = quota.memory_bytes {
+            let apps = self.state.apps(Some(name))?;
+            let need: u64 = apps.iter().map(|a| a.limits.memory_bytes).sum();
+            if need > memory {
+                return Err(ControlError::OverQuota(format!(
+                    "a memory quota of {memory} bytes is below what tenant `{name}`'s {} apps need to run one instance each: {need} bytes",
+                    apps.len()
+                )));
+            }
+        }
+        record.quota = quota;
+        self.state.put_tenant(&record)?;
+        self.gate(name).set_quota(quota);
+        tracing::info!(tenant = name, ?quota, "quota set");
+        Ok(record)
+    }
+
+    /// Deletes a tenant with all its apps, their artifacts and compiled code
+    /// (unless another tenant's app uses the same bytes).
+    pub async fn delete_tenant(&self, name: &str) -> Result<usize, ControlError> {
+        dwcp_store::validate_label(name)?;
+        let _serial = self.serial.lock().await;
+        let (_, apps) = self
+            .state
+            .delete_tenant(name)?
+            .ok_or_else(|| ControlError::NoTenant(name.to_string()))?;
+        for app in &apps {
+            self.apps.remove(&app.tenant, &app.app);
+        }
+        self.remove_unused(apps.iter().flat_map(|a| &a.versions))?;
+        if let Ok(mut gates) = self.gates.lock() {
+            gates.remove(name);
+        }
+        tracing::info!(tenant = name, apps = apps.len(), "tenant deleted");
+        Ok(apps.len())
+    }
+
+    /// Removes the artifacts and compiled code of `versions` that no stored
+    /// version uses any more.
+    fn remove_unused<'a>(
+        &self,
+        versions: impl Iterator<Item = &'a VersionRecord>,
+    ) -> Result<(), ControlError> {
+        for version in versions {
+            if !self.state.artifact_in_use(&version.sha256)? {
+                self.artifacts.remove(&version.sha256)?;
+                self.runtime.aot_cache().remove(&version.sha256)?;
+            }
+        }
+        Ok(())
     }
 
     /// The status of one app.

@@ -9,6 +9,7 @@ use hyper::header::{HOST, HeaderValue, RETRY_AFTER};
 
 use crate::apps::AppTable;
 use crate::host::{app_key, split_key};
+use crate::tenants::QuotaExceeded;
 
 /// How long a request waits for a concurrency slot before it gets 503.
 const SLOT_WAIT: Duration = Duration::from_secs(1);
@@ -79,10 +80,32 @@ pub async fn route(
         }
     };
 
-    // 4. An instance serves it, within the app's limits.
-    let response = version.handle(request, permit).await;
+    // 4. Room in the tenant's quota, without waiting: a tenant at its quota
+    //    is at it because of its own load.
+    let share = match app.tenant.try_enter(version.limits().memory_bytes) {
+        Ok(share) => share,
+        Err(full) => {
+            let tenant = &version.labels().tenant;
+            let reason = match full {
+                QuotaExceeded::Instances(n) => format!("its quota of {n} instances"),
+                QuotaExceeded::Memory(m) => format!("its memory quota of {m} bytes"),
+            };
+            let mut response = text_response(
+                503,
+                &format!("tenant `{tenant}` is at {reason}; retry later"),
+            );
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            app.metrics.observe(503, started.elapsed().as_secs_f64());
+            return response;
+        }
+    };
 
-    // 5. Metrics.
+    // 5. An instance serves it, within the app's limits.
+    let response = version.handle(request, (permit, share)).await;
+
+    // 6. Metrics.
     app.metrics
         .observe(response.status().as_u16(), started.elapsed().as_secs_f64());
     response

@@ -15,11 +15,14 @@ mod host;
 pub mod ingress;
 mod metrics;
 mod node;
+mod tenants;
 
 pub use apps::{AppTable, LiveApp};
 pub use control::{
-    AppStatus, AppSummary, Control, ControlError, DeployOptions, DeployOutcome, VersionInfo,
+    AppStatus, AppSummary, Control, ControlError, DeployOptions, DeployOutcome, TenantSummary,
+    VersionInfo,
 };
 pub use host::app_key;
 pub use metrics::NodeMetrics;
 pub use node::{Node, NodeConfig, RunningNode};
+pub use tenants::{QuotaExceeded, TenantGate, TenantSlot, TenantUsage};

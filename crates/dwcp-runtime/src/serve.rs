@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Body;
-use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::Error as HttpError;
 use wasmtime_wasi_http::WasiHttpView;
@@ -76,6 +75,20 @@ impl AppVersion {
             idle: Mutex::new(Vec::new()),
             idle_total: runtime.idle_total.clone(),
             idle_budget: runtime.settings.pool_instances as usize / 2,
+        }
+    }
+
+    /// The same component with new limits (or the same ones: a restart),
+    /// without the idle instances of this one.
+    pub fn renewed(&self, limits: AppLimits) -> Self {
+        Self {
+            labels: self.labels.clone(),
+            pre: self.pre.clone(),
+            limits,
+            metrics: self.metrics.clone(),
+            idle: Mutex::new(Vec::new()),
+            idle_total: self.idle_total.clone(),
+            idle_budget: self.idle_budget,
         }
     }
 
@@ -166,14 +179,16 @@ impl AppVersion {
         Duration::from_millis(self.limits.deadline_ms)
     }
 
-    /// Serves one request. `permit` (the app's concurrency slot) is held
-    /// until the guest has finished, including a streamed body.
-    pub async fn handle<B>(
+    /// Serves one request. `permit` (what the request holds: the app's
+    /// concurrency slot, the tenant's share) is dropped when the guest has
+    /// finished, including a streamed body.
+    pub async fn handle<B, P>(
         self: Arc<Self>,
         request: hyper::Request<B>,
-        permit: OwnedSemaphorePermit,
+        permit: P,
     ) -> hyper::Response<ResponseBody>
     where
+        P: Send + 'static,
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<HttpError>,
     {

@@ -17,6 +17,19 @@ pub struct TenantRecord {
     pub name: String,
     /// When it was created (Unix seconds).
     pub created_at: u64,
+    /// What its apps may use together.
+    #[serde(default)]
+    pub quota: TenantQuota,
+}
+
+/// What a tenant's apps may use together; `None`: no limit.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TenantQuota {
+    /// Memory the tenant's live instances may reserve at once, in bytes: each
+    /// instance counts its app's memory limit.
+    pub memory_bytes: Option<u64>,
+    /// Instances the tenant may have live at once.
+    pub instances: Option<u32>,
 }
 
 /// The limits every instance of an app runs under.

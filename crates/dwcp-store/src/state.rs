@@ -69,6 +69,52 @@ impl StateStore {
         value.map(|v| decode(&key, v.value())).transpose()
     }
 
+    /// One tenant, if it exists.
+    pub fn tenant(&self, name: &str) -> Result<Option<TenantRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::db)?;
+        let table = txn.open_table(TENANTS).map_err(StoreError::db)?;
+        let value = table.get(name).map_err(StoreError::db)?;
+        value.map(|v| decode(name, v.value())).transpose()
+    }
+
+    /// Writes a tenant record (creating or replacing it).
+    pub fn put_tenant(&self, record: &TenantRecord) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(StoreError::db)?;
+        txn.open_table(TENANTS)
+            .map_err(StoreError::db)?
+            .insert(record.name.as_str(), encode(record).as_slice())
+            .map_err(StoreError::db)?;
+        txn.commit().map_err(StoreError::db)
+    }
+
+    /// Removes a tenant and every app of it in one transaction; returns
+    /// the tenant and the apps removed, or `None` if there was no tenant.
+    pub fn delete_tenant(
+        &self,
+        name: &str,
+    ) -> Result<Option<(TenantRecord, Vec<AppRecord>)>, StoreError> {
+        let apps = self.apps(Some(name))?;
+        let txn = self.db.begin_write().map_err(StoreError::db)?;
+        let tenant = {
+            let mut tenants = txn.open_table(TENANTS).map_err(StoreError::db)?;
+            let old = tenants.remove(name).map_err(StoreError::db)?;
+            let Some(old) = old else {
+                return Ok(None);
+            };
+            decode::<TenantRecord>(name, old.value())?
+        };
+        {
+            let mut table = txn.open_table(APPS).map_err(StoreError::db)?;
+            for app in &apps {
+                table
+                    .remove(format!("{}/{}", app.tenant, app.app).as_str())
+                    .map_err(StoreError::db)?;
+            }
+        }
+        txn.commit().map_err(StoreError::db)?;
+        Ok(Some((tenant, apps)))
+    }
+
     /// Writes an app record, creating its tenant if it does not exist yet,
     /// in one transaction.
     pub fn put_app(&self, record: &AppRecord) -> Result<(), StoreError> {
@@ -84,6 +130,7 @@ impl StateStore {
                 let tenant = TenantRecord {
                     name: record.tenant.clone(),
                     created_at: unix_now(),
+                    quota: Default::default(),
                 };
                 tenants
                     .insert(record.tenant.as_str(), encode(&tenant).as_slice())
@@ -153,7 +200,7 @@ fn decode<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::{AppLimits, VersionRecord};
+    use crate::records::{AppLimits, TenantRecord, VersionRecord};
 
     fn record(tenant: &str, app: &str, sha: &str) -> AppRecord {
         AppRecord {
@@ -207,5 +254,23 @@ mod tests {
         assert!(!store.artifact_in_use("cc").unwrap());
         assert!(store.app("demo0", "hello").unwrap().is_none());
         assert!(store.delete_app("demo0", "hello").unwrap().is_none());
+
+        let (tenant, apps) = store.delete_tenant("demo").unwrap().unwrap();
+        assert_eq!(tenant.name, "demo");
+        assert_eq!(apps.len(), 2);
+        assert!(store.apps(Some("demo")).unwrap().is_empty());
+        assert!(store.tenant("demo").unwrap().is_none());
+        assert!(store.delete_tenant("demo").unwrap().is_none());
+        assert!(
+            store.tenant("demo0").unwrap().is_some(),
+            "other tenants stay"
+        );
+    }
+
+    #[test]
+    fn old_tenant_records_read_without_a_quota() {
+        let old = br#"{"name":"acme","created_at":5}"#;
+        let tenant: TenantRecord = decode("acme", old).unwrap();
+        assert_eq!(tenant.quota, Default::default());
     }
 }

@@ -56,7 +56,16 @@ pub enum Command {
     /// Delete an app with its versions, artifacts and compiled code.
     ///
     /// Example: dwcp delete demo/hello
-    Delete(DeleteArgs),
+    Delete(AppName),
+    /// Recycle an app's instances (in-flight requests finish).
+    ///
+    /// Example: dwcp restart demo/hello
+    Restart(AppName),
+    /// Tenants and their quotas.
+    ///
+    /// Example: dwcp tenants quota acme --memory 2GiB --instances 50
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
     /// Benchmarks against named peers.
     ///
     /// Example: dwcp bench http
@@ -133,6 +142,70 @@ pub enum AppsCommand {
     ///
     /// Example: dwcp apps list demo
     List(ListArgs),
+    /// Change an app's limits without a redeploy.
+    ///
+    /// Example: dwcp apps set demo/hello --memory 128MiB --concurrency 20
+    Set(SetArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SetArgs {
+    /// TENANT/APP, or APP in the default tenant.
+    pub app: String,
+    /// Linear memory limit per instance.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Execution deadline per request, wall-clock.
+    #[arg(long)]
+    pub deadline: Option<String>,
+    /// Requests served at once.
+    #[arg(long)]
+    pub concurrency: Option<u32>,
+    /// Requests one instance may serve.
+    #[arg(long)]
+    pub reuse: Option<u32>,
+    /// Print the app's new status as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantsCommand {
+    /// List tenants with their apps, quota and use.
+    ///
+    /// Example: dwcp tenants list --json
+    List {
+        /// Print JSON (fields in docs/cli.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create an empty tenant (deploy also creates one).
+    ///
+    /// Example: dwcp tenants create acme
+    Create {
+        /// The tenant's name.
+        tenant: String,
+    },
+    /// Delete a tenant with all its apps.
+    ///
+    /// Example: dwcp tenants delete acme
+    Delete {
+        /// The tenant's name.
+        tenant: String,
+    },
+    /// Set a tenant's quota (a limit left out: none).
+    ///
+    /// Example: dwcp tenants quota acme --memory 2GiB --instances 50
+    Quota {
+        /// The tenant's name.
+        tenant: String,
+        /// Memory its serving instances may reserve together (each counts its app's limit).
+        #[arg(long)]
+        memory: Option<String>,
+        /// Instances it may have serving at once; more requests get 503.
+        #[arg(long)]
+        instances: Option<u32>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -154,7 +227,7 @@ pub struct AppArg {
 }
 
 #[derive(Args, Debug)]
-pub struct DeleteArgs {
+pub struct AppName {
     /// TENANT/APP, or APP in the default tenant.
     pub app: String,
 }

@@ -63,6 +63,22 @@ impl AdminClient {
         decode(response)
     }
 
+    /// POST, PUT or PATCH `path` with no body (the query says it all) and
+    /// decode the JSON answer.
+    pub fn send<T: DeserializeOwned>(&self, method: &str, path: &str) -> anyhow::Result<T> {
+        let url = self.url(path);
+        let mut request = match method {
+            "POST" => self.agent.post(url),
+            "PUT" => self.agent.put(url),
+            _ => self.agent.patch(url),
+        };
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = request.send_empty().with_context(|| self.unreachable())?;
+        decode(response)
+    }
+
     /// POST the file's bytes to `path`, showing upload progress and then a
     /// spinner while the node compiles (on a terminal only).
     pub fn upload<T: DeserializeOwned>(&self, path: &str, bytes: Vec<u8>) -> anyhow::Result<T> {

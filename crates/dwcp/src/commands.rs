@@ -6,7 +6,7 @@ use anyhow::Context;
 use comfy_table::{Table, presets::NOTHING};
 use serde_json::Value;
 
-use crate::cli::{AppArg, AppsCommand, Cli, Command, DeployArgs};
+use crate::cli::{AppArg, AppsCommand, Cli, Command, DeployArgs, SetArgs, TenantsCommand};
 use crate::client::AdminClient;
 
 /// Runs the parsed command line.
@@ -20,6 +20,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Some(AppsCommand::List(list)) => {
                 apps_list(&client(), list.tenant.as_deref(), list.json || args.json)
             }
+            Some(AppsCommand::Set(set)) => apps_set(&client(), &cli.tenant, set),
             None => apps_list(&client(), None, args.json),
         },
         Command::Status(arg) => status(&client(), &cli.tenant, arg),
@@ -33,6 +34,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Restart(arg) => {
+            let (tenant, app) = split_app(&cli.tenant, &arg.app)?;
+            let _: Value = client().send("POST", &format!("/v1/apps/{tenant}/{app}/restart"))?;
+            println!("restarted {tenant}/{app}: new requests get fresh instances");
+            Ok(())
+        }
+        Command::Tenants(command) => tenants(&client(), command),
         Command::Bench(bench) => crate::bench::run(bench),
     }
 }
@@ -66,18 +74,14 @@ fn deploy(client: &AdminClient, default_tenant: &str, args: DeployArgs) -> anyho
     let (tenant, app) = split_app(default_tenant, &args.app)?;
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let mut query = Vec::new();
-    let mut add = |key: &str, value: Option<String>| {
-        if let Some(v) = value {
-            query.push(format!("{key}={}", percent_encode(&v)));
-        }
-    };
-    add("version", args.version);
-    add("memory", args.memory);
-    add("deadline", args.deadline);
-    add("concurrency", args.concurrency.map(|c| c.to_string()));
-    add("reuse", args.reuse.map(|r| r.to_string()));
-    let path = format!("/v1/apps/{tenant}/{app}/versions?{}", query.join("&"));
+    let query = limits_query(
+        args.version,
+        args.memory,
+        args.deadline,
+        args.concurrency,
+        args.reuse,
+    );
+    let path = format!("/v1/apps/{tenant}/{app}/versions?{query}");
     let out: Value = client.upload(&path, bytes)?;
     if args.json {
         return print_json(&out);
@@ -98,6 +102,132 @@ fn deploy(client: &AdminClient, default_tenant: &str, args: DeployArgs) -> anyho
         short_hash(out["sha256"].as_str().unwrap_or("")),
         out["size"].as_u64().unwrap_or(0),
     );
+    Ok(())
+}
+
+/// Query string of limit flags given on the command line.
+fn limits_query(
+    version: Option<String>,
+    memory: Option<String>,
+    deadline: Option<String>,
+    concurrency: Option<u32>,
+    reuse: Option<u32>,
+) -> String {
+    let mut query = Vec::new();
+    let mut add = |key: &str, value: Option<String>| {
+        if let Some(v) = value {
+            query.push(format!("{key}={}", percent_encode(&v)));
+        }
+    };
+    add("version", version);
+    add("memory", memory);
+    add("deadline", deadline);
+    add("concurrency", concurrency.map(|c| c.to_string()));
+    add("reuse", reuse.map(|r| r.to_string()));
+    query.join("&")
+}
+
+fn apps_set(client: &AdminClient, default_tenant: &str, args: SetArgs) -> anyhow::Result<()> {
+    let (tenant, app) = split_app(default_tenant, &args.app)?;
+    let query = limits_query(
+        None,
+        args.memory,
+        args.deadline,
+        args.concurrency,
+        args.reuse,
+    );
+    if query.is_empty() {
+        anyhow::bail!("nothing to set: give --memory, --deadline, --concurrency or --reuse");
+    }
+    let s: Value = client.send("PATCH", &format!("/v1/apps/{tenant}/{app}?{query}"))?;
+    if args.json {
+        return print_json(&s);
+    }
+    let l = &s["limits"];
+    println!(
+        "{tenant}/{app}: memory {}, deadline {} ms, concurrency {}, reuse {}",
+        bytes(l["memory_bytes"].as_u64()),
+        text(&l["deadline_ms"]),
+        text(&l["concurrency"]),
+        text(&l["reuse"]),
+    );
+    Ok(())
+}
+
+fn tenants(client: &AdminClient, command: TenantsCommand) -> anyhow::Result<()> {
+    match command {
+        TenantsCommand::List { json } => {
+            let tenants: Value = client.get("/v1/tenants")?;
+            if json {
+                return print_json(&tenants);
+            }
+            let mut table = Table::new();
+            *table.style_mut() = NOTHING;
+            table.set_header([
+                "TENANT",
+                "APPS",
+                "MEMORY QUOTA",
+                "INSTANCE QUOTA",
+                "SERVING NOW",
+            ]);
+            for t in tenants.as_array().cloned().unwrap_or_default() {
+                let quota = &t["quota"];
+                table.add_row([
+                    text(&t["name"]),
+                    text(&t["apps"]),
+                    quota["memory_bytes"]
+                        .as_u64()
+                        .map_or_else(|| "none".into(), |m| bytes(Some(m))),
+                    quota["instances"]
+                        .as_u64()
+                        .map_or_else(|| "none".into(), |n| n.to_string()),
+                    format!(
+                        "{} instances, {}",
+                        text(&t["usage"]["instances"]),
+                        bytes(t["usage"]["memory_bytes"].as_u64())
+                    ),
+                ]);
+            }
+            println!("{table}");
+        }
+        TenantsCommand::Create { tenant } => {
+            dwcp_store::validate_label(&tenant)?;
+            let _: Value = client.send("POST", &format!("/v1/tenants/{tenant}"))?;
+            println!("created tenant {tenant}");
+        }
+        TenantsCommand::Delete { tenant } => {
+            dwcp_store::validate_label(&tenant)?;
+            let out: Value = client.delete(&format!("/v1/tenants/{tenant}"))?;
+            println!(
+                "deleted tenant {tenant} and its {} app(s)",
+                out["deleted_apps"].as_u64().unwrap_or(0)
+            );
+        }
+        TenantsCommand::Quota {
+            tenant,
+            memory,
+            instances,
+        } => {
+            dwcp_store::validate_label(&tenant)?;
+            let query = limits_query(None, memory, None, None, None);
+            let query = match instances {
+                Some(n) if query.is_empty() => format!("instances={n}"),
+                Some(n) => format!("{query}&instances={n}"),
+                None => query,
+            };
+            let t: Value = client.send("PUT", &format!("/v1/tenants/{tenant}/quota?{query}"))?;
+            let quota = &t["quota"];
+            println!(
+                "tenant {tenant}: memory quota {}, instance quota {}",
+                quota["memory_bytes"]
+                    .as_u64()
+                    .map_or_else(|| "none".into(), |m| bytes(Some(m))),
+                quota["instances"]
+                    .as_u64()
+                    .map_or_else(|| "none".into(), |n| n.to_string()),
+            );
+        }
+    }
     Ok(())
 }
 
