@@ -7,7 +7,9 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 
 /// The guests in `examples/`, as the contract names them.
-const EXAMPLES: &[&str] = &["hello", "echo", "spin", "hog", "trap", "stack", "flood"];
+const EXAMPLES: &[&str] = &[
+    "hello", "echo", "spin", "hog", "trap", "stack", "flood", "fetch",
+];
 
 /// The guests the demo deploys, with the flags that show them off.
 const DEMO: &[(&str, &[&str])] = &[

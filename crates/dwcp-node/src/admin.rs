@@ -172,6 +172,7 @@ impl DeployQuery {
             deadline_ms,
             concurrency: self.concurrency,
             reuse: self.reuse,
+            ..DeployOptions::default()
         })
     }
 }
@@ -196,13 +197,17 @@ async fn deploy(
     Ok((StatusCode::CREATED, axum::Json(outcome)))
 }
 
-/// Query of `PATCH /v1/apps/T/A`: the limits to change.
+/// Query of `PATCH /v1/apps/T/A`: the limits to change, and egress rules
+/// to add (comma-separated).
 #[derive(Deserialize)]
 struct LimitsQuery {
     memory: Option<String>,
     deadline: Option<String>,
     concurrency: Option<u32>,
     reuse: Option<u32>,
+    allow_host: Option<String>,
+    allow_private: Option<String>,
+    clear_egress: Option<bool>,
 }
 
 async fn set_limits(
@@ -211,7 +216,16 @@ async fn set_limits(
     Query(q): Query<LimitsQuery>,
 ) -> ApiResult<crate::AppStatus> {
     let id = app_id(&tenant, &app)?;
-    let options = DeployQuery {
+    let list = |v: Option<String>| -> Vec<String> {
+        v.map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let mut options = DeployQuery {
         version: None,
         memory: q.memory,
         deadline: q.deadline,
@@ -219,6 +233,9 @@ async fn set_limits(
         reuse: q.reuse,
     }
     .options()?;
+    options.allow_hosts = list(q.allow_host);
+    options.allow_private = list(q.allow_private);
+    options.clear_egress = q.clear_egress.unwrap_or(false);
     Ok(axum::Json(state.control.set_limits(&id, options).await?))
 }
 

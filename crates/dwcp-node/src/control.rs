@@ -10,10 +10,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use dwcp_runtime::{AppVersion, CacheOutcome, DeployError, Runtime, VersionLabels};
+use dwcp_runtime::{
+    AppVersion, CacheOutcome, DeployError, EgressPolicy, HostRule, Runtime, VersionLabels,
+    parse_cidr,
+};
 use dwcp_store::{
-    AppId, AppLimits, AppRecord, BlobStore, NameError, StateStore, StoreError, TenantQuota,
-    TenantRecord, VersionRecord, sha256_hex, unix_now,
+    AppId, AppLimits, AppRecord, BlobStore, EgressSettings, NameError, StateStore, StoreError,
+    TenantQuota, TenantRecord, VersionRecord, sha256_hex, unix_now,
 };
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -71,6 +74,12 @@ pub struct DeployOptions {
     pub concurrency: Option<u32>,
     /// Requests per instance.
     pub reuse: Option<u32>,
+    /// Egress rules to add (`apps set` only).
+    pub allow_hosts: Vec<String>,
+    /// Private networks to open (`apps set` only).
+    pub allow_private: Vec<String>,
+    /// Remove every egress rule first (`apps set` only).
+    pub clear_egress: bool,
 }
 
 /// What a deploy did.
@@ -157,6 +166,8 @@ pub struct AppStatus {
     pub deployed_at: u64,
     /// The host name it answers to.
     pub host: String,
+    /// What its guests may reach with outgoing HTTP.
+    pub egress: EgressSettings,
 }
 
 /// One line of `dwcp versions`.
@@ -189,6 +200,8 @@ pub struct Control {
     serial: Arc<tokio::sync::Mutex<()>>,
     /// Each tenant's quota gate, shared by its live apps.
     gates: std::sync::Mutex<HashMap<String, Arc<TenantGate>>>,
+    /// The node's own addresses, out of guests' reach.
+    node_addrs: Vec<std::net::SocketAddr>,
 }
 
 impl Control {
@@ -199,6 +212,7 @@ impl Control {
         apps: Arc<AppTable>,
         metrics: Arc<NodeMetrics>,
         domain: String,
+        node_addrs: Vec<std::net::SocketAddr>,
     ) -> Result<Self, ControlError> {
         std::fs::create_dir_all(data_dir)?;
         Ok(Self {
@@ -210,6 +224,7 @@ impl Control {
             domain,
             serial: Arc::new(tokio::sync::Mutex::new(())),
             gates: std::sync::Mutex::new(HashMap::new()),
+            node_addrs,
         })
     }
 
@@ -279,12 +294,10 @@ impl Control {
             version: version.to_string(),
         };
         let metrics = self.metrics.for_version(&labels);
-        let version = Arc::new(AppVersion::new(
-            &self.runtime,
-            labels,
-            prepared,
-            record.limits,
-        ));
+        let version = Arc::new(
+            AppVersion::new(&self.runtime, labels, prepared, record.limits)
+                .with_egress(self.egress_policy(record)),
+        );
         // Keep the slots of the version being replaced when the limit is
         // unchanged, so that old and new versions together still honour it.
         let slots = match self.apps.get_app(&record.tenant, &record.app) {
@@ -300,6 +313,33 @@ impl Control {
             tenant: self.gate(&record.tenant),
         });
         self.apps.insert(&record.tenant, &record.app, live);
+    }
+
+    /// The runtime's form of an app's stored egress settings. Rules were
+    /// validated when set; one that no longer parses is dropped (denying
+    /// more, never less) and logged.
+    fn egress_policy(&self, record: &AppRecord) -> EgressPolicy {
+        let mut policy = EgressPolicy {
+            node_addrs: self.node_addrs.clone(),
+            ..EgressPolicy::default()
+        };
+        for rule in &record.egress.allow_hosts {
+            match HostRule::parse(rule) {
+                Ok(rule) => policy.allow_hosts.push(rule),
+                Err(e) => {
+                    tracing::warn!(tenant = %record.tenant, app = %record.app, "{e}; ignored")
+                }
+            }
+        }
+        for cidr in &record.egress.allow_private {
+            match parse_cidr(cidr) {
+                Ok(net) => policy.allow_private.push(net),
+                Err(e) => {
+                    tracing::warn!(tenant = %record.tenant, app = %record.app, "{e}; ignored")
+                }
+            }
+        }
+        policy
     }
 
     /// The quota gate of `tenant`, made from its stored quota on first use.
@@ -328,7 +368,11 @@ impl Control {
             .apps
             .get_app(&record.tenant, &record.app)
             .ok_or_else(|| ControlError::NoApp(format!("{}/{}", record.tenant, record.app)))?;
-        let version = Arc::new(live.version.renewed(record.limits));
+        let version = Arc::new(
+            live.version
+                .renewed(record.limits)
+                .with_egress(self.egress_policy(record)),
+        );
         let slots = if live.version.limits().concurrency == record.limits.concurrency {
             live.slots.clone()
         } else {
@@ -450,6 +494,7 @@ impl Control {
             versions: Vec::new(),
             limits,
             created_at: now,
+            egress: Default::default(),
         });
         record.versions.push(VersionRecord {
             version: version.clone(),
@@ -588,6 +633,7 @@ impl Control {
         let _serial = self.serial.lock().await;
         let mut record = self.record(id)?;
         record.limits = self.limits_for(Some(&record), &options)?;
+        record.egress = egress_settings(&record.egress, &options)?;
         self.check_memory_quota(&id.tenant, &id.app, record.limits.memory_bytes)?;
         self.state.put_app(&record)?;
         self.reinstall(&record)?;
@@ -731,6 +777,7 @@ impl Control {
             serving: live.is_some(),
             in_flight,
             limits: r.limits,
+            egress: r.egress.clone(),
             versions: r.versions.len(),
             created_at: r.created_at,
             active_version: r.active,
@@ -753,6 +800,32 @@ impl Control {
             })
             .collect())
     }
+}
+
+/// The egress settings after an `apps set`: cleared first if asked, then
+/// the new rules added (each validated, duplicates dropped).
+fn egress_settings(
+    current: &EgressSettings,
+    options: &DeployOptions,
+) -> Result<EgressSettings, ControlError> {
+    let mut settings = if options.clear_egress {
+        EgressSettings::default()
+    } else {
+        current.clone()
+    };
+    for rule in &options.allow_hosts {
+        HostRule::parse(rule).map_err(ControlError::BadOption)?;
+        if !settings.allow_hosts.contains(rule) {
+            settings.allow_hosts.push(rule.clone());
+        }
+    }
+    for cidr in &options.allow_private {
+        parse_cidr(cidr).map_err(ControlError::BadOption)?;
+        if !settings.allow_private.contains(cidr) {
+            settings.allow_private.push(cidr.clone());
+        }
+    }
+    Ok(settings)
 }
 
 /// Version names appear in URLs, metrics and logs: keep them short and plain.

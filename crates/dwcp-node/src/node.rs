@@ -88,6 +88,12 @@ impl Node {
             metrics.runtime.clone(),
         )?);
         let apps = Arc::new(AppTable::default());
+        let http = TcpListener::bind(config.http)
+            .with_context(|| format!("cannot listen on {} (--http)", config.http))?;
+        let admin = TcpListener::bind(config.admin)
+            .with_context(|| format!("cannot listen on {} (--admin)", config.admin))?;
+        let http_addr = http.local_addr()?;
+        let admin_addr = admin.local_addr()?;
         let control = Arc::new(
             Control::open(
                 &config.data_dir,
@@ -95,6 +101,7 @@ impl Node {
                 apps.clone(),
                 metrics.clone(),
                 config.domain.clone(),
+                vec![admin_addr],
             )
             .with_context(|| {
                 format!(
@@ -103,12 +110,6 @@ impl Node {
                 )
             })?,
         );
-        let http = TcpListener::bind(config.http)
-            .with_context(|| format!("cannot listen on {} (--http)", config.http))?;
-        let admin = TcpListener::bind(config.admin)
-            .with_context(|| format!("cannot listen on {} (--admin)", config.admin))?;
-        let http_addr = http.local_addr()?;
-        let admin_addr = admin.local_addr()?;
         let (shutdown, _) = watch::channel(false);
         let mut threads = Vec::new();
 

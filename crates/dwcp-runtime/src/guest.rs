@@ -10,7 +10,8 @@ use wasmtime_wasi_http::{
     WasiHttpView,
 };
 
-use crate::metrics::RuntimeMetrics;
+use crate::egress::EgressPolicy;
+use crate::metrics::{RuntimeMetrics, VersionLabels};
 
 /// What a store holds for one guest instance: its WASI contexts, its memory
 /// limiter and the deadline of the request it is serving.
@@ -18,7 +19,7 @@ pub struct GuestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    hooks: DenyEgress,
+    hooks: EgressHooks,
     pub(crate) limiter: MemoryLimiter,
     /// When the current request's execution deadline passes.
     pub(crate) deadline: Instant,
@@ -26,7 +27,11 @@ pub struct GuestState {
 }
 
 impl GuestState {
-    pub(crate) fn new(memory_limit: u64, metrics: Arc<RuntimeMetrics>) -> Self {
+    pub(crate) fn new(
+        memory_limit: u64,
+        metrics: Arc<RuntimeMetrics>,
+        egress: Arc<EgressContext>,
+    ) -> Self {
         // Like `wasmtime serve`: the guest's stdout and stderr go to the
         // node's, no arguments, no preopened directories. Through tokio's
         // handles, whose writes run off the event loop: a guest writing to
@@ -40,7 +45,7 @@ impl GuestState {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: DenyEgress,
+            hooks: EgressHooks(egress),
             limiter: MemoryLimiter {
                 limit: memory_limit,
                 refused: false,
@@ -78,13 +83,16 @@ impl WasiHttpView for GuestState {
     }
 }
 
-/// Refuses every outgoing request a guest makes (`wasi:http/outgoing-handler`).
-///
-/// Until a per-app egress policy exists, letting guests call out would let
-/// any tenant reach the node's loopback-only admin API or the network
-/// behind the node. So the guest gets `HTTP-request-denied`, as it will for
-/// any destination a policy does not allow.
-struct DenyEgress;
+/// Outgoing requests (`wasi:http/outgoing-handler`) go through the app's
+/// egress policy: denied unless it allows them (see `egress.rs`).
+struct EgressHooks(Arc<EgressContext>);
+
+/// An app version's egress policy with what its metrics need.
+pub(crate) struct EgressContext {
+    pub(crate) policy: Arc<EgressPolicy>,
+    pub(crate) labels: VersionLabels,
+    pub(crate) metrics: Arc<RuntimeMetrics>,
+}
 
 /// What `send_request` returns: the response and a future for its body's I/O.
 type Sent = Result<
@@ -95,15 +103,31 @@ type Sent = Result<
     HttpError,
 >;
 
-impl WasiHttpHooks for DenyEgress {
+impl WasiHttpHooks for EgressHooks {
     fn send_request(
         &mut self,
         request: hyper::Request<WasiBody>,
         _options: Option<RequestOptions>,
         _io: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> Box<dyn Future<Output = Sent> + Send> {
-        tracing::debug!(uri = %request.uri(), "outgoing request denied");
-        Box::new(async { Err(HttpError::HttpRequestDenied) })
+        let egress = self.0.clone();
+        Box::new(async move {
+            let uri = request.uri().to_string();
+            let result = egress.policy.clone().send(request).await;
+            let outcome = match &result {
+                Ok(_) => "sent",
+                Err(HttpError::HttpRequestDenied | HttpError::DestinationIpProhibited) => "denied",
+                Err(_) => "failed",
+            };
+            egress.metrics.record_egress(&egress.labels, outcome);
+            if let Err(e) = &result {
+                tracing::info!(tenant = %egress.labels.tenant, app = %egress.labels.app, %uri, "outgoing request {outcome}: {e}");
+            }
+            let response = result?;
+            let io: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
+                Box::new(async { Ok(()) });
+            Ok((response, io))
+        })
     }
 }
 

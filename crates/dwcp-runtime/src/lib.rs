@@ -21,6 +21,7 @@
 mod aot;
 mod body;
 mod deploy;
+mod egress;
 mod engine;
 mod guest;
 mod metrics;
@@ -29,6 +30,7 @@ mod serve;
 pub use aot::{AotCache, CacheOutcome};
 pub use body::{ResponseBody, text_response};
 pub use deploy::{DeployError, Prepared, check_component_bytes};
+pub use egress::{EgressPolicy, HostRule, MAX_EGRESS_RESPONSE, parse_cidr};
 pub use engine::{Runtime, RuntimeSettings};
 pub use guest::GuestState;
 pub use metrics::TrapKind;

@@ -58,6 +58,14 @@ pub struct RuntimeMetrics {
     aot_cache: Family<CacheLabels, Counter>,
     traps: Family<TrapLabels, Counter>,
     pub(crate) live_instances: Gauge,
+    egress: Family<EgressLabels, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EgressLabels {
+    tenant: String,
+    app: String,
+    outcome: &'static str,
 }
 
 impl Default for RuntimeMetrics {
@@ -70,6 +78,7 @@ impl Default for RuntimeMetrics {
             aot_cache: Family::default(),
             traps: Family::default(),
             live_instances: Gauge::default(),
+            egress: Family::default(),
         }
     }
 }
@@ -93,10 +102,25 @@ impl RuntimeMetrics {
             self.traps.clone(),
         );
         registry.register(
+            "dwcp_egress_requests",
+            "Guests' outgoing HTTP requests by outcome (sent, denied, failed)",
+            self.egress.clone(),
+        );
+        registry.register(
             "dwcp_live_instances",
             "Component instances alive now",
             self.live_instances.clone(),
         );
+    }
+
+    pub(crate) fn record_egress(&self, labels: &VersionLabels, outcome: &'static str) {
+        self.egress
+            .get_or_create(&EgressLabels {
+                tenant: labels.tenant.clone(),
+                app: labels.app.clone(),
+                outcome,
+            })
+            .inc();
     }
 
     pub(crate) fn record_cache(&self, outcome: CacheOutcome) {

@@ -15,8 +15,9 @@ use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 
 use crate::body::{CappedBody, ResponseBody, text_response};
 use crate::deploy::Prepared;
+use crate::egress::EgressPolicy;
 use crate::engine::Runtime;
-use crate::guest::GuestState;
+use crate::guest::{EgressContext, GuestState};
 use crate::metrics::{RuntimeMetrics, TrapKind, VersionLabels};
 use dwcp_store::AppLimits;
 
@@ -57,6 +58,7 @@ pub struct AppVersion {
     /// need more than this one needs a warm instance.
     idle_total: Arc<AtomicUsize>,
     idle_budget: usize,
+    egress: Arc<EgressContext>,
 }
 
 impl AppVersion {
@@ -67,6 +69,7 @@ impl AppVersion {
         prepared: Prepared,
         limits: AppLimits,
     ) -> Self {
+        let labels_for_egress = labels.clone();
         Self {
             labels,
             pre: prepared.pre,
@@ -75,6 +78,11 @@ impl AppVersion {
             idle: Mutex::new(Vec::new()),
             idle_total: runtime.idle_total.clone(),
             idle_budget: runtime.settings.pool_instances as usize / 2,
+            egress: Arc::new(EgressContext {
+                policy: Arc::new(EgressPolicy::default()),
+                labels: labels_for_egress,
+                metrics: runtime.metrics.clone(),
+            }),
         }
     }
 
@@ -89,7 +97,18 @@ impl AppVersion {
             idle: Mutex::new(Vec::new()),
             idle_total: self.idle_total.clone(),
             idle_budget: self.idle_budget,
+            egress: self.egress.clone(),
         }
+    }
+
+    /// The same version under another egress policy (deny-all by default).
+    pub fn with_egress(mut self, policy: EgressPolicy) -> Self {
+        self.egress = Arc::new(EgressContext {
+            policy: Arc::new(policy),
+            labels: self.labels.clone(),
+            metrics: self.metrics.clone(),
+        });
+        self
     }
 
     /// Tenant, app and version.
@@ -117,7 +136,11 @@ impl AppVersion {
 
     async fn instantiate(&self) -> Result<Instance, InstantiateError> {
         let started = Instant::now();
-        let state = GuestState::new(self.limits.memory_bytes, self.metrics.clone());
+        let state = GuestState::new(
+            self.limits.memory_bytes,
+            self.metrics.clone(),
+            self.egress.clone(),
+        );
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limiter);
         // Every epoch tick a running guest checks its deadline: past it the

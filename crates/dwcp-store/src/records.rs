@@ -91,6 +91,19 @@ pub struct AppRecord {
     pub limits: AppLimits,
     /// When the app was first deployed (Unix seconds).
     pub created_at: u64,
+    /// What its guests may reach with outgoing HTTP (nothing by default).
+    #[serde(default)]
+    pub egress: EgressSettings,
+}
+
+/// An app's egress policy as stored: the rules as the operator wrote them,
+/// validated when set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EgressSettings {
+    /// `--allow-host` rules: `api.example.com`, `*.svc.example`, `host:port`.
+    pub allow_hosts: Vec<String>,
+    /// `--allow-private` CIDRs.
+    pub allow_private: Vec<String>,
 }
 
 impl AppRecord {
@@ -134,6 +147,7 @@ mod tests {
             versions: vec![version("v1")],
             limits: AppLimits::default(),
             created_at: 0,
+            egress: EgressSettings::default(),
         };
         assert_eq!(app.next_version_name(), "v2");
         app.versions.push(version("beta"));

@@ -215,6 +215,7 @@ mod tests {
             }],
             limits: AppLimits::default(),
             created_at: 1,
+            egress: Default::default(),
         }
     }
 

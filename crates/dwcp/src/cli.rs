@@ -164,6 +164,17 @@ pub struct SetArgs {
     /// Requests one instance may serve.
     #[arg(long)]
     pub reuse: Option<u32>,
+    /// Let the guest's outgoing HTTP reach this host: `api.example.com`,
+    /// `*.svc.example`, optionally `:PORT` (repeatable; adds to the rules).
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allow_hosts: Vec<String>,
+    /// Let allowed hosts resolve into this private network (loopback,
+    /// private, link-local addresses are refused otherwise; repeatable).
+    #[arg(long = "allow-private", value_name = "CIDR")]
+    pub allow_private: Vec<String>,
+    /// Remove every egress rule first (then add those given).
+    #[arg(long)]
+    pub clear_egress: bool,
     /// Print the app's new status as JSON.
     #[arg(long)]
     pub json: bool,

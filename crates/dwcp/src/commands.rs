@@ -129,15 +129,30 @@ fn limits_query(
 
 fn apps_set(client: &AdminClient, default_tenant: &str, args: SetArgs) -> anyhow::Result<()> {
     let (tenant, app) = split_app(default_tenant, &args.app)?;
-    let query = limits_query(
+    let mut query = limits_query(
         None,
         args.memory,
         args.deadline,
         args.concurrency,
         args.reuse,
     );
+    let mut add = |key: &str, values: &[String]| {
+        if !values.is_empty() {
+            if !query.is_empty() {
+                query.push('&');
+            }
+            query.push_str(&format!("{key}={}", percent_encode(&values.join(","))));
+        }
+    };
+    add("allow_host", &args.allow_hosts);
+    add("allow_private", &args.allow_private);
+    if args.clear_egress {
+        add("clear_egress", &["true".to_string()]);
+    }
     if query.is_empty() {
-        anyhow::bail!("nothing to set: give --memory, --deadline, --concurrency or --reuse");
+        anyhow::bail!(
+            "nothing to set: give --memory, --deadline, --concurrency, --reuse, --allow-host, --allow-private or --clear-egress"
+        );
     }
     let s: Value = client.send("PATCH", &format!("/v1/apps/{tenant}/{app}?{query}"))?;
     if args.json {
@@ -145,13 +160,34 @@ fn apps_set(client: &AdminClient, default_tenant: &str, args: SetArgs) -> anyhow
     }
     let l = &s["limits"];
     println!(
-        "{tenant}/{app}: memory {}, deadline {} ms, concurrency {}, reuse {}",
+        "{tenant}/{app}: memory {}, deadline {} ms, concurrency {}, reuse {}; egress: {}",
         bytes(l["memory_bytes"].as_u64()),
         text(&l["deadline_ms"]),
         text(&l["concurrency"]),
         text(&l["reuse"]),
+        egress_summary(&s["egress"]),
     );
     Ok(())
+}
+
+/// `api.example.com, *.svc.example (private: 10.0.0.0/8)`, or `denied`.
+fn egress_summary(egress: &Value) -> String {
+    let list = |key: &str| -> Vec<String> {
+        egress[key]
+            .as_array()
+            .map(|a| a.iter().map(text).collect())
+            .unwrap_or_default()
+    };
+    let hosts = list("allow_hosts");
+    let private = list("allow_private");
+    if hosts.is_empty() {
+        return "denied".into();
+    }
+    if private.is_empty() {
+        hosts.join(", ")
+    } else {
+        format!("{} (private: {})", hosts.join(", "), private.join(", "))
+    }
 }
 
 fn tenants(client: &AdminClient, command: TenantsCommand) -> anyhow::Result<()> {
@@ -304,6 +340,7 @@ fn status(client: &AdminClient, default_tenant: &str, arg: AppArg) -> anyhow::Re
         text(&l["concurrency"]),
         text(&l["reuse"]),
     );
+    println!("  egress       {}", egress_summary(&s["egress"]));
     println!(
         "  body caps    request {}, response {}",
         bytes(l["max_request_body"].as_u64()),
