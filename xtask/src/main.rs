@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 
 /// The guests in `examples/`, as the contract names them.
 const EXAMPLES: &[&str] = &[
-    "hello", "echo", "spin", "hog", "trap", "stack", "flood", "fetch",
+    "hello", "echo", "spin", "hog", "trap", "stack", "flood", "fetch", "env",
 ];
 
 /// The guests the demo deploys, with the flags that show them off.

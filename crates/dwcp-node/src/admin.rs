@@ -35,6 +35,16 @@ pub fn router(state: Arc<AdminState>, max_upload: usize) -> Router {
             get(app_status).delete(delete_app).patch(set_limits),
         )
         .route("/v1/apps/{tenant}/{app}/restart", post(restart_app))
+        .route("/v1/apps/{tenant}/{app}/config", get(list_config))
+        .route(
+            "/v1/apps/{tenant}/{app}/config/{key}",
+            put(set_config).delete(unset_config),
+        )
+        .route("/v1/apps/{tenant}/{app}/secrets", get(list_secrets))
+        .route(
+            "/v1/apps/{tenant}/{app}/secrets/{name}",
+            put(set_secret).delete(unset_secret),
+        )
         .route("/v1/tenants", get(list_tenants))
         .route(
             "/v1/tenants/{tenant}",
@@ -64,7 +74,9 @@ impl From<ControlError> for ApiError {
             ControlError::VersionExists(..)
             | ControlError::TenantExists(_)
             | ControlError::OverQuota(_) => StatusCode::CONFLICT,
-            ControlError::Store(_) | ControlError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ControlError::Store(_) | ControlError::Io(_) | ControlError::Secret(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         ApiError(status, e.to_string())
     }
@@ -297,4 +309,64 @@ async fn set_quota(
         instances: q.instances,
     };
     Ok(axum::Json(state.control.set_quota(&tenant, quota).await?))
+}
+
+async fn list_config(
+    State(state): State<Arc<AdminState>>,
+    Path((tenant, app)): Path<(String, String)>,
+) -> ApiResult<std::collections::BTreeMap<String, String>> {
+    Ok(axum::Json(state.control.config(&app_id(&tenant, &app)?)?))
+}
+
+/// The value is the request body, never the URL: URLs end up in logs.
+async fn set_config(
+    State(state): State<Arc<AdminState>>,
+    Path((tenant, app, key)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = app_id(&tenant, &app)?;
+    let value = String::from_utf8(body.to_vec())
+        .map_err(|_| ControlError::BadOption(format!("config `{key}` is not UTF-8 text")))?;
+    state.control.set_config(&id, &key, Some(value)).await?;
+    Ok(axum::Json(serde_json::json!({ "key": key })))
+}
+
+async fn unset_config(
+    State(state): State<Arc<AdminState>>,
+    Path((tenant, app, key)): Path<(String, String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = app_id(&tenant, &app)?;
+    state.control.set_config(&id, &key, None).await?;
+    Ok(axum::Json(serde_json::json!({ "key": key })))
+}
+
+async fn list_secrets(
+    State(state): State<Arc<AdminState>>,
+    Path((tenant, app)): Path<(String, String)>,
+) -> ApiResult<Vec<String>> {
+    Ok(axum::Json(
+        state.control.secret_names(&app_id(&tenant, &app)?)?,
+    ))
+}
+
+async fn set_secret(
+    State(state): State<Arc<AdminState>>,
+    Path((tenant, app, name)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = app_id(&tenant, &app)?;
+    state
+        .control
+        .set_secret(&id, &name, Some(body.to_vec()))
+        .await?;
+    Ok(axum::Json(serde_json::json!({ "name": name })))
+}
+
+async fn unset_secret(
+    State(state): State<Arc<AdminState>>,
+    Path((tenant, app, name)): Path<(String, String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = app_id(&tenant, &app)?;
+    state.control.set_secret(&id, &name, None).await?;
+    Ok(axum::Json(serde_json::json!({ "name": name })))
 }

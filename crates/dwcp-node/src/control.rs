@@ -23,6 +23,7 @@ use tokio::sync::Semaphore;
 
 use crate::apps::{AppTable, LiveApp};
 use crate::metrics::NodeMetrics;
+use crate::secrets::SecretBox;
 use crate::tenants::{TenantGate, TenantUsage};
 
 /// Why a control operation failed.
@@ -52,6 +53,9 @@ pub enum ControlError {
     /// The change would take a tenant past its quota.
     #[error("{0}")]
     OverQuota(String),
+    /// A secret cannot be opened.
+    #[error("{0}")]
+    Secret(String),
     /// The state store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -202,6 +206,8 @@ pub struct Control {
     gates: std::sync::Mutex<HashMap<String, Arc<TenantGate>>>,
     /// The node's own addresses, out of guests' reach.
     node_addrs: Vec<std::net::SocketAddr>,
+    /// Seals secrets at rest.
+    secrets: SecretBox,
 }
 
 impl Control {
@@ -225,6 +231,7 @@ impl Control {
             serial: Arc::new(tokio::sync::Mutex::new(())),
             gates: std::sync::Mutex::new(HashMap::new()),
             node_addrs,
+            secrets: SecretBox::open_or_create(data_dir)?,
         })
     }
 
@@ -281,13 +288,20 @@ impl Control {
             .active_version()
             .ok_or_else(|| ControlError::NoApp(format!("{}/{}", record.tenant, record.app)))?;
         let sha = active.sha256.clone();
+        let env = self.guest_env(record)?;
         let prepared = self.runtime.prepare(&sha, || self.artifacts.get(&sha))?;
         let cache = prepared.cache;
-        self.install(record, &active.version, prepared);
+        self.install(record, &active.version, prepared, env);
         Ok(cache)
     }
 
-    fn install(&self, record: &AppRecord, version: &str, prepared: dwcp_runtime::Prepared) {
+    fn install(
+        &self,
+        record: &AppRecord,
+        version: &str,
+        prepared: dwcp_runtime::Prepared,
+        env: Vec<(String, String)>,
+    ) {
         let labels = VersionLabels {
             tenant: record.tenant.clone(),
             app: record.app.clone(),
@@ -296,7 +310,8 @@ impl Control {
         let metrics = self.metrics.for_version(&labels);
         let version = Arc::new(
             AppVersion::new(&self.runtime, labels, prepared, record.limits)
-                .with_egress(self.egress_policy(record)),
+                .with_egress(self.egress_policy(record))
+                .with_env(env),
         );
         // Keep the slots of the version being replaced when the limit is
         // unchanged, so that old and new versions together still honour it.
@@ -313,6 +328,111 @@ impl Control {
             tenant: self.gate(&record.tenant),
         });
         self.apps.insert(&record.tenant, &record.app, live);
+    }
+
+    /// The environment of the app's instances: config, then secrets
+    /// (opened here, never logged).
+    fn guest_env(&self, record: &AppRecord) -> Result<Vec<(String, String)>, ControlError> {
+        let mut env: Vec<(String, String)> = record
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (name, sealed) in &record.secrets {
+            let context = format!("{}/{}/{name}", record.tenant, record.app);
+            let value = self
+                .secrets
+                .open(&context, sealed)
+                .map_err(ControlError::Secret)?;
+            let value = String::from_utf8(value)
+                .map_err(|_| ControlError::Secret(format!("secret {context} is not UTF-8")))?;
+            env.retain(|(k, _)| k != name);
+            env.push((name.clone(), value));
+        }
+        Ok(env)
+    }
+
+    /// Sets (`Some`) or removes (`None`) a config value; new instances see
+    /// it at once, no redeploy.
+    pub async fn set_config(
+        self: &Arc<Self>,
+        id: &AppId,
+        key: &str,
+        value: Option<String>,
+    ) -> Result<(), ControlError> {
+        validate_env_name(key)?;
+        let _serial = self.serial.lock().await;
+        let mut record = self.record(id)?;
+        match value {
+            Some(value) => {
+                check_env_value(key, value.as_bytes())?;
+                check_env_count(&record, key)?;
+                record.config.insert(key.to_string(), value);
+            }
+            None => {
+                if record.config.remove(key).is_none() {
+                    return Err(ControlError::BadOption(format!(
+                        "{id} has no config `{key}`"
+                    )));
+                }
+            }
+        }
+        self.state.put_app(&record)?;
+        self.reinstall(&record)?;
+        tracing::info!(tenant = %id.tenant, app = %id.app, key, "config changed");
+        Ok(())
+    }
+
+    /// Seals and stores (`Some`) or removes (`None`) a secret; new
+    /// instances see it at once, no redeploy. The value is never logged.
+    pub async fn set_secret(
+        self: &Arc<Self>,
+        id: &AppId,
+        name: &str,
+        value: Option<Vec<u8>>,
+    ) -> Result<(), ControlError> {
+        validate_env_name(name)?;
+        let _serial = self.serial.lock().await;
+        let mut record = self.record(id)?;
+        match value {
+            Some(value) => {
+                check_env_value(name, &value)?;
+                if std::str::from_utf8(&value).is_err() {
+                    return Err(ControlError::BadOption(format!(
+                        "secret `{name}` is not UTF-8 text: guests read secrets as environment variables (base64-encode binary values)"
+                    )));
+                }
+                check_env_count(&record, name)?;
+                let context = format!("{}/{}/{name}", id.tenant, id.app);
+                record
+                    .secrets
+                    .insert(name.to_string(), self.secrets.seal(&context, &value)?);
+            }
+            None => {
+                if record.secrets.remove(name).is_none() {
+                    return Err(ControlError::BadOption(format!(
+                        "{id} has no secret `{name}`"
+                    )));
+                }
+            }
+        }
+        self.state.put_app(&record)?;
+        self.reinstall(&record)?;
+        tracing::info!(tenant = %id.tenant, app = %id.app, name, "secret changed");
+        Ok(())
+    }
+
+    /// An app's config values.
+    pub fn config(
+        &self,
+        id: &AppId,
+    ) -> Result<std::collections::BTreeMap<String, String>, ControlError> {
+        Ok(self.record(id)?.config)
+    }
+
+    /// The names of an app's secrets (never their values).
+    pub fn secret_names(&self, id: &AppId) -> Result<Vec<String>, ControlError> {
+        Ok(self.record(id)?.secrets.into_keys().collect())
     }
 
     /// The runtime's form of an app's stored egress settings. Rules were
@@ -371,7 +491,8 @@ impl Control {
         let version = Arc::new(
             live.version
                 .renewed(record.limits)
-                .with_egress(self.egress_policy(record)),
+                .with_egress(self.egress_policy(record))
+                .with_env(self.guest_env(record)?),
         );
         let slots = if live.version.limits().concurrency == record.limits.concurrency {
             live.slots.clone()
@@ -495,6 +616,8 @@ impl Control {
             limits,
             created_at: now,
             egress: Default::default(),
+            config: Default::default(),
+            secrets: Default::default(),
         });
         record.versions.push(VersionRecord {
             version: version.clone(),
@@ -504,6 +627,13 @@ impl Control {
         });
         record.active = version.clone();
         record.limits = limits;
+        let env = match self.guest_env(&record) {
+            Ok(env) => env,
+            Err(e) => {
+                undo();
+                return Err(e);
+            }
+        };
         let stored = self
             .artifacts
             .put(&bytes)
@@ -513,7 +643,7 @@ impl Control {
             undo();
             return Err(e);
         }
-        self.install(&record, &version, prepared);
+        self.install(&record, &version, prepared, env);
         tracing::info!(tenant = %id.tenant, app = %id.app, %version, artifact = %sha256, ?cache, compile_ms, "deployed");
         Ok(DeployOutcome {
             tenant: id.tenant.clone(),
@@ -826,6 +956,47 @@ fn egress_settings(
         }
     }
     Ok(settings)
+}
+
+/// Most config values and secrets one app may have together.
+const MAX_ENV_ENTRIES: usize = 256;
+/// Largest config value or secret, in bytes.
+const MAX_ENV_VALUE: usize = 64 << 10;
+
+/// Config and secret names are environment variable names.
+fn validate_env_name(name: &str) -> Result<(), ControlError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ControlError::BadOption(format!(
+            "`{name}` is not a valid name: use letters, digits and '_' (not starting with a digit), at most 128"
+        )))
+    }
+}
+
+fn check_env_value(name: &str, value: &[u8]) -> Result<(), ControlError> {
+    if value.len() > MAX_ENV_VALUE {
+        return Err(ControlError::BadOption(format!(
+            "`{name}` is {} bytes; values are limited to {MAX_ENV_VALUE}",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_env_count(record: &AppRecord, adding: &str) -> Result<(), ControlError> {
+    let exists = record.config.contains_key(adding) || record.secrets.contains_key(adding);
+    if !exists && record.config.len() + record.secrets.len() >= MAX_ENV_ENTRIES {
+        return Err(ControlError::BadOption(format!(
+            "{}/{} has {MAX_ENV_ENTRIES} config values and secrets, the most an app may have",
+            record.tenant, record.app
+        )));
+    }
+    Ok(())
 }
 
 /// Version names appear in URLs, metrics and logs: keep them short and plain.

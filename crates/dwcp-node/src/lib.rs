@@ -15,6 +15,7 @@ mod host;
 pub mod ingress;
 mod metrics;
 mod node;
+mod secrets;
 mod tenants;
 
 pub use apps::{AppTable, LiveApp};
@@ -25,4 +26,5 @@ pub use control::{
 pub use host::app_key;
 pub use metrics::NodeMetrics;
 pub use node::{Node, NodeConfig, RunningNode};
+pub use secrets::SecretBox;
 pub use tenants::{QuotaExceeded, TenantGate, TenantSlot, TenantUsage};

@@ -31,14 +31,17 @@ impl GuestState {
         memory_limit: u64,
         metrics: Arc<RuntimeMetrics>,
         egress: Arc<EgressContext>,
+        env: &[(String, String)],
     ) -> Self {
         // Like `wasmtime serve`: the guest's stdout and stderr go to the
-        // node's, no arguments, no preopened directories. Through tokio's
+        // node's, no arguments, no preopened directories; the environment
+        // holds the app's config and secrets. Through tokio's
         // handles, whose writes run off the event loop: a guest writing to
         // a full pipe must not stall the other requests of its thread.
         let wasi = WasiCtx::builder()
             .stdout(tokio::io::stdout())
             .stderr(tokio::io::stderr())
+            .envs(env)
             .build();
         metrics.live_instances.inc();
         Self {

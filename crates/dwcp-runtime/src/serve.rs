@@ -59,6 +59,8 @@ pub struct AppVersion {
     idle_total: Arc<AtomicUsize>,
     idle_budget: usize,
     egress: Arc<EgressContext>,
+    /// Environment variables of every instance: the app's config and secrets.
+    env: Arc<[(String, String)]>,
 }
 
 impl AppVersion {
@@ -83,6 +85,7 @@ impl AppVersion {
                 labels: labels_for_egress,
                 metrics: runtime.metrics.clone(),
             }),
+            env: Arc::new([]),
         }
     }
 
@@ -98,7 +101,14 @@ impl AppVersion {
             idle_total: self.idle_total.clone(),
             idle_budget: self.idle_budget,
             egress: self.egress.clone(),
+            env: self.env.clone(),
         }
+    }
+
+    /// The same version with these environment variables in new instances.
+    pub fn with_env(mut self, env: Vec<(String, String)>) -> Self {
+        self.env = env.into();
+        self
     }
 
     /// The same version under another egress policy (deny-all by default).
@@ -140,6 +150,7 @@ impl AppVersion {
             self.limits.memory_bytes,
             self.metrics.clone(),
             self.egress.clone(),
+            &self.env,
         );
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limiter);

@@ -1,5 +1,7 @@
 //! The records kept in the state store.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Seconds since the Unix epoch, as stored in records.
@@ -94,6 +96,22 @@ pub struct AppRecord {
     /// What its guests may reach with outgoing HTTP (nothing by default).
     #[serde(default)]
     pub egress: EgressSettings,
+    /// Config values, given to the guest as environment variables.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Secrets, sealed; given to the guest as environment variables.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SealedSecret>,
+}
+
+/// A secret as stored: sealed with the node's secrets key (AEAD), bound to
+/// its tenant, app and name.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SealedSecret {
+    /// The nonce, hex.
+    pub nonce: String,
+    /// Ciphertext and tag, hex.
+    pub sealed: String,
 }
 
 /// An app's egress policy as stored: the rules as the operator wrote them,
@@ -148,6 +166,8 @@ mod tests {
             limits: AppLimits::default(),
             created_at: 0,
             egress: EgressSettings::default(),
+            config: BTreeMap::new(),
+            secrets: BTreeMap::new(),
         };
         assert_eq!(app.next_version_name(), "v2");
         app.versions.push(version("beta"));

@@ -216,6 +216,8 @@ mod tests {
             limits: AppLimits::default(),
             created_at: 1,
             egress: Default::default(),
+            config: Default::default(),
+            secrets: Default::default(),
         }
     }
 

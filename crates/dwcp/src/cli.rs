@@ -61,6 +61,16 @@ pub enum Command {
     ///
     /// Example: dwcp restart demo/hello
     Restart(AppName),
+    /// An app's config values, given to its guests as environment variables.
+    ///
+    /// Example: dwcp config set demo/hello GREETING=hi
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// An app's secrets: sealed at rest, given to its guests as environment variables, never shown.
+    ///
+    /// Example: dwcp secrets set demo/hello API_TOKEN=@token.txt
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Tenants and their quotas.
     ///
     /// Example: dwcp tenants quota acme --memory 2GiB --instances 50
@@ -312,4 +322,77 @@ pub struct RestartArgs {
     /// How many apps the node holds.
     #[arg(long, default_value_t = 100)]
     pub apps: u32,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Set a value (new instances see it at once).
+    ///
+    /// Example: dwcp config set demo/hello GREETING=hi
+    Set {
+        /// TENANT/APP, or APP in the default tenant.
+        app: String,
+        /// KEY=VALUE.
+        assignment: String,
+    },
+    /// Print one value.
+    ///
+    /// Example: dwcp config get demo/hello GREETING
+    Get {
+        /// TENANT/APP, or APP in the default tenant.
+        app: String,
+        /// The key.
+        key: String,
+    },
+    /// List every value.
+    ///
+    /// Example: dwcp config list demo/hello --json
+    List {
+        /// TENANT/APP, or APP in the default tenant.
+        app: String,
+        /// Print JSON (an object of keys to values).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a value.
+    ///
+    /// Example: dwcp config unset demo/hello GREETING
+    Unset {
+        /// TENANT/APP, or APP in the default tenant.
+        app: String,
+        /// The key.
+        key: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretsCommand {
+    /// Set a secret from a file (NAME=@FILE) or standard input (NAME=-).
+    ///
+    /// Example: dwcp secrets set demo/hello API_TOKEN=@token.txt
+    Set {
+        /// TENANT/APP, or APP in the default tenant.
+        app: String,
+        /// NAME=@FILE or NAME=- (never the value itself: it would stay in your shell history).
+        assignment: String,
+    },
+    /// List the names of the secrets (never their values).
+    ///
+    /// Example: dwcp secrets list demo/hello
+    List {
+        /// TENANT/APP, or APP in the default tenant.
+        app: String,
+        /// Print JSON (an array of names).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a secret.
+    ///
+    /// Example: dwcp secrets unset demo/hello API_TOKEN
+    Unset {
+        /// TENANT/APP, or APP in the default tenant.
+        app: String,
+        /// The secret's name.
+        name: String,
+    },
 }

@@ -63,6 +63,19 @@ impl AdminClient {
         decode(response)
     }
 
+    /// PUT `body` to `path` and decode the JSON answer.
+    pub fn put<T: DeserializeOwned>(&self, path: &str, body: &[u8]) -> anyhow::Result<T> {
+        let mut request = self
+            .agent
+            .put(self.url(path))
+            .header("content-type", "application/octet-stream");
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = request.send(body).with_context(|| self.unreachable())?;
+        decode(response)
+    }
+
     /// POST, PUT or PATCH `path` with no body (the query says it all) and
     /// decode the JSON answer.
     pub fn send<T: DeserializeOwned>(&self, method: &str, path: &str) -> anyhow::Result<T> {

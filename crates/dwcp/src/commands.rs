@@ -6,7 +6,10 @@ use anyhow::Context;
 use comfy_table::{Table, presets::NOTHING};
 use serde_json::Value;
 
-use crate::cli::{AppArg, AppsCommand, Cli, Command, DeployArgs, SetArgs, TenantsCommand};
+use crate::cli::{
+    AppArg, AppsCommand, Cli, Command, ConfigCommand, DeployArgs, SecretsCommand, SetArgs,
+    TenantsCommand,
+};
 use crate::client::AdminClient;
 
 /// Runs the parsed command line.
@@ -41,6 +44,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Tenants(command) => tenants(&client(), command),
+        Command::Config(command) => config(&client(), &cli.tenant, command),
+        Command::Secrets(command) => secrets(&client(), &cli.tenant, command),
         Command::Bench(bench) => crate::bench::run(bench),
     }
 }
@@ -188,6 +193,107 @@ fn egress_summary(egress: &Value) -> String {
     } else {
         format!("{} (private: {})", hosts.join(", "), private.join(", "))
     }
+}
+
+fn config(
+    client: &AdminClient,
+    default_tenant: &str,
+    command: ConfigCommand,
+) -> anyhow::Result<()> {
+    match command {
+        ConfigCommand::Set { app, assignment } => {
+            let (tenant, app) = split_app(default_tenant, &app)?;
+            let (key, value) = assignment
+                .split_once('=')
+                .context("write the value as KEY=VALUE")?;
+            let _: Value = client.put(
+                &format!("/v1/apps/{tenant}/{app}/config/{}", percent_encode(key)),
+                value.as_bytes(),
+            )?;
+            println!("{tenant}/{app}: config {key} set; new instances see it");
+        }
+        ConfigCommand::Get { app, key } => {
+            let (tenant, app) = split_app(default_tenant, &app)?;
+            let all: Value = client.get(&format!("/v1/apps/{tenant}/{app}/config"))?;
+            match all.get(&key).and_then(Value::as_str) {
+                Some(value) => println!("{value}"),
+                None => anyhow::bail!("{tenant}/{app} has no config `{key}`"),
+            }
+        }
+        ConfigCommand::List { app, json } => {
+            let (tenant, app) = split_app(default_tenant, &app)?;
+            let all: Value = client.get(&format!("/v1/apps/{tenant}/{app}/config"))?;
+            if json {
+                return print_json(&all);
+            }
+            for (key, value) in all.as_object().cloned().unwrap_or_default() {
+                println!("{key}={}", text(&value));
+            }
+        }
+        ConfigCommand::Unset { app, key } => {
+            let (tenant, app) = split_app(default_tenant, &app)?;
+            let _: Value = client.delete(&format!(
+                "/v1/apps/{tenant}/{app}/config/{}",
+                percent_encode(&key)
+            ))?;
+            println!("{tenant}/{app}: config {key} removed");
+        }
+    }
+    Ok(())
+}
+
+fn secrets(
+    client: &AdminClient,
+    default_tenant: &str,
+    command: SecretsCommand,
+) -> anyhow::Result<()> {
+    match command {
+        SecretsCommand::Set { app, assignment } => {
+            let (tenant, app) = split_app(default_tenant, &app)?;
+            let (name, source) = assignment
+                .split_once('=')
+                .context("write it as NAME=@FILE or NAME=- (standard input)")?;
+            let value = if source == "-" {
+                let mut value = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut value)
+                    .context("cannot read the secret from standard input")?;
+                value
+            } else if let Some(file) = source.strip_prefix('@') {
+                std::fs::read(file)
+                    .with_context(|| format!("cannot read the secret file {file}"))?
+            } else {
+                anyhow::bail!(
+                    "give the secret as NAME=@FILE or NAME=- (standard input), not on the command line where shell history keeps it"
+                );
+            };
+            // A trailing newline from `echo` or an editor is not part of a secret.
+            let value = value.strip_suffix(b"\n").unwrap_or(&value);
+            let _: Value = client.put(
+                &format!("/v1/apps/{tenant}/{app}/secrets/{}", percent_encode(name)),
+                value,
+            )?;
+            println!("{tenant}/{app}: secret {name} set; new instances see it");
+        }
+        SecretsCommand::List { app, json } => {
+            let (tenant, app) = split_app(default_tenant, &app)?;
+            let names: Value = client.get(&format!("/v1/apps/{tenant}/{app}/secrets"))?;
+            if json {
+                return print_json(&names);
+            }
+            for name in names.as_array().cloned().unwrap_or_default() {
+                println!("{}", text(&name));
+            }
+        }
+        SecretsCommand::Unset { app, name } => {
+            let (tenant, app) = split_app(default_tenant, &app)?;
+            let _: Value = client.delete(&format!(
+                "/v1/apps/{tenant}/{app}/secrets/{}",
+                percent_encode(&name)
+            ))?;
+            println!("{tenant}/{app}: secret {name} removed");
+        }
+    }
+    Ok(())
 }
 
 fn tenants(client: &AdminClient, command: TenantsCommand) -> anyhow::Result<()> {
