@@ -361,24 +361,21 @@ impl Control {
         value: Option<String>,
     ) -> Result<(), ControlError> {
         validate_env_name(key)?;
-        let _serial = self.serial.lock().await;
-        let mut record = self.record(id)?;
-        match value {
+        self.update_app(id, |record| match value {
             Some(value) => {
                 check_env_value(key, value.as_bytes())?;
-                check_env_count(&record, key)?;
+                check_env_count(record, key)?;
                 record.config.insert(key.to_string(), value);
+                Ok(())
             }
-            None => {
-                if record.config.remove(key).is_none() {
-                    return Err(ControlError::BadOption(format!(
-                        "{id} has no config `{key}`"
-                    )));
-                }
-            }
-        }
-        self.state.put_app(&record)?;
-        self.reinstall(&record)?;
+            None => match record.config.remove(key) {
+                Some(_) => Ok(()),
+                None => Err(ControlError::BadOption(format!(
+                    "{id} has no config `{key}`"
+                ))),
+            },
+        })
+        .await?;
         tracing::info!(tenant = %id.tenant, app = %id.app, key, "config changed");
         Ok(())
     }
@@ -392,9 +389,7 @@ impl Control {
         value: Option<Vec<u8>>,
     ) -> Result<(), ControlError> {
         validate_env_name(name)?;
-        let _serial = self.serial.lock().await;
-        let mut record = self.record(id)?;
-        match value {
+        self.update_app(id, |record| match value {
             Some(value) => {
                 check_env_value(name, &value)?;
                 if std::str::from_utf8(&value).is_err() {
@@ -402,22 +397,19 @@ impl Control {
                         "secret `{name}` is not UTF-8 text: guests read secrets as environment variables (base64-encode binary values)"
                     )));
                 }
-                check_env_count(&record, name)?;
+                check_env_count(record, name)?;
                 let context = format!("{}/{}/{name}", id.tenant, id.app);
                 record
                     .secrets
                     .insert(name.to_string(), self.secrets.seal(&context, &value)?);
+                Ok(())
             }
-            None => {
-                if record.secrets.remove(name).is_none() {
-                    return Err(ControlError::BadOption(format!(
-                        "{id} has no secret `{name}`"
-                    )));
-                }
-            }
-        }
-        self.state.put_app(&record)?;
-        self.reinstall(&record)?;
+            None => match record.secrets.remove(name) {
+                Some(_) => Ok(()),
+                None => Err(ControlError::BadOption(format!("{id} has no secret `{name}`"))),
+            },
+        })
+        .await?;
         tracing::info!(tenant = %id.tenant, app = %id.app, name, "secret changed");
         Ok(())
     }
@@ -481,9 +473,10 @@ impl Control {
         }
     }
 
-    /// Puts a live app back with new limits, or with fresh instances (a
-    /// restart): same component, new `AppVersion`.
-    fn reinstall(&self, record: &AppRecord) -> Result<(), ControlError> {
+    /// The live app `record` describes, built from the one serving now:
+    /// same component, new `AppVersion` (new limits, egress, environment,
+    /// and no idle instances). Changes nothing yet.
+    fn renew(&self, record: &AppRecord) -> Result<Arc<LiveApp>, ControlError> {
         let live = self
             .apps
             .get_app(&record.tenant, &record.app)
@@ -499,14 +492,44 @@ impl Control {
         } else {
             Arc::new(Semaphore::new(record.limits.concurrency as usize))
         };
-        let updated = Arc::new(LiveApp {
+        Ok(Arc::new(LiveApp {
             version,
             metrics: live.metrics.clone(),
             slots,
             tenant: live.tenant.clone(),
-        });
-        self.apps.insert(&record.tenant, &record.app, updated);
-        Ok(())
+        }))
+    }
+
+    /// Changes a stored app under the lock, then serves it changed: the
+    /// shape of every `apps set`, `config` and `secrets` change. The new
+    /// live app is built before anything is written, so a change that
+    /// cannot be served is refused and changes nothing.
+    async fn update_app(
+        self: &Arc<Self>,
+        id: &AppId,
+        change: impl FnOnce(&mut AppRecord) -> Result<(), ControlError>,
+    ) -> Result<AppRecord, ControlError> {
+        let _serial = self.serial.lock().await;
+        let mut record = self.record(id)?;
+        change(&mut record)?;
+        let serving = self.apps.get_app(&id.tenant, &id.app).is_some();
+        let live = if serving {
+            Some(self.renew(&record)?)
+        } else {
+            None
+        };
+        self.state.put_app(&record)?;
+        match live {
+            Some(live) => self.apps.insert(&record.tenant, &record.app, live),
+            // Not serving (it failed to load, say for a secret that no
+            // longer opens): the change may be what it needed.
+            None => {
+                if let Err(e) = self.activate(&record) {
+                    tracing::warn!(tenant = %id.tenant, app = %id.app, "still not serving: {e}");
+                }
+            }
+        }
+        Ok(record)
     }
 
     /// Checks that `tenant`'s apps, with `app` given `memory`, fit the
@@ -760,23 +783,21 @@ impl Control {
         id: &AppId,
         options: DeployOptions,
     ) -> Result<AppStatus, ControlError> {
-        let _serial = self.serial.lock().await;
-        let mut record = self.record(id)?;
-        record.limits = self.limits_for(Some(&record), &options)?;
-        record.egress = egress_settings(&record.egress, &options)?;
-        self.check_memory_quota(&id.tenant, &id.app, record.limits.memory_bytes)?;
-        self.state.put_app(&record)?;
-        self.reinstall(&record)?;
-        tracing::info!(tenant = %id.tenant, app = %id.app, limits = ?record.limits, "limits changed");
+        let record = self
+            .update_app(id, |record| {
+                record.limits = self.limits_for(Some(record), &options)?;
+                record.egress = egress_settings(&record.egress, &options)?;
+                self.check_memory_quota(&id.tenant, &id.app, record.limits.memory_bytes)
+            })
+            .await?;
+        tracing::info!(tenant = %id.tenant, app = %id.app, limits = ?record.limits, egress = ?record.egress, "app settings changed");
         self.status(id)
     }
 
     /// Recycles an app's instances: idle ones are dropped, new requests get
     /// fresh ones, requests in flight finish.
     pub async fn restart(self: &Arc<Self>, id: &AppId) -> Result<(), ControlError> {
-        let _serial = self.serial.lock().await;
-        let record = self.record(id)?;
-        self.reinstall(&record)?;
+        self.update_app(id, |_| Ok(())).await?;
         tracing::info!(tenant = %id.tenant, app = %id.app, "restarted");
         Ok(())
     }

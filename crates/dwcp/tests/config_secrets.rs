@@ -139,3 +139,38 @@ fn bad_config_and_secrets_are_refused_and_change_nothing() {
     assert_eq!(all, serde_json::json!({ "KEEP": "1" }));
     assert_eq!(node.cli_ok(&["secrets", "list", "t/env"]), "");
 }
+
+#[test]
+fn an_app_whose_secret_no_longer_opens_is_held_back_until_fixed() {
+    let dir = data_dir();
+    let secret_file = dir.path().join("token.txt");
+    std::fs::write(&secret_file, "v1").unwrap();
+    {
+        let node = TestNode::start(dir.path());
+        node.deploy("t/env", "env", &[]);
+        node.deploy("t/hello", "hello", &[]);
+        node.cli_ok(&[
+            "secrets",
+            "set",
+            "t/env",
+            &format!("TOKEN=@{}", secret_file.display()),
+        ]);
+    }
+    // The node's key is lost and replaced: the sealed value cannot open.
+    std::fs::write(dir.path().join("keys/secrets.key"), [7u8; 32]).unwrap();
+    let node = TestNode::start(dir.path());
+    assert!(node.ready_line.contains("apps=1"), "{}", node.ready_line);
+    assert_eq!(
+        node.request("GET", "hello.t.localhost", "/", b"").status,
+        200
+    );
+    assert_eq!(node.request("GET", "env.t.localhost", "/", b"").status, 404);
+    // Setting the secret again (sealed under the new key) brings it back.
+    node.cli_ok(&[
+        "secrets",
+        "set",
+        "t/env",
+        &format!("TOKEN=@{}", secret_file.display()),
+    ]);
+    assert!(env_of(&node).contains("TOKEN=v1\n"));
+}
