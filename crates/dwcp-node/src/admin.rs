@@ -55,7 +55,9 @@ pub fn router(state: Arc<AdminState>, max_upload: usize) -> Router {
             "/v1/apps/{tenant}/{app}/versions",
             get(app_versions).post(deploy),
         )
+        .route("/v1/audit", get(audit_log))
         .layer(DefaultBodyLimit::max(max_upload))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), audit))
         .with_state(state)
 }
 
@@ -369,4 +371,35 @@ async fn unset_secret(
     let id = app_id(&tenant, &app)?;
     state.control.set_secret(&id, &name, None).await?;
     Ok(axum::Json(serde_json::json!({ "name": name })))
+}
+
+/// Appends every admin action (anything but a read) to the audit log with
+/// its outcome. Values (config, secrets, components) travel in bodies, so
+/// the method and URL logged here never hold a secret.
+async fn audit(
+    State(state): State<Arc<AdminState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = request.method().clone();
+    if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
+        return next.run(request).await;
+    }
+    let action = format!("{method} {}", request.uri());
+    let response = next.run(request).await;
+    state.control.audit(action, response.status().as_u16());
+    response
+}
+
+#[derive(Deserialize)]
+struct SinceQuery {
+    /// Unix seconds.
+    since: Option<u64>,
+}
+
+async fn audit_log(
+    State(state): State<Arc<AdminState>>,
+    Query(q): Query<SinceQuery>,
+) -> ApiResult<Vec<dwcp_store::AuditEntry>> {
+    Ok(axum::Json(state.control.audit_since(q.since.unwrap_or(0))?))
 }

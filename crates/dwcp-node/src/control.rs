@@ -15,8 +15,8 @@ use dwcp_runtime::{
     parse_cidr,
 };
 use dwcp_store::{
-    AppId, AppLimits, AppRecord, BlobStore, EgressSettings, NameError, StateStore, StoreError,
-    TenantQuota, TenantRecord, VersionRecord, sha256_hex, unix_now,
+    AppId, AppLimits, AppRecord, AuditEntry, BlobStore, EgressSettings, NameError, StateStore,
+    StoreError, TenantQuota, TenantRecord, VersionRecord, sha256_hex, unix_now,
 };
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -412,6 +412,28 @@ impl Control {
         .await?;
         tracing::info!(tenant = %id.tenant, app = %id.app, name, "secret changed");
         Ok(())
+    }
+
+    /// Appends an admin action to the audit log. A failure to write is
+    /// logged, not returned: the action itself already happened.
+    pub fn audit(&self, action: String, status: u16) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let entry = AuditEntry {
+            at: now / 1_000_000,
+            token: None,
+            action,
+            status,
+        };
+        if let Err(e) = self.state.append_audit(now, &entry) {
+            tracing::error!("cannot append to the audit log: {e}; entry: {entry:?}");
+        }
+    }
+
+    /// Audit entries since `since` (Unix seconds), oldest first.
+    pub fn audit_since(&self, since: u64) -> Result<Vec<AuditEntry>, ControlError> {
+        Ok(self.state.audit_since(since.saturating_mul(1_000_000))?)
     }
 
     /// An app's config values.

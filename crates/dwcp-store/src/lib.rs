@@ -22,7 +22,7 @@ mod state;
 pub use blobs::{BlobStore, sha256_hex, write_atomically};
 pub use names::{AppId, NameError, validate_label};
 pub use records::{
-    AppLimits, AppRecord, EgressSettings, SealedSecret, TenantQuota, TenantRecord, VersionRecord,
-    unix_now,
+    AppLimits, AppRecord, AuditEntry, EgressSettings, SealedSecret, TenantQuota, TenantRecord,
+    VersionRecord, unix_now,
 };
 pub use state::{StateStore, StoreError};

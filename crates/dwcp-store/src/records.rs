@@ -176,3 +176,16 @@ mod tests {
         assert_eq!(app.active_version().map(|v| v.version.as_str()), Some("v1"));
     }
 }
+
+/// One admin action, as the audit log keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// When (Unix seconds).
+    pub at: u64,
+    /// Which token did it (its id), once admin tokens exist.
+    pub token: Option<String>,
+    /// What: the method and path (`PUT /v1/tenants/acme/quota?memory=2GiB`).
+    pub action: String,
+    /// The outcome: the HTTP status answered.
+    pub status: u16,
+}

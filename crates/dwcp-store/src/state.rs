@@ -4,10 +4,13 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::records::{AppRecord, TenantRecord, unix_now};
+use crate::records::{AppRecord, AuditEntry, TenantRecord, unix_now};
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
+/// Audit entries by sequence number (microseconds since the epoch, made
+/// unique): append-only.
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 
 /// An error of the state store.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,7 @@ impl StateStore {
         let txn = db.begin_write().map_err(StoreError::db)?;
         txn.open_table(TENANTS).map_err(StoreError::db)?;
         txn.open_table(APPS).map_err(StoreError::db)?;
+        txn.open_table(AUDIT).map_err(StoreError::db)?;
         txn.commit().map_err(StoreError::db)?;
         Ok(Self { db })
     }
@@ -157,6 +161,36 @@ impl StateStore {
         Ok(removed)
     }
 
+    /// Appends an audit entry at `at_micros` (moved forward past the last
+    /// entry if needed, so that entries keep their order).
+    pub fn append_audit(&self, at_micros: u64, entry: &AuditEntry) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(StoreError::db)?;
+        {
+            let mut table = txn.open_table(AUDIT).map_err(StoreError::db)?;
+            let last = table
+                .last()
+                .map_err(StoreError::db)?
+                .map(|(k, _)| k.value());
+            let key = last.map_or(at_micros, |last| at_micros.max(last + 1));
+            table
+                .insert(key, encode(entry).as_slice())
+                .map_err(StoreError::db)?;
+        }
+        txn.commit().map_err(StoreError::db)
+    }
+
+    /// Audit entries at or after `since_micros`, oldest first.
+    pub fn audit_since(&self, since_micros: u64) -> Result<Vec<AuditEntry>, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::db)?;
+        let table = txn.open_table(AUDIT).map_err(StoreError::db)?;
+        let mut out = Vec::new();
+        for entry in table.range(since_micros..).map_err(StoreError::db)? {
+            let (k, v) = entry.map_err(StoreError::db)?;
+            out.push(decode(&k.value().to_string(), v.value())?);
+        }
+        Ok(out)
+    }
+
     /// Whether any stored version of any app uses the artifact `sha256`.
     pub fn artifact_in_use(&self, sha256: &str) -> Result<bool, StoreError> {
         Ok(self
@@ -268,6 +302,29 @@ mod tests {
             store.tenant("demo0").unwrap().is_some(),
             "other tenants stay"
         );
+    }
+
+    #[test]
+    fn audit_entries_keep_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(&dir.path().join("state.redb")).unwrap();
+        let entry = |what: &str| AuditEntry {
+            at: 0,
+            token: None,
+            action: what.into(),
+            status: 200,
+        };
+        store.append_audit(100, &entry("first")).unwrap();
+        store.append_audit(100, &entry("second")).unwrap(); // same microsecond
+        store.append_audit(50, &entry("third")).unwrap(); // clock stepped back
+        let all: Vec<_> = store
+            .audit_since(0)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(all, ["first", "second", "third"]);
+        assert_eq!(store.audit_since(101).unwrap().len(), 2);
     }
 
     #[test]

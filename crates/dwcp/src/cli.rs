@@ -71,6 +71,17 @@ pub enum Command {
     /// Example: dwcp secrets set demo/hello API_TOKEN=@token.txt
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// The audit log: every admin action with its outcome.
+    ///
+    /// Example: dwcp audit --since 1h
+    Audit {
+        /// Only entries younger than this (`30m`, `2h`, `7d`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Print JSON: an array of {at, token, action, status}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Tenants and their quotas.
     ///
     /// Example: dwcp tenants quota acme --memory 2GiB --instances 50
@@ -205,6 +216,7 @@ pub enum TenantsCommand {
     /// Example: dwcp tenants create acme
     Create {
         /// The tenant's name.
+        #[arg(id = "tenant_name", value_name = "TENANT")]
         tenant: String,
     },
     /// Delete a tenant with all its apps.
@@ -212,6 +224,7 @@ pub enum TenantsCommand {
     /// Example: dwcp tenants delete acme
     Delete {
         /// The tenant's name.
+        #[arg(id = "tenant_name", value_name = "TENANT")]
         tenant: String,
     },
     /// Set a tenant's quota (a limit left out: none).
@@ -219,6 +232,7 @@ pub enum TenantsCommand {
     /// Example: dwcp tenants quota acme --memory 2GiB --instances 50
     Quota {
         /// The tenant's name.
+        #[arg(id = "tenant_name", value_name = "TENANT")]
         tenant: String,
         /// Memory its serving instances may reserve together (each counts its app's limit).
         #[arg(long)]
@@ -231,7 +245,9 @@ pub enum TenantsCommand {
 
 #[derive(Args, Debug)]
 pub struct ListArgs {
-    /// Only this tenant's apps.
+    /// Only this tenant's apps. (Its own id: the global `--tenant` has a
+    /// default, which must not turn `apps list` into one tenant's list.)
+    #[arg(id = "only_tenant", value_name = "TENANT")]
     pub tenant: Option<String>,
     /// Print JSON (fields in docs/cli.md).
     #[arg(long)]
@@ -395,4 +411,31 @@ pub enum SecretsCommand {
         /// The secret's name.
         name: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The global `--tenant` has a default; positionals named "tenant" must
+    /// not pick it up, or `dwcp tenants delete` would delete `default`.
+    #[test]
+    fn tenant_positionals_do_not_take_the_global_default() {
+        assert!(Cli::try_parse_from(["dwcp", "tenants", "delete"]).is_err());
+        assert!(Cli::try_parse_from(["dwcp", "tenants", "quota"]).is_err());
+        let cli = Cli::try_parse_from(["dwcp", "apps", "list"]).unwrap();
+        match cli.command {
+            Command::Apps(AppsArgs {
+                command: Some(AppsCommand::List(list)),
+                ..
+            }) => assert_eq!(list.tenant, None),
+            other => panic!("parsed as {other:?}"),
+        }
+        let cli =
+            Cli::try_parse_from(["dwcp", "--tenant", "x", "tenants", "delete", "acme"]).unwrap();
+        match cli.command {
+            Command::Tenants(TenantsCommand::Delete { tenant }) => assert_eq!(tenant, "acme"),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
 }

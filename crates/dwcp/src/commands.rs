@@ -44,6 +44,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Tenants(command) => tenants(&client(), command),
+        Command::Audit { since, json } => audit(&client(), since.as_deref(), json),
         Command::Config(command) => config(&client(), &cli.tenant, command),
         Command::Secrets(command) => secrets(&client(), &cli.tenant, command),
         Command::Bench(bench) => crate::bench::run(bench),
@@ -293,6 +294,34 @@ fn secrets(
             println!("{tenant}/{app}: secret {name} removed");
         }
     }
+    Ok(())
+}
+
+fn audit(client: &AdminClient, since: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let since = match since {
+        Some(d) => {
+            let ago = humantime::parse_duration(d)
+                .with_context(|| format!("--since `{d}`: write it as `30m`, `2h` or `7d`"))?;
+            dwcp_store::unix_now().saturating_sub(ago.as_secs())
+        }
+        None => 0,
+    };
+    let entries: Value = client.get(&format!("/v1/audit?since={since}"))?;
+    if json {
+        return print_json(&entries);
+    }
+    let mut table = Table::new();
+    *table.style_mut() = NOTHING;
+    table.set_header(["WHEN", "TOKEN", "STATUS", "ACTION"]);
+    for e in entries.as_array().cloned().unwrap_or_default() {
+        table.add_row([
+            age(e["at"].as_u64()),
+            e["token"].as_str().unwrap_or("-").to_string(),
+            text(&e["status"]),
+            text(&e["action"]),
+        ]);
+    }
+    println!("{table}");
     Ok(())
 }
 
