@@ -386,9 +386,23 @@ async fn audit(
         return next.run(request).await;
     }
     let action = format!("{method} {}", request.uri());
-    let response = next.run(request).await;
-    state.control.audit(action, response.status().as_u16());
-    response
+    // In a task of its own: a client that hangs up mid-deploy drops this
+    // future, but the deploy goes on, and so must its audit entry.
+    let task = tokio::spawn(async move {
+        let response = next.run(request).await;
+        let status = response.status().as_u16();
+        let control = state.control.clone();
+        let _ = tokio::task::spawn_blocking(move || control.audit(action, status)).await;
+        response
+    });
+    match task.await {
+        Ok(response) => response,
+        Err(e) => ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("admin task failed: {e}"),
+        )
+        .into_response(),
+    }
 }
 
 #[derive(Deserialize)]

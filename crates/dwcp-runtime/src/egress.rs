@@ -124,11 +124,15 @@ impl EgressPolicy {
         let ip = canonical(addr.ip());
         // The admin address: exactly, or on any address when it listens on
         // all of them (its own public address is then as good as loopback).
+        // Never reachable, whatever CIDR is open: the admin API can deploy
+        // and delete, and a guest must not.
         let node = self.node_addrs.iter().any(|n| {
             n.port() == addr.port() && (canonical(n.ip()) == ip || n.ip().is_unspecified())
         });
-        let sensitive = !is_public(ip) || node;
-        !sensitive || self.allow_private.iter().any(|net| net.contains(&ip))
+        if node {
+            return false;
+        }
+        is_public(ip) || self.allow_private.iter().any(|net| net.contains(&ip))
     }
 
     /// Sends `request` if the policy allows it, to the address it checked.
@@ -198,7 +202,17 @@ impl EgressPolicy {
         .map_err(|_| HttpError::ConnectionTimeout)?
         .map_err(HttpError::from)?;
         tokio::spawn(connection);
-        // Origin form on the wire; the Host header carries the name.
+        // Origin form on the wire; the Host header carries the name (and
+        // only the name and port: never credentials from the URL).
+        let host_header = match uri.port_u16() {
+            Some(p) => format!("{}:{p}", uri.host().unwrap_or_default()),
+            None => uri.host().unwrap_or_default().to_string(),
+        };
+        let host_header = hyper::header::HeaderValue::from_str(&host_header)
+            .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+        request
+            .headers_mut()
+            .insert(hyper::header::HOST, host_header);
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         *request.uri_mut() = path.parse().map_err(|_| HttpError::HttpRequestUriInvalid)?;
         let response = tokio::time::timeout(FIRST_BYTE_TIMEOUT, sender.send_request(request))
@@ -218,11 +232,29 @@ impl EgressPolicy {
 trait IoStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> IoStream for T {}
 
-/// IPv4 addresses mapped into IPv6 are judged as the IPv4 they are.
+/// IPv6 addresses that carry an IPv4 address (mapped `::ffff:a.b.c.d`,
+/// compatible `::a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`, 6to4 `2002:aabb:ccdd::`)
+/// are judged as the IPv4 address they lead to.
 fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
+    let IpAddr::V6(v6) = ip else {
+        return ip;
+    };
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return IpAddr::V4(v4);
+    }
+    let v4 = |hi: u16, lo: u16| {
+        let [a, b] = hi.to_be_bytes();
+        let [c, d] = lo.to_be_bytes();
+        IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d))
+    };
+    match v6.segments() {
+        // IPv4-compatible (deprecated), but not :: and ::1.
+        [0, 0, 0, 0, 0, 0, hi, lo] if hi != 0 => v4(hi, lo),
+        // NAT64, well-known prefix.
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => v4(hi, lo),
+        // 6to4.
+        [0x2002, hi, lo, ..] => v4(hi, lo),
+        _ => ip,
     }
 }
 
@@ -234,6 +266,7 @@ fn is_public(ip: IpAddr) -> bool {
             let [a, b, ..] = v4.octets();
             !(v4.is_loopback()
                 || v4.is_private()
+                || (a == 192 && b == 0 && v4.octets()[2] == 0) // IETF protocol assignments
                 || v4.is_link_local()
                 || v4.is_unspecified()
                 || v4.is_multicast()
@@ -245,12 +278,16 @@ fn is_public(ip: IpAddr) -> bool {
                 || a >= 240) // reserved
         }
         IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
+            let seg = v6.segments();
+            let first = seg[0];
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00 // unique local
                 || (first & 0xffc0) == 0xfe80 // link-local
+                || (first & 0xffc0) == 0xfec0 // site-local (deprecated)
+                || (first == 0x64 && seg[1] == 0xff9b) // NAT64, local-use prefix
+                || (first == 0x100 && seg[1..4] == [0, 0, 0]) // discard-only
                 || (first == 0x2001 && v6.segments()[1] == 0x0db8)) // documentation
         }
     }
@@ -327,13 +364,33 @@ mod tests {
             "[fd00::1]:80",
             "[::ffff:127.0.0.1]:80",
             "[::ffff:10.0.0.1]:80",
+            "[::127.0.0.1]:80",
+            "[64:ff9b::a9fe:a9fe]:80",
+            "[64:ff9b:1::1]:80",
+            "[2002:a00:1::]:80",
+            "[2002:7f00:1::]:80",
+            "[fec0::1]:80",
+            "[100::1]:80",
+            "192.0.0.8:80",
         ] {
             assert!(!p.allows_addr(inner.parse().unwrap()), "{inner}");
         }
+        // NAT64 and 6to4 forms of public addresses stay public.
+        assert!(p.allows_addr("[64:ff9b::5db8:d70e]:443".parse().unwrap()));
+        assert!(p.allows_addr("[2002:5db8:d70e::1]:443".parse().unwrap()));
         let p = policy(&["x"], &["127.0.0.1/32", "10.0.0.0/8"]);
         assert!(p.allows_addr("127.0.0.1:9000".parse().unwrap()));
         assert!(p.allows_addr("10.9.9.9:80".parse().unwrap()));
         assert!(!p.allows_addr("192.168.1.1:80".parse().unwrap()));
+        // The admin address stays out of reach even when its network is open.
+        assert!(!p.allows_addr("127.0.0.1:8081".parse().unwrap()));
+        let mut p = policy(&["x"], &[]);
+        p.node_addrs = vec!["0.0.0.0:8081".parse().unwrap()];
+        assert!(
+            !p.allows_addr("93.184.215.14:8081".parse().unwrap()),
+            "admin on all addresses"
+        );
+        assert!(p.allows_addr("93.184.215.14:8080".parse().unwrap()));
         assert!(parse_cidr("10.0.0.0/33").is_err());
         assert!(parse_cidr("nonsense").is_err());
     }

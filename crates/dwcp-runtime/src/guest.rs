@@ -115,7 +115,14 @@ impl WasiHttpHooks for EgressHooks {
     ) -> Box<dyn Future<Output = Sent> + Send> {
         let egress = self.0.clone();
         Box::new(async move {
-            let uri = request.uri().to_string();
+            // Scheme, host and port only: paths and queries carry secrets.
+            let uri = request.uri();
+            let uri = format!(
+                "{}://{}{}",
+                uri.scheme_str().unwrap_or("http"),
+                uri.host().unwrap_or("?"),
+                uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default()
+            );
             let result = egress.policy.clone().send(request).await;
             let outcome = match &result {
                 Ok(_) => "sent",

@@ -131,6 +131,17 @@ pub struct DeployArgs {
     /// Version name (default: v1, v2, …).
     #[arg(long)]
     pub version: Option<String>,
+    #[command(flatten)]
+    pub limits: LimitFlags,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// An app's limits, as `deploy` and `apps set` take them; one left out
+/// keeps its current value (or the default, for a new app).
+#[derive(Args, Debug, Default)]
+pub struct LimitFlags {
     /// Linear memory limit per instance (default 64MiB).
     #[arg(long)]
     pub memory: Option<String>,
@@ -143,9 +154,6 @@ pub struct DeployArgs {
     /// Requests one instance may serve (default 1: a fresh instance each).
     #[arg(long)]
     pub reuse: Option<u32>,
-    /// Print the result as JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -173,18 +181,8 @@ pub enum AppsCommand {
 pub struct SetArgs {
     /// TENANT/APP, or APP in the default tenant.
     pub app: String,
-    /// Linear memory limit per instance.
-    #[arg(long)]
-    pub memory: Option<String>,
-    /// Execution deadline per request, wall-clock.
-    #[arg(long)]
-    pub deadline: Option<String>,
-    /// Requests served at once.
-    #[arg(long)]
-    pub concurrency: Option<u32>,
-    /// Requests one instance may serve.
-    #[arg(long)]
-    pub reuse: Option<u32>,
+    #[command(flatten)]
+    pub limits: LimitFlags,
     /// Let the guest's outgoing HTTP reach this host: `api.example.com`,
     /// `*.svc.example`, optionally `:PORT` (repeatable; adds to the rules).
     #[arg(long = "allow-host", value_name = "HOST")]

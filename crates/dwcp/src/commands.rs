@@ -7,8 +7,8 @@ use comfy_table::{Table, presets::NOTHING};
 use serde_json::Value;
 
 use crate::cli::{
-    AppArg, AppsCommand, Cli, Command, ConfigCommand, DeployArgs, SecretsCommand, SetArgs,
-    TenantsCommand,
+    AppArg, AppsCommand, Cli, Command, ConfigCommand, DeployArgs, LimitFlags, SecretsCommand,
+    SetArgs, TenantsCommand,
 };
 use crate::client::AdminClient;
 
@@ -80,13 +80,7 @@ fn deploy(client: &AdminClient, default_tenant: &str, args: DeployArgs) -> anyho
     let (tenant, app) = split_app(default_tenant, &args.app)?;
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let query = limits_query(
-        args.version,
-        args.memory,
-        args.deadline,
-        args.concurrency,
-        args.reuse,
-    );
+    let query = limits_query(args.version, args.limits);
     let path = format!("/v1/apps/{tenant}/{app}/versions?{query}");
     let out: Value = client.upload(&path, bytes)?;
     if args.json {
@@ -111,14 +105,8 @@ fn deploy(client: &AdminClient, default_tenant: &str, args: DeployArgs) -> anyho
     Ok(())
 }
 
-/// Query string of limit flags given on the command line.
-fn limits_query(
-    version: Option<String>,
-    memory: Option<String>,
-    deadline: Option<String>,
-    concurrency: Option<u32>,
-    reuse: Option<u32>,
-) -> String {
+/// Query string of the version and limit flags given on the command line.
+fn limits_query(version: Option<String>, limits: LimitFlags) -> String {
     let mut query = Vec::new();
     let mut add = |key: &str, value: Option<String>| {
         if let Some(v) = value {
@@ -126,22 +114,16 @@ fn limits_query(
         }
     };
     add("version", version);
-    add("memory", memory);
-    add("deadline", deadline);
-    add("concurrency", concurrency.map(|c| c.to_string()));
-    add("reuse", reuse.map(|r| r.to_string()));
+    add("memory", limits.memory);
+    add("deadline", limits.deadline);
+    add("concurrency", limits.concurrency.map(|c| c.to_string()));
+    add("reuse", limits.reuse.map(|r| r.to_string()));
     query.join("&")
 }
 
 fn apps_set(client: &AdminClient, default_tenant: &str, args: SetArgs) -> anyhow::Result<()> {
     let (tenant, app) = split_app(default_tenant, &args.app)?;
-    let mut query = limits_query(
-        None,
-        args.memory,
-        args.deadline,
-        args.concurrency,
-        args.reuse,
-    );
+    let mut query = limits_query(None, args.limits);
     let mut add = |key: &str, values: &[String]| {
         if !values.is_empty() {
             if !query.is_empty() {
@@ -380,7 +362,13 @@ fn tenants(client: &AdminClient, command: TenantsCommand) -> anyhow::Result<()> 
             instances,
         } => {
             dwcp_store::validate_label(&tenant)?;
-            let query = limits_query(None, memory, None, None, None);
+            let query = limits_query(
+                None,
+                LimitFlags {
+                    memory,
+                    ..LimitFlags::default()
+                },
+            );
             let query = match instances {
                 Some(n) if query.is_empty() => format!("instances={n}"),
                 Some(n) => format!("{query}&instances={n}"),

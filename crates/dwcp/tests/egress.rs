@@ -74,6 +74,15 @@ fn egress_is_denied_by_default_and_opened_by_host_and_cidr() {
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.text(), "200\nupstream says hi");
 
+    // The admin API stays out of reach even with loopback open.
+    let reply = fetch(&node, &admin);
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    assert!(
+        reply.text().contains("DestinationIpProhibited"),
+        "{}",
+        reply.text()
+    );
+
     // A host not listed stays denied.
     let reply = fetch(&node, &format!("http://127.0.0.1:{port}/x"));
     assert!(
@@ -99,7 +108,11 @@ fn egress_is_denied_by_default_and_opened_by_host_and_cidr() {
             "dwcp_egress_requests_total{{tenant=\"t\",app=\"fetch\",outcome=\"{outcome}\"}}"
         ))
     };
-    assert_eq!(series("denied"), 1.0);
+    assert_eq!(
+        series("denied"),
+        1.0,
+        "after the restart: the cleared rules' refusal"
+    );
     assert_eq!(series("sent"), 1.0);
 }
 
