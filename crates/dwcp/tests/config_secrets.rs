@@ -3,17 +3,13 @@
 
 mod common;
 
-use common::{TestNode, data_dir};
+use common::{TestNode, data_dir, stderr};
 use serde_json::Value;
 
 fn env_of(node: &TestNode) -> String {
     let reply = node.request("GET", "env.t.localhost", "/", b"");
     assert_eq!(reply.status, 200);
     reply.text()
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]

@@ -5,12 +5,8 @@ mod common;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{TestNode, data_dir};
+use common::{TestNode, data_dir, stderr};
 use serde_json::Value;
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 #[test]
 fn tenants_are_created_listed_and_deleted_with_their_apps() {
