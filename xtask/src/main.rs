@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 
 /// The guests in `examples/`, as the contract names them.
 const EXAMPLES: &[&str] = &[
-    "hello", "echo", "spin", "hog", "trap", "stack", "flood", "fetch", "env",
+    "hello", "echo", "spin", "hog", "trap", "stack", "flood", "fetch", "env", "logger",
 ];
 
 /// The guests the demo deploys, with the flags that show them off.
@@ -20,6 +20,7 @@ const DEMO: &[(&str, &[&str])] = &[
     ("trap", &[]),
     ("stack", &[]),
     ("flood", &[]),
+    ("logger", &[]),
 ];
 
 fn main() -> anyhow::Result<()> {

@@ -21,6 +21,8 @@ pub struct AdminState {
     pub control: Arc<Control>,
     pub metrics: Arc<NodeMetrics>,
     pub ready: AtomicBool,
+    /// Turns true when the node stops: long responses (`logs --follow`) end.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The admin API's routes; uploads up to `max_upload` bytes.
@@ -56,13 +58,14 @@ pub fn router(state: Arc<AdminState>, max_upload: usize) -> Router {
             get(app_versions).post(deploy),
         )
         .route("/v1/audit", get(audit_log))
+        .merge(crate::observe::routes())
         .layer(DefaultBodyLimit::max(max_upload))
         .layer(axum::middleware::from_fn_with_state(state.clone(), audit))
         .with_state(state)
 }
 
 /// An error as the API reports it: a status and `{"error": "..."}`.
-struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(pub StatusCode, pub String);
 
 impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> Self {
@@ -91,7 +94,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T> = Result<axum::Json<T>, ApiError>;
+pub(crate) type ApiResult<T> = Result<axum::Json<T>, ApiError>;
 
 async fn readyz(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
     if state.ready.load(Ordering::Acquire) {
@@ -123,7 +126,7 @@ async fn list_apps(
     Ok(axum::Json(state.control.list(q.tenant.as_deref())?))
 }
 
-fn app_id(tenant: &str, app: &str) -> Result<AppId, ApiError> {
+pub(crate) fn app_id(tenant: &str, app: &str) -> Result<AppId, ApiError> {
     AppId::new(tenant, app).map_err(|e| ControlError::from(e).into())
 }
 

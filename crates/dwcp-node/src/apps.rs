@@ -25,6 +25,14 @@ pub struct LiveApp {
     pub tenant: Arc<TenantGate>,
 }
 
+impl LiveApp {
+    /// Records one response in the app's metrics and recent activity.
+    pub fn observe(&self, status: u16, seconds: f64) {
+        self.metrics.observe(status, seconds);
+        self.version.stats().observe(status, seconds);
+    }
+}
+
 /// Every live app, keyed by `app.tenant` (the form hosts name them in).
 /// Readers take a snapshot with one atomic load; writers (deploys, deletes)
 /// copy and swap.

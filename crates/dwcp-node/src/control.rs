@@ -24,6 +24,7 @@ use tokio::sync::Semaphore;
 use crate::apps::{AppTable, LiveApp};
 use crate::metrics::NodeMetrics;
 use crate::secrets::SecretBox;
+use crate::telemetry::TelemetryTable;
 use crate::tenants::{TenantGate, TenantUsage};
 
 /// Why a control operation failed.
@@ -208,6 +209,8 @@ pub struct Control {
     node_addrs: Vec<std::net::SocketAddr>,
     /// Seals secrets at rest.
     secrets: SecretBox,
+    /// Each app's log and recent activity.
+    pub(crate) telemetry: TelemetryTable,
 }
 
 impl Control {
@@ -219,6 +222,7 @@ impl Control {
         metrics: Arc<NodeMetrics>,
         domain: String,
         node_addrs: Vec<std::net::SocketAddr>,
+        log_bytes: usize,
     ) -> Result<Self, ControlError> {
         std::fs::create_dir_all(data_dir)?;
         Ok(Self {
@@ -232,6 +236,7 @@ impl Control {
             gates: std::sync::Mutex::new(HashMap::new()),
             node_addrs,
             secrets: SecretBox::open_or_create(data_dir)?,
+            telemetry: TelemetryTable::new(log_bytes),
         })
     }
 
@@ -308,10 +313,12 @@ impl Control {
             version: version.to_string(),
         };
         let metrics = self.metrics.for_version(&labels);
+        let telemetry = self.telemetry.for_app(&record.tenant, &record.app);
         let version = Arc::new(
             AppVersion::new(&self.runtime, labels, prepared, record.limits)
                 .with_egress(self.egress_policy(record))
-                .with_env(env),
+                .with_env(env)
+                .with_telemetry(telemetry.log, telemetry.stats),
         );
         // Keep the slots of the version being replaced when the limit is
         // unchanged, so that old and new versions together still honour it.
@@ -760,6 +767,7 @@ impl Control {
                 .unwrap_or(ControlError::NoApp(id.to_string())));
         };
         self.apps.remove(&id.tenant, &id.app);
+        self.telemetry.remove(&id.tenant, &id.app);
         self.remove_unused(record.versions.iter())?;
         tracing::info!(tenant = %id.tenant, app = %id.app, "deleted");
         Ok(record)
@@ -788,7 +796,8 @@ impl Control {
             .collect())
     }
 
-    fn record(&self, id: &AppId) -> Result<AppRecord, ControlError> {
+    /// The stored record of an app; says whether the tenant or the app is missing.
+    pub(crate) fn record(&self, id: &AppId) -> Result<AppRecord, ControlError> {
         match self.state.app(&id.tenant, &id.app)? {
             Some(record) => Ok(record),
             None if self.state.tenant(&id.tenant)?.is_none() => {
@@ -908,6 +917,7 @@ impl Control {
             .ok_or_else(|| ControlError::NoTenant(name.to_string()))?;
         for app in &apps {
             self.apps.remove(&app.tenant, &app.app);
+            self.telemetry.remove(&app.tenant, &app.app);
         }
         self.remove_unused(apps.iter().flat_map(|a| &a.versions))?;
         if let Ok(mut gates) = self.gates.lock() {

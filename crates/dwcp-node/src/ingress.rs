@@ -75,7 +75,7 @@ pub async fn route(
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            app.metrics.observe(503, started.elapsed().as_secs_f64());
+            app.observe(503, started.elapsed().as_secs_f64());
             return response;
         }
     };
@@ -97,7 +97,7 @@ pub async fn route(
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            app.metrics.observe(503, started.elapsed().as_secs_f64());
+            app.observe(503, started.elapsed().as_secs_f64());
             return response;
         }
     };
@@ -106,7 +106,6 @@ pub async fn route(
     let response = version.handle(request, (permit, share)).await;
 
     // 6. Metrics.
-    app.metrics
-        .observe(response.status().as_u16(), started.elapsed().as_secs_f64());
+    app.observe(response.status().as_u16(), started.elapsed().as_secs_f64());
     response
 }

@@ -15,7 +15,9 @@ mod host;
 pub mod ingress;
 mod metrics;
 mod node;
+mod observe;
 mod secrets;
+mod telemetry;
 mod tenants;
 
 pub use apps::{AppTable, LiveApp};

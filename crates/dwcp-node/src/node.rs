@@ -41,6 +41,8 @@ pub struct NodeConfig {
     pub max_upload: usize,
     /// How long in-flight requests may take to finish at shutdown.
     pub drain_timeout: Duration,
+    /// Bytes of guest output kept per app for `dwcp logs`.
+    pub log_bytes_per_app: usize,
 }
 
 impl NodeConfig {
@@ -55,6 +57,7 @@ impl NodeConfig {
             runtime: RuntimeSettings::default(),
             max_upload: 256 << 20,
             drain_timeout: Duration::from_secs(30),
+            log_bytes_per_app: dwcp_runtime::DEFAULT_LOG_BYTES,
         }
     }
 }
@@ -102,6 +105,7 @@ impl Node {
                 metrics.clone(),
                 config.domain.clone(),
                 vec![admin_addr],
+                config.log_bytes_per_app,
             )
             .with_context(|| {
                 format!(
@@ -117,6 +121,7 @@ impl Node {
             control: control.clone(),
             metrics: metrics.clone(),
             ready: AtomicBool::new(false),
+            shutdown: shutdown.subscribe(),
         });
         threads.push(spawn_admin(
             admin,

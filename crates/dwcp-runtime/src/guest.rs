@@ -11,6 +11,7 @@ use wasmtime_wasi_http::{
 };
 
 use crate::egress::EgressPolicy;
+use crate::logs::GuestOutput;
 use crate::metrics::{RuntimeMetrics, VersionLabels};
 
 /// What a store holds for one guest instance: its WASI contexts, its memory
@@ -32,15 +33,14 @@ impl GuestState {
         metrics: Arc<RuntimeMetrics>,
         egress: Arc<EgressContext>,
         env: &[(String, String)],
+        (stdout, stderr): (GuestOutput, GuestOutput),
     ) -> Self {
-        // Like `wasmtime serve`: the guest's stdout and stderr go to the
-        // node's, no arguments, no preopened directories; the environment
-        // holds the app's config and secrets. Through tokio's
-        // handles, whose writes run off the event loop: a guest writing to
-        // a full pipe must not stall the other requests of its thread.
+        // Like `wasmtime serve`: no arguments, no preopened directories; the
+        // environment holds the app's config and secrets. stdout and stderr
+        // go to the app's log (see `logs.rs`), never blocking the guest.
         let wasi = WasiCtx::builder()
-            .stdout(tokio::io::stdout())
-            .stderr(tokio::io::stderr())
+            .stdout(stdout)
+            .stderr(stderr)
             .envs(env)
             .build();
         metrics.live_instances.inc();

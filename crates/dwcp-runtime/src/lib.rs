@@ -24,8 +24,10 @@ mod deploy;
 mod egress;
 mod engine;
 mod guest;
+mod logs;
 mod metrics;
 mod serve;
+mod stats;
 
 pub use aot::{AotCache, CacheOutcome};
 pub use body::{ResponseBody, text_response};
@@ -33,9 +35,11 @@ pub use deploy::{DeployError, Prepared, check_component_bytes};
 pub use egress::{EgressPolicy, HostRule, MAX_EGRESS_RESPONSE, parse_cidr};
 pub use engine::{Runtime, RuntimeSettings};
 pub use guest::GuestState;
+pub use logs::{AppLog, DEFAULT_LOG_BYTES, LogLine, LogStream};
 pub use metrics::TrapKind;
 pub use metrics::{RuntimeMetrics, VersionLabels};
 pub use serve::AppVersion;
+pub use stats::{AppStats, StatsSummary};
 
 /// Re-exported so that callers can name limits without depending on the store.
 pub use dwcp_store::AppLimits;

@@ -18,7 +18,9 @@ use crate::deploy::Prepared;
 use crate::egress::EgressPolicy;
 use crate::engine::Runtime;
 use crate::guest::{EgressContext, GuestState};
+use crate::logs::{AppLog, DEFAULT_LOG_BYTES, LogStream};
 use crate::metrics::{RuntimeMetrics, TrapKind, VersionLabels};
+use crate::stats::AppStats;
 use dwcp_store::AppLimits;
 
 /// The error an epoch callback raises when a request's deadline has passed.
@@ -61,6 +63,10 @@ pub struct AppVersion {
     egress: Arc<EgressContext>,
     /// Environment variables of every instance: the app's config and secrets.
     env: Arc<[(String, String)]>,
+    /// Where its guests' output goes; shared by the app's versions.
+    log: Arc<AppLog>,
+    /// The app's recent activity; shared by its versions.
+    stats: Arc<AppStats>,
 }
 
 impl AppVersion {
@@ -72,6 +78,7 @@ impl AppVersion {
         limits: AppLimits,
     ) -> Self {
         let labels_for_egress = labels.clone();
+        let log = Arc::new(AppLog::new(&labels.tenant, &labels.app, DEFAULT_LOG_BYTES));
         Self {
             labels,
             pre: prepared.pre,
@@ -86,6 +93,8 @@ impl AppVersion {
                 metrics: runtime.metrics.clone(),
             }),
             env: Arc::new([]),
+            log,
+            stats: Arc::default(),
         }
     }
 
@@ -102,7 +111,27 @@ impl AppVersion {
             idle_budget: self.idle_budget,
             egress: self.egress.clone(),
             env: self.env.clone(),
+            log: self.log.clone(),
+            stats: self.stats.clone(),
         }
+    }
+
+    /// The same version writing to the app's log and stats, which outlive
+    /// its versions (by default it has its own).
+    pub fn with_telemetry(mut self, log: Arc<AppLog>, stats: Arc<AppStats>) -> Self {
+        self.log = log;
+        self.stats = stats;
+        self
+    }
+
+    /// The app's log its guests write to.
+    pub fn log(&self) -> &Arc<AppLog> {
+        &self.log
+    }
+
+    /// The app's recent activity.
+    pub fn stats(&self) -> &Arc<AppStats> {
+        &self.stats
     }
 
     /// The same version with these environment variables in new instances.
@@ -151,6 +180,7 @@ impl AppVersion {
             self.metrics.clone(),
             self.egress.clone(),
             &self.env,
+            self.log.streams(&self.labels),
         );
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limiter);
@@ -253,7 +283,10 @@ impl AppVersion {
                 instance
             }
             None => match self.instantiate().await {
-                Ok(instance) => instance,
+                Ok(instance) => {
+                    self.stats.cold_start();
+                    instance
+                }
                 Err(InstantiateError::PoolFull) => {
                     tracing::warn!(tenant = %self.labels.tenant, app = %self.labels.app, "the node's instance pool is full (`dwcp up --pool-instances`)");
                     let mut response =
@@ -375,6 +408,12 @@ impl AppVersion {
             version = %self.labels.version,
             reason = ?kind,
             "guest stopped: {detail}"
+        );
+        let version: Arc<str> = self.labels.version.as_str().into();
+        self.log.push(
+            &version,
+            LogStream::Node,
+            format!("stopped ({kind:?}): {detail}"),
         );
     }
 

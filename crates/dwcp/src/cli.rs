@@ -82,6 +82,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What an app's guests wrote to stdout and stderr (and why the node stopped them).
+    ///
+    /// Example: dwcp logs demo/hello --since 5m --follow
+    Logs(LogsArgs),
+    /// Requests/s, p50/p99 latency, error rate and cold starts over the last minutes.
+    ///
+    /// Example: dwcp metrics demo/hello --window 1m
+    Metrics(MetricsArgs),
     /// Tenants and their quotas.
     ///
     /// Example: dwcp tenants quota acme --memory 2GiB --instances 50
@@ -120,6 +128,9 @@ pub struct UpArgs {
     /// How long in-flight requests may take to finish on shutdown.
     #[arg(long, default_value = "30s")]
     pub drain_timeout: String,
+    /// Guest output kept per app for `dwcp logs` (oldest lines dropped first).
+    #[arg(long, default_value = "1MiB")]
+    pub log_buffer: String,
 }
 
 #[derive(Args, Debug)]
@@ -256,6 +267,34 @@ pub struct ListArgs {
 pub struct AppArg {
     /// TENANT/APP, or APP in the default tenant.
     pub app: String,
+    /// Print JSON (fields in docs/cli.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// TENANT/APP, or APP in the default tenant.
+    pub app: String,
+    /// Only lines younger than this (`30s`, `5m`, `2h`) or written after
+    /// this time (`2026-11-27T10:00:00Z`).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Keep printing lines as they are written, until Ctrl-C.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Print each line as JSON: {seq, at_ms, version, stream, text}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct MetricsArgs {
+    /// TENANT/APP, or APP in the default tenant (default: every app).
+    pub app: Option<String>,
+    /// How far back to look: `10s` to `15m`.
+    #[arg(long, default_value = "5m")]
+    pub window: String,
     /// Print JSON (fields in docs/cli.md).
     #[arg(long)]
     pub json: bool,

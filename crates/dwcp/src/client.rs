@@ -124,6 +124,38 @@ impl AdminClient {
     }
 }
 
+impl AdminClient {
+    /// GET `path`, an answer of newline-delimited JSON, and hand each line
+    /// to `each` as it arrives; with `open_ended`, without a time limit
+    /// (`logs --follow` reads until the node stops or Ctrl-C).
+    pub fn get_lines(
+        &self,
+        path: &str,
+        open_ended: bool,
+        mut each: impl FnMut(&str) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let mut request = self.agent.get(self.url(path));
+        if open_ended {
+            request = request.config().timeout_global(None).build();
+        }
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let mut response = request.call().with_context(|| self.unreachable())?;
+        if !response.status().is_success() {
+            return decode::<Value>(response).map(drop);
+        }
+        let reader = std::io::BufReader::new(response.body_mut().as_reader());
+        for line in std::io::BufRead::lines(reader) {
+            let line = line.context("the admin API's answer broke off")?;
+            if !line.is_empty() {
+                each(&line)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Decodes a JSON answer, turning `{"error": …}` into an error.
 fn decode<T: DeserializeOwned>(
     mut response: ureq::http::Response<ureq::Body>,

@@ -47,6 +47,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit { since, json } => audit(&client(), since.as_deref(), json),
         Command::Config(command) => config(&client(), &cli.tenant, command),
         Command::Secrets(command) => secrets(&client(), &cli.tenant, command),
+        Command::Logs(args) => crate::observe::logs(&client(), &cli.tenant, args),
+        Command::Metrics(args) => crate::observe::metrics(&client(), &cli.tenant, args),
         Command::Bench(bench) => crate::bench::run(bench),
     }
 }
@@ -62,7 +64,7 @@ fn default_data_dir() -> PathBuf {
 
 /// `TENANT/APP`, or `APP` in the default tenant; names are checked here so
 /// that a typo gets its message before any network round trip.
-fn split_app(default_tenant: &str, arg: &str) -> anyhow::Result<(String, String)> {
+pub(crate) fn split_app(default_tenant: &str, arg: &str) -> anyhow::Result<(String, String)> {
     let id = if arg.contains('/') {
         dwcp_store::AppId::parse(arg)?
     } else {
@@ -71,7 +73,7 @@ fn split_app(default_tenant: &str, arg: &str) -> anyhow::Result<(String, String)
     Ok((id.tenant, id.app))
 }
 
-fn print_json(value: &Value) -> anyhow::Result<()> {
+pub(crate) fn print_json(value: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
@@ -498,7 +500,7 @@ fn versions(client: &AdminClient, default_tenant: &str, arg: AppArg) -> anyhow::
     Ok(())
 }
 
-fn text(v: &Value) -> String {
+pub(crate) fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => "-".into(),
@@ -529,7 +531,7 @@ fn age(unix: Option<u64>) -> String {
 }
 
 /// Percent-encodes a query value (only what our values can contain needs it).
-fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

@@ -6,6 +6,7 @@ mod bench;
 mod cli;
 mod client;
 mod commands;
+mod observe;
 mod up;
 
 use std::process::ExitCode;

@@ -48,6 +48,7 @@ pub fn run(args: UpArgs, admin: &str, data_dir: PathBuf) -> anyhow::Result<()> {
     config.max_upload = parse_size("--max-upload", &args.max_upload)? as usize;
     config.drain_timeout = humantime::parse_duration(&args.drain_timeout)
         .with_context(|| format!("--drain-timeout `{}`", args.drain_timeout))?;
+    config.log_bytes_per_app = parse_size("--log-buffer", &args.log_buffer)? as usize;
     config.runtime = RuntimeSettings {
         pool_instances: args.pool_instances,
         max_memory: parse_size("--pool-max-memory", &args.pool_max_memory)?,

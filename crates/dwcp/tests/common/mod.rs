@@ -34,6 +34,8 @@ pub struct TestNode {
     pub admin: SocketAddr,
     pub data_dir: PathBuf,
     pub ready_line: String,
+    /// Where the node's own log (its stderr) goes, if not to the test's.
+    pub log: Option<PathBuf>,
 }
 
 impl TestNode {
@@ -44,6 +46,27 @@ impl TestNode {
 
     /// Starts a node with extra `dwcp up` flags.
     pub fn start_with(data_dir: &Path, flags: &[&str]) -> TestNode {
+        Self::spawn(data_dir, flags, None)
+    }
+
+    /// Starts a node whose log (stderr) goes to `node.log` in `data_dir`,
+    /// for [`TestNode::log_text`].
+    pub fn start_logged(data_dir: &Path, flags: &[&str]) -> TestNode {
+        Self::spawn(data_dir, flags, Some(data_dir.join("node.log")))
+    }
+
+    /// What the node has logged so far (nodes from [`TestNode::start_logged`]).
+    pub fn log_text(&self) -> String {
+        let path = self.log.as_ref().expect("a node started with start_logged");
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    fn spawn(data_dir: &Path, flags: &[&str], log: Option<PathBuf>) -> TestNode {
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let stderr = match &log {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("node log")),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(dwcp())
             .args([
                 "up",
@@ -57,7 +80,7 @@ impl TestNode {
             .args(flags)
             .env("DWCP_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("dwcp starts");
         let stdout = child.stdout.take().expect("stdout");
@@ -79,6 +102,7 @@ impl TestNode {
             child,
             data_dir: data_dir.to_path_buf(),
             ready_line: line.clone(),
+            log,
         }
     }
 
