@@ -58,6 +58,7 @@ pub fn router(state: Arc<AdminState>, max_upload: usize) -> Router {
             get(app_versions).post(deploy),
         )
         .route("/v1/audit", get(audit_log))
+        .route("/v1/gc", post(gc))
         .merge(crate::observe::routes())
         .layer(DefaultBodyLimit::max(max_upload))
         .layer(axum::middleware::from_fn_with_state(state.clone(), audit))
@@ -225,6 +226,7 @@ struct LimitsQuery {
     allow_host: Option<String>,
     allow_private: Option<String>,
     clear_egress: Option<bool>,
+    keep_versions: Option<u32>,
 }
 
 async fn set_limits(
@@ -253,6 +255,7 @@ async fn set_limits(
     options.allow_hosts = list(q.allow_host);
     options.allow_private = list(q.allow_private);
     options.clear_egress = q.clear_egress.unwrap_or(false);
+    options.keep_versions = q.keep_versions;
     Ok(axum::Json(state.control.set_limits(&id, options).await?))
 }
 
@@ -419,4 +422,17 @@ async fn audit_log(
     Query(q): Query<SinceQuery>,
 ) -> ApiResult<Vec<dwcp_store::AuditEntry>> {
     Ok(axum::Json(state.control.audit_since(q.since.unwrap_or(0))?))
+}
+
+#[derive(Deserialize)]
+struct GcQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn gc(
+    State(state): State<Arc<AdminState>>,
+    Query(q): Query<GcQuery>,
+) -> ApiResult<crate::GcReport> {
+    Ok(axum::Json(state.control.gc(q.dry_run).await?))
 }

@@ -85,6 +85,8 @@ pub struct DeployOptions {
     pub allow_private: Vec<String>,
     /// Remove every egress rule first (`apps set` only).
     pub clear_egress: bool,
+    /// Versions to keep (`apps set` only).
+    pub keep_versions: Option<u32>,
 }
 
 /// What a deploy did.
@@ -173,6 +175,8 @@ pub struct AppStatus {
     pub host: String,
     /// What its guests may reach with outgoing HTTP.
     pub egress: EgressSettings,
+    /// How many versions it keeps.
+    pub keep_versions: usize,
 }
 
 /// One line of `dwcp versions`.
@@ -190,23 +194,36 @@ pub struct VersionInfo {
     pub active: bool,
 }
 
+/// How a node's control plane behaves, as `dwcp up` sets it.
+#[derive(Debug, Clone)]
+pub struct ControlSettings {
+    /// Host suffix apps are addressed under.
+    pub domain: String,
+    /// The node's own addresses, out of guests' reach.
+    pub node_addrs: Vec<std::net::SocketAddr>,
+    /// Bytes of guest output kept per app.
+    pub log_bytes: usize,
+    /// Versions kept per app unless the app says otherwise.
+    pub keep_versions: u32,
+    /// Audit entries older than this are removed by `dwcp gc`.
+    pub audit_retention: std::time::Duration,
+}
+
 /// The node's control plane.
 pub struct Control {
-    state: StateStore,
-    artifacts: BlobStore,
-    runtime: Arc<Runtime>,
-    apps: Arc<AppTable>,
+    pub(crate) state: StateStore,
+    pub(crate) artifacts: BlobStore,
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) apps: Arc<AppTable>,
     metrics: Arc<NodeMetrics>,
-    domain: String,
+    pub(crate) settings: ControlSettings,
     /// Deploys and deletes run one at a time: each is a read-modify-write
     /// of an app record, and compilation would not go faster in parallel.
     /// The guard moves into the blocking task, so that a deploy whose
     /// client went away still holds it until its last write.
-    serial: Arc<tokio::sync::Mutex<()>>,
+    pub(crate) serial: Arc<tokio::sync::Mutex<()>>,
     /// Each tenant's quota gate, shared by its live apps.
     gates: std::sync::Mutex<HashMap<String, Arc<TenantGate>>>,
-    /// The node's own addresses, out of guests' reach.
-    node_addrs: Vec<std::net::SocketAddr>,
     /// Seals secrets at rest.
     secrets: SecretBox,
     /// Each app's log and recent activity.
@@ -220,9 +237,7 @@ impl Control {
         runtime: Arc<Runtime>,
         apps: Arc<AppTable>,
         metrics: Arc<NodeMetrics>,
-        domain: String,
-        node_addrs: Vec<std::net::SocketAddr>,
-        log_bytes: usize,
+        settings: ControlSettings,
     ) -> Result<Self, ControlError> {
         std::fs::create_dir_all(data_dir)?;
         Ok(Self {
@@ -231,12 +246,11 @@ impl Control {
             runtime,
             apps,
             metrics,
-            domain,
             serial: Arc::new(tokio::sync::Mutex::new(())),
             gates: std::sync::Mutex::new(HashMap::new()),
-            node_addrs,
             secrets: SecretBox::open_or_create(data_dir)?,
-            telemetry: TelemetryTable::new(log_bytes),
+            telemetry: TelemetryTable::new(settings.log_bytes),
+            settings,
         })
     }
 
@@ -461,7 +475,7 @@ impl Control {
     /// more, never less) and logged.
     fn egress_policy(&self, record: &AppRecord) -> EgressPolicy {
         let mut policy = EgressPolicy {
-            node_addrs: self.node_addrs.clone(),
+            node_addrs: self.settings.node_addrs.clone(),
             ..EgressPolicy::default()
         };
         for rule in &record.egress.allow_hosts {
@@ -670,6 +684,7 @@ impl Control {
             egress: Default::default(),
             config: Default::default(),
             secrets: Default::default(),
+            keep_versions: None,
         });
         record.versions.push(VersionRecord {
             version: version.clone(),
@@ -679,6 +694,7 @@ impl Control {
         });
         record.active = version.clone();
         record.limits = limits;
+        let pruned = record.prune_versions(self.keep_for(&record));
         let env = match self.guest_env(&record) {
             Ok(env) => env,
             Err(e) => {
@@ -697,6 +713,7 @@ impl Control {
         }
         self.install(&record, &version, prepared, env);
         tracing::info!(tenant = %id.tenant, app = %id.app, %version, artifact = %sha256, ?cache, compile_ms, "deployed");
+        self.forget_versions(&record, &pruned)?;
         Ok(DeployOutcome {
             tenant: id.tenant.clone(),
             app: id.app.clone(),
@@ -818,9 +835,20 @@ impl Control {
             .update_app(id, |record| {
                 record.limits = self.limits_for(Some(record), &options)?;
                 record.egress = egress_settings(&record.egress, &options)?;
+                if let Some(keep) = options.keep_versions {
+                    if keep == 0 {
+                        return Err(ControlError::BadOption(
+                            "--keep-versions must be at least 1".into(),
+                        ));
+                    }
+                    record.keep_versions = Some(keep);
+                }
                 self.check_memory_quota(&id.tenant, &id.app, record.limits.memory_bytes)
             })
             .await?;
+        if options.keep_versions.is_some() {
+            self.apply_retention(id).await?;
+        }
         tracing::info!(tenant = %id.tenant, app = %id.app, limits = ?record.limits, egress = ?record.egress, "app settings changed");
         self.status(id)
     }
@@ -927,6 +955,41 @@ impl Control {
         Ok(apps.len())
     }
 
+    /// How many versions `record` keeps.
+    pub(crate) fn keep_for(&self, record: &AppRecord) -> usize {
+        record
+            .keep_versions
+            .unwrap_or(self.settings.keep_versions)
+            .max(1) as usize
+    }
+
+    /// Prunes one app's versions to its retention setting now.
+    async fn apply_retention(&self, id: &AppId) -> Result<(), ControlError> {
+        let _serial = self.serial.lock().await;
+        let mut record = self.record(id)?;
+        let pruned = record.prune_versions(self.keep_for(&record));
+        if !pruned.is_empty() {
+            self.state.put_app(&record)?;
+            self.forget_versions(&record, &pruned)?;
+        }
+        Ok(())
+    }
+
+    /// After `pruned` left `record` (already stored): their files go unless
+    /// still used, and the removal is logged.
+    pub(crate) fn forget_versions(
+        &self,
+        record: &AppRecord,
+        pruned: &[VersionRecord],
+    ) -> Result<(), ControlError> {
+        if pruned.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = pruned.iter().map(|v| v.version.as_str()).collect();
+        tracing::info!(tenant = %record.tenant, app = %record.app, versions = ?names, "old versions removed (retention)");
+        self.remove_unused(pruned.iter())
+    }
+
     /// Removes the artifacts and compiled code of `versions` that no stored
     /// version uses any more.
     fn remove_unused<'a>(
@@ -951,7 +1014,7 @@ impl Control {
         });
         let active = r.active_version().cloned();
         Ok(AppStatus {
-            host: format!("{}.{}.{}", r.app, r.tenant, self.domain),
+            host: format!("{}.{}.{}", r.app, r.tenant, self.settings.domain),
             sha256: active
                 .as_ref()
                 .map_or_else(String::new, |v| v.sha256.clone()),
@@ -961,6 +1024,7 @@ impl Control {
             in_flight,
             limits: r.limits,
             egress: r.egress.clone(),
+            keep_versions: self.keep_for(&r),
             versions: r.versions.len(),
             created_at: r.created_at,
             active_version: r.active,

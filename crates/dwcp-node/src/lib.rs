@@ -11,6 +11,7 @@
 mod admin;
 mod apps;
 mod control;
+mod gc;
 mod host;
 pub mod ingress;
 mod metrics;
@@ -22,9 +23,10 @@ mod tenants;
 
 pub use apps::{AppTable, LiveApp};
 pub use control::{
-    AppStatus, AppSummary, Control, ControlError, DeployOptions, DeployOutcome, TenantSummary,
-    VersionInfo,
+    AppStatus, AppSummary, Control, ControlError, ControlSettings, DeployOptions, DeployOutcome,
+    TenantSummary, VersionInfo,
 };
+pub use gc::GcReport;
 pub use host::app_key;
 pub use metrics::NodeMetrics;
 pub use node::{Node, NodeConfig, RunningNode};

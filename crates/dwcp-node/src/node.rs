@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::admin::{AdminState, router};
 use crate::apps::AppTable;
-use crate::control::Control;
+use crate::control::{Control, ControlSettings};
 use crate::ingress::{Ingress, route};
 use crate::metrics::NodeMetrics;
 
@@ -43,6 +43,10 @@ pub struct NodeConfig {
     pub drain_timeout: Duration,
     /// Bytes of guest output kept per app for `dwcp logs`.
     pub log_bytes_per_app: usize,
+    /// Versions kept per app unless the app says otherwise.
+    pub keep_versions: u32,
+    /// How long `dwcp gc` keeps audit entries.
+    pub audit_retention: Duration,
 }
 
 impl NodeConfig {
@@ -58,6 +62,8 @@ impl NodeConfig {
             max_upload: 256 << 20,
             drain_timeout: Duration::from_secs(30),
             log_bytes_per_app: dwcp_runtime::DEFAULT_LOG_BYTES,
+            keep_versions: 10,
+            audit_retention: Duration::from_secs(90 * 86_400),
         }
     }
 }
@@ -103,9 +109,13 @@ impl Node {
                 runtime.clone(),
                 apps.clone(),
                 metrics.clone(),
-                config.domain.clone(),
-                vec![admin_addr],
-                config.log_bytes_per_app,
+                ControlSettings {
+                    domain: config.domain.clone(),
+                    node_addrs: vec![admin_addr],
+                    log_bytes: config.log_bytes_per_app,
+                    keep_versions: config.keep_versions,
+                    audit_retention: config.audit_retention,
+                },
             )
             .with_context(|| {
                 format!(

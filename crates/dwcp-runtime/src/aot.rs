@@ -30,6 +30,19 @@ pub enum CacheOutcome {
     Recompiled,
 }
 
+/// One file of the cache (compiled code or its checksum).
+#[derive(Debug, Clone)]
+pub struct AotFile {
+    /// The artifact it was compiled from.
+    pub sha256: String,
+    /// Whether this node's engine can load it.
+    pub current_engine: bool,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Where it is.
+    pub path: PathBuf,
+}
+
 /// Compiled components on disk, keyed by artifact and engine.
 #[derive(Debug)]
 pub struct AotCache {
@@ -109,6 +122,27 @@ impl AotCache {
             }
         }
         Ok(())
+    }
+
+    /// Every file of the cache: its artifact hash, whether it is for this
+    /// engine (files for another one are left by an upgrade), its size.
+    pub fn files(&self) -> io::Result<Vec<AotFile>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some((hash, rest)) = name.split_once('-') else {
+                continue;
+            };
+            out.push(AotFile {
+                sha256: hash.to_string(),
+                current_engine: rest.split('.').next() == Some(self.engine_key.as_str()),
+                size: entry.metadata()?.len(),
+                path: entry.path(),
+            });
+        }
+        Ok(out)
     }
 
     /// The artifact hashes that have cached code (for any engine).

@@ -29,7 +29,7 @@ mod metrics;
 mod serve;
 mod stats;
 
-pub use aot::{AotCache, CacheOutcome};
+pub use aot::{AotCache, AotFile, CacheOutcome};
 pub use body::{ResponseBody, text_response};
 pub use deploy::{DeployError, Prepared, check_component_bytes};
 pub use egress::{EgressPolicy, HostRule, MAX_EGRESS_RESPONSE, parse_cidr};

@@ -102,6 +102,9 @@ pub struct AppRecord {
     /// Secrets, sealed; given to the guest as environment variables.
     #[serde(default)]
     pub secrets: BTreeMap<String, SealedSecret>,
+    /// How many versions to keep (`None`: the node's `--keep-versions`).
+    #[serde(default)]
+    pub keep_versions: Option<u32>,
 }
 
 /// A secret as stored: sealed with the node's secrets key (AEAD), bound to
@@ -130,6 +133,27 @@ impl AppRecord {
         self.versions.iter().find(|v| v.version == self.active)
     }
 
+    /// Removes and returns the versions beyond the newest `keep` that
+    /// nothing may still need. The active version and the one deployed
+    /// before it (where an undo returns to) are always kept, whatever
+    /// `keep` says.
+    pub fn prune_versions(&mut self, keep: usize) -> Vec<VersionRecord> {
+        let active = self.versions.iter().position(|v| v.version == self.active);
+        let protected = |i: usize| active.is_some_and(|a| i == a || i + 1 == a);
+        let first_kept = self.versions.len().saturating_sub(keep);
+        let mut pruned = Vec::new();
+        let mut i = 0;
+        self.versions.retain(|v| {
+            let keep = i >= first_kept || protected(i);
+            if !keep {
+                pruned.push(v.clone());
+            }
+            i += 1;
+            keep
+        });
+        pruned
+    }
+
     /// The name the next unnamed deploy gets: `v` and one more than the
     /// highest `vN` so far.
     pub fn next_version_name(&self) -> String {
@@ -156,19 +180,47 @@ mod tests {
         }
     }
 
-    #[test]
-    fn next_version_skips_named_versions() {
-        let mut app = AppRecord {
+    fn app(versions: &[&str], active: &str) -> AppRecord {
+        AppRecord {
             tenant: "t".into(),
             app: "a".into(),
-            active: "v1".into(),
-            versions: vec![version("v1")],
+            active: active.into(),
+            versions: versions.iter().map(|v| version(v)).collect(),
             limits: AppLimits::default(),
             created_at: 0,
-            egress: EgressSettings::default(),
-            config: BTreeMap::new(),
-            secrets: BTreeMap::new(),
-        };
+            egress: Default::default(),
+            config: Default::default(),
+            secrets: Default::default(),
+            keep_versions: None,
+        }
+    }
+
+    fn names(versions: &[VersionRecord]) -> Vec<&str> {
+        versions.iter().map(|v| v.version.as_str()).collect()
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_and_what_an_undo_needs() {
+        let mut r = app(&["v1", "v2", "v3", "v4", "v5"], "v5");
+        assert_eq!(names(&r.prune_versions(3)), ["v1", "v2"]);
+        assert_eq!(names(&r.versions), ["v3", "v4", "v5"]);
+        // Nothing more to prune at the same setting.
+        assert!(r.prune_versions(3).is_empty());
+
+        // An older version serving: it and its predecessor stay.
+        let mut r = app(&["v1", "v2", "v3", "v4", "v5"], "v2");
+        assert_eq!(names(&r.prune_versions(2)), ["v3"]);
+        assert_eq!(names(&r.versions), ["v1", "v2", "v4", "v5"]);
+
+        // keep 1 still keeps the undo target.
+        let mut r = app(&["v1", "v2", "v3"], "v3");
+        assert_eq!(names(&r.prune_versions(1)), ["v1"]);
+        assert_eq!(names(&r.versions), ["v2", "v3"]);
+    }
+
+    #[test]
+    fn next_version_skips_named_versions() {
+        let mut app = app(&["v1"], "v1");
         assert_eq!(app.next_version_name(), "v2");
         app.versions.push(version("beta"));
         app.versions.push(version("v7"));

@@ -191,6 +191,32 @@ impl StateStore {
         Ok(out)
     }
 
+    /// Removes the audit entries older than `before_micros` (with `dry_run`,
+    /// only counts them); returns how many.
+    pub fn prune_audit(&self, before_micros: u64, dry_run: bool) -> Result<usize, StoreError> {
+        let txn = self.db.begin_write().map_err(StoreError::db)?;
+        let removed = {
+            let mut table = txn.open_table(AUDIT).map_err(StoreError::db)?;
+            if dry_run {
+                table
+                    .range(..before_micros)
+                    .map_err(StoreError::db)?
+                    .count()
+            } else {
+                let mut n = 0;
+                table
+                    .retain_in(..before_micros, |_, _| {
+                        n += 1;
+                        false
+                    })
+                    .map_err(StoreError::db)?;
+                n
+            }
+        };
+        txn.commit().map_err(StoreError::db)?;
+        Ok(removed)
+    }
+
     /// Whether any stored version of any app uses the artifact `sha256`.
     pub fn artifact_in_use(&self, sha256: &str) -> Result<bool, StoreError> {
         Ok(self
@@ -252,7 +278,29 @@ mod tests {
             egress: Default::default(),
             config: Default::default(),
             secrets: Default::default(),
+            keep_versions: None,
         }
+    }
+
+    #[test]
+    fn audit_entries_older_than_a_point_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(&dir.path().join("state.redb")).unwrap();
+        let entry = |action: &str| AuditEntry {
+            at: 0,
+            token: None,
+            action: action.into(),
+            status: 200,
+        };
+        for (at, action) in [(10, "a"), (20, "b"), (30, "c")] {
+            store.append_audit(at, &entry(action)).unwrap();
+        }
+        assert_eq!(store.prune_audit(25, true).unwrap(), 2);
+        assert_eq!(store.audit_since(0).unwrap().len(), 3);
+        assert_eq!(store.prune_audit(25, false).unwrap(), 2);
+        let left = store.audit_since(0).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].action, "c");
     }
 
     #[test]

@@ -90,6 +90,17 @@ pub enum Command {
     ///
     /// Example: dwcp metrics demo/hello --window 1m
     Metrics(MetricsArgs),
+    /// Remove old versions past retention, files no version uses, old audit entries.
+    ///
+    /// Example: dwcp gc --dry-run
+    Gc {
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON (fields in docs/cli.md).
+        #[arg(long)]
+        json: bool,
+    },
     /// Tenants and their quotas.
     ///
     /// Example: dwcp tenants quota acme --memory 2GiB --instances 50
@@ -131,6 +142,13 @@ pub struct UpArgs {
     /// Guest output kept per app for `dwcp logs` (oldest lines dropped first).
     #[arg(long, default_value = "1MiB")]
     pub log_buffer: String,
+    /// Versions kept per app (older ones are removed on deploy and by `dwcp gc`;
+    /// the serving one and the one before it always stay). `apps set` overrides it.
+    #[arg(long, default_value_t = 10)]
+    pub keep_versions: u32,
+    /// How long audit entries are kept (removed by `dwcp gc`).
+    #[arg(long, default_value = "90d")]
+    pub audit_retention: String,
 }
 
 #[derive(Args, Debug)]
@@ -205,6 +223,9 @@ pub struct SetArgs {
     /// Remove every egress rule first (then add those given).
     #[arg(long)]
     pub clear_egress: bool,
+    /// Versions to keep for this app (default: the node's --keep-versions).
+    #[arg(long)]
+    pub keep_versions: Option<u32>,
     /// Print the app's new status as JSON.
     #[arg(long)]
     pub json: bool,

@@ -47,6 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit { since, json } => audit(&client(), since.as_deref(), json),
         Command::Config(command) => config(&client(), &cli.tenant, command),
         Command::Secrets(command) => secrets(&client(), &cli.tenant, command),
+        Command::Gc { dry_run, json } => gc(&client(), dry_run, json),
         Command::Logs(args) => crate::observe::logs(&client(), &cli.tenant, args),
         Command::Metrics(args) => crate::observe::metrics(&client(), &cli.tenant, args),
         Command::Bench(bench) => crate::bench::run(bench),
@@ -139,9 +140,12 @@ fn apps_set(client: &AdminClient, default_tenant: &str, args: SetArgs) -> anyhow
     if args.clear_egress {
         add("clear_egress", &["true".to_string()]);
     }
+    if let Some(keep) = args.keep_versions {
+        add("keep_versions", &[keep.to_string()]);
+    }
     if query.is_empty() {
         anyhow::bail!(
-            "nothing to set: give --memory, --deadline, --concurrency, --reuse, --allow-host, --allow-private or --clear-egress"
+            "nothing to set: give --memory, --deadline, --concurrency, --reuse, --allow-host, --allow-private, --clear-egress or --keep-versions"
         );
     }
     let s: Value = client.send("PATCH", &format!("/v1/apps/{tenant}/{app}?{query}"))?;
@@ -309,6 +313,33 @@ fn audit(client: &AdminClient, since: Option<&str>, json: bool) -> anyhow::Resul
     Ok(())
 }
 
+fn gc(client: &AdminClient, dry_run: bool, json: bool) -> anyhow::Result<()> {
+    let report: Value = client.send("POST", &format!("/v1/gc?dry_run={dry_run}"))?;
+    if json {
+        return print_json(&report);
+    }
+    let list = |key: &str| report[key].as_array().cloned().unwrap_or_default();
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for v in list("versions") {
+        println!("{verb} version {}", text(&v));
+    }
+    for a in list("artifacts") {
+        println!("{verb} artifact {}", short_hash(&text(&a)));
+    }
+    for c in list("compiled") {
+        println!("{verb} compiled code {}", text(&c));
+    }
+    println!(
+        "{verb} {} version(s), {} artifact(s), {} compiled file(s) and {} audit entries ({} of files)",
+        list("versions").len(),
+        list("artifacts").len(),
+        list("compiled").len(),
+        report["audit_entries"].as_u64().unwrap_or(0),
+        bytes(report["bytes"].as_u64())
+    );
+    Ok(())
+}
+
 fn tenants(client: &AdminClient, command: TenantsCommand) -> anyhow::Result<()> {
     match command {
         TenantsCommand::List { json } => {
@@ -447,9 +478,10 @@ fn status(client: &AdminClient, default_tenant: &str, arg: AppArg) -> anyhow::Re
         }
     );
     println!(
-        "  version      {} (of {})",
+        "  version      {} (of {} stored, {} kept)",
         text(&s["active_version"]),
-        text(&s["versions"])
+        text(&s["versions"]),
+        text(&s["keep_versions"])
     );
     println!(
         "  artifact     sha256:{} ({} bytes)",

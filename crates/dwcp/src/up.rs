@@ -49,6 +49,17 @@ pub fn run(args: UpArgs, admin: &str, data_dir: PathBuf) -> anyhow::Result<()> {
     config.drain_timeout = humantime::parse_duration(&args.drain_timeout)
         .with_context(|| format!("--drain-timeout `{}`", args.drain_timeout))?;
     config.log_bytes_per_app = parse_size("--log-buffer", &args.log_buffer)? as usize;
+    if args.keep_versions == 0 {
+        anyhow::bail!("--keep-versions must be at least 1");
+    }
+    config.keep_versions = args.keep_versions;
+    config.audit_retention =
+        humantime::parse_duration(&args.audit_retention).with_context(|| {
+            format!(
+                "--audit-retention `{}`: write it as `30d` or `12h`",
+                args.audit_retention
+            )
+        })?;
     config.runtime = RuntimeSettings {
         pool_instances: args.pool_instances,
         max_memory: parse_size("--pool-max-memory", &args.pool_max_memory)?,
