@@ -60,6 +60,7 @@ pub fn router(state: Arc<AdminState>, max_upload: usize) -> Router {
         .route("/v1/audit", get(audit_log))
         .route("/v1/gc", post(gc))
         .merge(crate::observe::routes())
+        .merge(crate::backup::routes())
         .layer(DefaultBodyLimit::max(max_upload))
         .layer(axum::middleware::from_fn_with_state(state.clone(), audit))
         .with_state(state)

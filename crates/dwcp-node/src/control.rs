@@ -225,7 +225,7 @@ pub struct Control {
     /// Each tenant's quota gate, shared by its live apps.
     gates: std::sync::Mutex<HashMap<String, Arc<TenantGate>>>,
     /// Seals secrets at rest.
-    secrets: SecretBox,
+    pub(crate) secrets: SecretBox,
     /// Each app's log and recent activity.
     pub(crate) telemetry: TelemetryTable,
 }

@@ -10,6 +10,7 @@
 
 mod admin;
 mod apps;
+mod backup;
 mod control;
 mod gc;
 mod host;
@@ -22,6 +23,7 @@ mod telemetry;
 mod tenants;
 
 pub use apps::{AppTable, LiveApp};
+pub use backup::{BACKUP_FORMAT, BackupManifest, BackupSource, read_manifest, restore};
 pub use control::{
     AppStatus, AppSummary, Control, ControlError, ControlSettings, DeployOptions, DeployOutcome,
     TenantSummary, VersionInfo,

@@ -17,13 +17,26 @@ use ring::rand::{SecureRandom, SystemRandom};
 pub struct SecretBox {
     key: LessSafeKey,
     rng: SystemRandom,
+    fingerprint: String,
+}
+
+/// Where the key lives under a data directory.
+pub const SECRETS_KEY: &str = "keys/secrets.key";
+
+/// Names a key without revealing it: a backup records which key sealed
+/// its secrets, so a restore can say which key it needs.
+pub fn key_fingerprint(key: &[u8]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"dwcp secrets key fingerprint\0");
+    ctx.update(key);
+    hex::encode(&ctx.finish().as_ref()[..8])
 }
 
 impl SecretBox {
     /// Loads the node's secrets key from `keys/secrets.key` under
     /// `data_dir`, creating it if there is none yet.
     pub fn open_or_create(data_dir: &Path) -> io::Result<Self> {
-        let path = data_dir.join("keys/secrets.key");
+        let path = data_dir.join(SECRETS_KEY);
         let rng = SystemRandom::new();
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
@@ -51,7 +64,13 @@ impl SecretBox {
         Ok(Self {
             key: LessSafeKey::new(key),
             rng,
+            fingerprint: key_fingerprint(&bytes),
         })
+    }
+
+    /// The key's fingerprint (see [`key_fingerprint`]).
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// Seals `value`, bound to `context` (`tenant/app/NAME`).

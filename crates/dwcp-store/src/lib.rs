@@ -25,4 +25,4 @@ pub use records::{
     AppLimits, AppRecord, AuditEntry, EgressSettings, SealedSecret, TenantQuota, TenantRecord,
     VersionRecord, unix_now,
 };
-pub use state::{StateStore, StoreError};
+pub use state::{StateExport, StateStore, StoreError};

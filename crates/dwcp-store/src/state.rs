@@ -4,6 +4,8 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use serde::{Deserialize, Serialize};
+
 use crate::records::{AppRecord, AuditEntry, TenantRecord, unix_now};
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
@@ -32,6 +34,18 @@ impl StoreError {
     fn db(e: impl Into<redb::Error>) -> Self {
         StoreError::Db(e.into())
     }
+}
+
+/// Everything in a state store, as read in one transaction: what a backup
+/// holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateExport {
+    /// Every tenant.
+    pub tenants: Vec<TenantRecord>,
+    /// Every app.
+    pub apps: Vec<AppRecord>,
+    /// The audit log with its keys (microseconds since the epoch).
+    pub audit: Vec<(u64, AuditEntry)>,
 }
 
 /// Tenants and apps, durable in `state.redb`.
@@ -217,6 +231,71 @@ impl StateStore {
         Ok(removed)
     }
 
+    /// Reads everything in one read transaction: a consistent whole even
+    /// while writes go on.
+    pub fn export(&self) -> Result<StateExport, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::db)?;
+        let mut out = StateExport::default();
+        for entry in txn
+            .open_table(TENANTS)
+            .map_err(StoreError::db)?
+            .iter()
+            .map_err(StoreError::db)?
+        {
+            let (k, v) = entry.map_err(StoreError::db)?;
+            out.tenants.push(decode(k.value(), v.value())?);
+        }
+        for entry in txn
+            .open_table(APPS)
+            .map_err(StoreError::db)?
+            .iter()
+            .map_err(StoreError::db)?
+        {
+            let (k, v) = entry.map_err(StoreError::db)?;
+            out.apps.push(decode(k.value(), v.value())?);
+        }
+        for entry in txn
+            .open_table(AUDIT)
+            .map_err(StoreError::db)?
+            .iter()
+            .map_err(StoreError::db)?
+        {
+            let (k, v) = entry.map_err(StoreError::db)?;
+            let key = k.value();
+            out.audit.push((key, decode(&key.to_string(), v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Writes everything in `export` in one transaction (into an empty
+    /// store: a restore).
+    pub fn import(&self, export: &StateExport) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(StoreError::db)?;
+        {
+            let mut tenants = txn.open_table(TENANTS).map_err(StoreError::db)?;
+            for t in &export.tenants {
+                tenants
+                    .insert(t.name.as_str(), encode(t).as_slice())
+                    .map_err(StoreError::db)?;
+            }
+            let mut apps = txn.open_table(APPS).map_err(StoreError::db)?;
+            for a in &export.apps {
+                apps.insert(
+                    format!("{}/{}", a.tenant, a.app).as_str(),
+                    encode(a).as_slice(),
+                )
+                .map_err(StoreError::db)?;
+            }
+            let mut audit = txn.open_table(AUDIT).map_err(StoreError::db)?;
+            for (key, entry) in &export.audit {
+                audit
+                    .insert(*key, encode(entry).as_slice())
+                    .map_err(StoreError::db)?;
+            }
+        }
+        txn.commit().map_err(StoreError::db)
+    }
+
     /// Whether any stored version of any app uses the artifact `sha256`.
     pub fn artifact_in_use(&self, sha256: &str) -> Result<bool, StoreError> {
         Ok(self
@@ -280,6 +359,27 @@ mod tests {
             secrets: Default::default(),
             keep_versions: None,
         }
+    }
+
+    #[test]
+    fn an_export_imports_into_an_empty_store_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(&dir.path().join("a.redb")).unwrap();
+        store.put_app(&record("acme", "shop", "00")).unwrap();
+        store.put_app(&record("beta", "api", "11")).unwrap();
+        let entry = AuditEntry {
+            at: 1,
+            token: None,
+            action: "POST /x".into(),
+            status: 200,
+        };
+        store.append_audit(1_000_000, &entry).unwrap();
+        let export = store.export().unwrap();
+        assert_eq!((export.tenants.len(), export.apps.len()), (2, 2));
+
+        let copy = StateStore::open(&dir.path().join("b.redb")).unwrap();
+        copy.import(&export).unwrap();
+        assert_eq!(copy.export().unwrap(), export);
     }
 
     #[test]

@@ -90,6 +90,14 @@ pub enum Command {
     ///
     /// Example: dwcp metrics demo/hello --window 1m
     Metrics(MetricsArgs),
+    /// Write a consistent copy of the node's state (apps, versions, settings, config,
+    /// sealed secrets, audit log) to FILE while it serves.
+    ///
+    /// Example: dwcp backup node.backup.tar   (restore: dwcp up --restore node.backup.tar)
+    Backup {
+        /// Where to write the archive (a tar file).
+        file: PathBuf,
+    },
     /// Remove old versions past retention, files no version uses, old audit entries.
     ///
     /// Example: dwcp gc --dry-run
@@ -146,6 +154,9 @@ pub struct UpArgs {
     /// the serving one and the one before it always stay). `apps set` overrides it.
     #[arg(long, default_value_t = 10)]
     pub keep_versions: u32,
+    /// Fill the (empty) data directory from a `dwcp backup` archive, then start.
+    #[arg(long, value_name = "FILE")]
+    pub restore: Option<PathBuf>,
     /// How long audit entries are kept (removed by `dwcp gc`).
     #[arg(long, default_value = "90d")]
     pub audit_retention: String,

@@ -156,6 +156,28 @@ impl AdminClient {
     }
 }
 
+impl AdminClient {
+    /// GET `path` into `out`, without a time limit (a backup takes as long
+    /// as its artifacts take to copy); returns the bytes written.
+    pub fn download(&self, path: &str, out: &mut impl std::io::Write) -> anyhow::Result<u64> {
+        let mut request = self
+            .agent
+            .get(self.url(path))
+            .config()
+            .timeout_global(None)
+            .build();
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let mut response = request.call().with_context(|| self.unreachable())?;
+        if !response.status().is_success() {
+            return decode::<Value>(response).map(|_| 0);
+        }
+        let mut body = response.body_mut().with_config().limit(u64::MAX).reader();
+        std::io::copy(&mut body, out).context("the download broke off")
+    }
+}
+
 /// Decodes a JSON answer, turning `{"error": …}` into an error.
 fn decode<T: DeserializeOwned>(
     mut response: ureq::http::Response<ureq::Body>,

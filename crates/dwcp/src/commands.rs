@@ -47,6 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit { since, json } => audit(&client(), since.as_deref(), json),
         Command::Config(command) => config(&client(), &cli.tenant, command),
         Command::Secrets(command) => secrets(&client(), &cli.tenant, command),
+        Command::Backup { file } => backup(&client(), &file),
         Command::Gc { dry_run, json } => gc(&client(), dry_run, json),
         Command::Logs(args) => crate::observe::logs(&client(), &cli.tenant, args),
         Command::Metrics(args) => crate::observe::metrics(&client(), &cli.tenant, args),
@@ -310,6 +311,51 @@ fn audit(client: &AdminClient, since: Option<&str>, json: bool) -> anyhow::Resul
         ]);
     }
     println!("{table}");
+    Ok(())
+}
+
+fn backup(client: &AdminClient, file: &std::path::Path) -> anyhow::Result<()> {
+    // Written beside its final name and renamed when complete: a backup
+    // cut short never takes the place of a good one.
+    let mut partial_name = file.as_os_str().to_owned();
+    partial_name.push(".partial");
+    let partial = PathBuf::from(partial_name);
+    let mut out = std::fs::File::create(&partial)
+        .with_context(|| format!("cannot create {}", partial.display()))?;
+    let written = client
+        .download("/v1/backup", &mut out)
+        .and_then(|n| {
+            out.sync_all()?;
+            Ok(n)
+        })
+        .and_then(|n| {
+            let manifest = dwcp_node::read_manifest(&partial)?;
+            Ok((n, manifest))
+        });
+    let (bytes_written, manifest) = match written {
+        Ok(done) => done,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e.context("backup not written"));
+        }
+    };
+    std::fs::rename(&partial, file)
+        .with_context(|| format!("cannot rename {} to {}", partial.display(), file.display()))?;
+    println!(
+        "backup of {} tenant(s), {} app(s), {} version(s), {} sealed secret(s) written to {} ({})",
+        manifest.tenants,
+        manifest.apps,
+        manifest.versions,
+        manifest.secrets,
+        file.display(),
+        bytes(Some(bytes_written))
+    );
+    if manifest.secrets > 0 {
+        println!(
+            "the secrets are sealed: restoring them needs this node's keys/secrets.key (fingerprint {}), kept apart from the backup",
+            manifest.secrets_key
+        );
+    }
     Ok(())
 }
 

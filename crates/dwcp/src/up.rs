@@ -66,6 +66,18 @@ pub fn run(args: UpArgs, admin: &str, data_dir: PathBuf) -> anyhow::Result<()> {
         keep_resident: parse_size("--keep-resident", &args.keep_resident)? as usize,
         ..RuntimeSettings::default()
     };
+    if let Some(archive) = &args.restore {
+        let manifest = dwcp_node::restore(archive, &data_dir)
+            .with_context(|| format!("cannot restore from {}", archive.display()))?;
+        tracing::info!(
+            tenants = manifest.tenants,
+            apps = manifest.apps,
+            versions = manifest.versions,
+            taken_at = manifest.created_at,
+            "restored from {}",
+            archive.display()
+        );
+    }
     let node = Node::start(config)?;
     {
         let mut out = std::io::stdout().lock();
