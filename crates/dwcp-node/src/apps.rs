@@ -1,7 +1,7 @@
 //! The table of apps being served, switched atomically.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use dwcp_runtime::AppVersion;
@@ -39,6 +39,18 @@ impl LiveApp {
 #[derive(Default)]
 pub struct AppTable {
     apps: ArcSwap<HashMap<String, Arc<LiveApp>>>,
+    /// Stored apps that do not serve (yet), by key: consulted only when a
+    /// host has no live app, to answer 503 rather than 404.
+    unavailable: Mutex<HashMap<String, Unavailable>>,
+}
+
+/// Why a stored app has no live version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// The node is still loading it.
+    Loading,
+    /// Loading it failed (the node's log says why).
+    Failed,
 }
 
 impl AppTable {
@@ -52,9 +64,25 @@ impl AppTable {
         self.get(&key_of(tenant, app))
     }
 
+    /// Why the stored app with key `app.tenant` does not serve, if it is
+    /// one that should.
+    pub fn unavailable(&self, key: &str) -> Option<Unavailable> {
+        self.unavailable_map().get(key).copied()
+    }
+
+    /// Marks `tenant/app` as not serving for `why`.
+    pub fn set_unavailable(&self, tenant: &str, app: &str, why: Unavailable) {
+        self.unavailable_map().insert(key_of(tenant, app), why);
+    }
+
+    fn unavailable_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Unavailable>> {
+        self.unavailable.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Puts `live` in place of whatever served `tenant/app`.
     pub fn insert(&self, tenant: &str, app: &str, live: Arc<LiveApp>) {
         let key = key_of(tenant, app);
+        self.unavailable_map().remove(&key);
         self.apps.rcu(|apps| {
             let mut apps = HashMap::clone(apps);
             apps.insert(key.clone(), live.clone());
@@ -65,6 +93,7 @@ impl AppTable {
     /// Stops serving `tenant/app`.
     pub fn remove(&self, tenant: &str, app: &str) {
         let key = key_of(tenant, app);
+        self.unavailable_map().remove(&key);
         self.apps.rcu(|apps| {
             let mut apps = HashMap::clone(apps);
             apps.remove(&key);

@@ -21,7 +21,7 @@ use dwcp_store::{
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use crate::apps::{AppTable, LiveApp};
+use crate::apps::{AppTable, LiveApp, Unavailable};
 use crate::metrics::NodeMetrics;
 use crate::secrets::SecretBox;
 use crate::telemetry::TelemetryTable;
@@ -254,55 +254,8 @@ impl Control {
         })
     }
 
-    /// Loads every stored app into the app table (from the AOT cache, so
-    /// nothing is compiled unless the cache lost a file) after removing
-    /// files no app refers to. Returns how many apps serve. An app that
-    /// cannot be loaded is logged and skipped: one bad app must not keep the
-    /// others down.
-    pub fn load_all(&self) -> Result<usize, ControlError> {
-        // The admin API already answers (health checks): a deploy arriving
-        // now waits until the stored apps are loaded, so that start-up never
-        // installs a record older than the deploy.
-        let _serial = self.serial.blocking_lock();
-        let records = self.state.apps(None)?;
-        self.sweep(&records)?;
-        let mut loaded = 0;
-        for record in &records {
-            match self.activate(record) {
-                Ok(_) => loaded += 1,
-                Err(e) => {
-                    tracing::error!(tenant = %record.tenant, app = %record.app, "not serving: {e}")
-                }
-            }
-        }
-        Ok(loaded)
-    }
-
-    /// Removes artifacts and compiled code that no stored version uses:
-    /// what a crash in the middle of a deploy or delete can leave.
-    fn sweep(&self, records: &[AppRecord]) -> Result<(), ControlError> {
-        let used = |hash: &str| {
-            records
-                .iter()
-                .flat_map(|r| &r.versions)
-                .any(|v| v.sha256 == hash)
-        };
-        for hash in self.artifacts.list()? {
-            if !used(&hash) {
-                tracing::info!(artifact = %hash, "removing an artifact no app uses");
-                self.artifacts.remove(&hash)?;
-            }
-        }
-        for hash in self.runtime.aot_cache().hashes()? {
-            if !used(&hash) {
-                self.runtime.aot_cache().remove(&hash)?;
-            }
-        }
-        Ok(())
-    }
-
     /// Prepares the active version of `record` and puts it in the table.
-    fn activate(&self, record: &AppRecord) -> Result<CacheOutcome, ControlError> {
+    pub(crate) fn activate(&self, record: &AppRecord) -> Result<CacheOutcome, ControlError> {
         let active = record
             .active_version()
             .ok_or_else(|| ControlError::NoApp(format!("{}/{}", record.tenant, record.app)))?;
@@ -433,6 +386,18 @@ impl Control {
         .await?;
         tracing::info!(tenant = %id.tenant, app = %id.app, name, "secret changed");
         Ok(())
+    }
+
+    /// Adds the requests served since the last flush to each app's stored
+    /// total (what orders loading at the next start). Failures are logged:
+    /// the counts only order work.
+    pub fn flush_served(&self) {
+        let counts = self.telemetry.take_served();
+        if !counts.is_empty()
+            && let Err(e) = self.state.add_served(&counts)
+        {
+            tracing::warn!("cannot store request counts: {e}");
+        }
     }
 
     /// Appends an admin action to the audit log. A failure to write is
@@ -568,6 +533,8 @@ impl Control {
             // longer opens): the change may be what it needed.
             None => {
                 if let Err(e) = self.activate(&record) {
+                    self.apps
+                        .set_unavailable(&id.tenant, &id.app, Unavailable::Failed);
                     tracing::warn!(tenant = %id.tenant, app = %id.app, "still not serving: {e}");
                 }
             }

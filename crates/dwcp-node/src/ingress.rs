@@ -7,7 +7,7 @@ use dwcp_runtime::{ResponseBody, text_response};
 use hyper::body::Incoming;
 use hyper::header::{HOST, HeaderValue, RETRY_AFTER};
 
-use crate::apps::AppTable;
+use crate::apps::{AppTable, Unavailable};
 use crate::host::{app_key, split_key};
 use crate::tenants::QuotaExceeded;
 
@@ -47,7 +47,18 @@ pub async fn route(
     };
     let Some(app) = ingress.apps.get(&key) else {
         let (tenant, app) = split_key(&key);
-        return text_response(404, &format!("no app `{app}` in tenant `{tenant}`"));
+        let reason = match ingress.apps.unavailable(&key) {
+            None => return text_response(404, &format!("no app `{app}` in tenant `{tenant}`")),
+            Some(Unavailable::Loading) => "is starting on this node; retry shortly",
+            Some(Unavailable::Failed) => {
+                "failed to load on this node (its operator can see why in `dwcp status` and the node's log)"
+            }
+        };
+        let mut response = text_response(503, &format!("app `{tenant}/{app}` {reason}"));
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
     };
 
     // 2. Which version: the active one (progressive rollouts choose here).

@@ -19,6 +19,7 @@ mod metrics;
 mod node;
 mod observe;
 mod secrets;
+mod startup;
 mod telemetry;
 mod tenants;
 
@@ -33,4 +34,5 @@ pub use host::app_key;
 pub use metrics::NodeMetrics;
 pub use node::{Node, NodeConfig, RunningNode};
 pub use secrets::SecretBox;
+pub use startup::LoadReport;
 pub use tenants::{QuotaExceeded, TenantGate, TenantSlot, TenantUsage};

@@ -21,6 +21,7 @@ use crate::apps::AppTable;
 use crate::control::{Control, ControlSettings};
 use crate::ingress::{Ingress, route};
 use crate::metrics::NodeMetrics;
+use crate::startup::LoadReport;
 
 /// Everything `dwcp up` can set.
 #[derive(Debug, Clone)]
@@ -45,6 +46,8 @@ pub struct NodeConfig {
     pub log_bytes_per_app: usize,
     /// Versions kept per app unless the app says otherwise.
     pub keep_versions: u32,
+    /// Apps loaded (compiled, after an upgrade) at once at start.
+    pub compile_jobs: usize,
     /// How long `dwcp gc` keeps audit entries.
     pub audit_retention: Duration,
 }
@@ -63,6 +66,7 @@ impl NodeConfig {
             drain_timeout: Duration::from_secs(30),
             log_bytes_per_app: dwcp_runtime::DEFAULT_LOG_BYTES,
             keep_versions: 10,
+            compile_jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
             audit_retention: Duration::from_secs(90 * 86_400),
         }
     }
@@ -79,9 +83,12 @@ pub struct RunningNode {
     pub admin_addr: SocketAddr,
     /// How many stored apps were loaded at start.
     pub apps_loaded: usize,
+    /// How loading them went.
+    pub load_report: LoadReport,
     /// The node's metrics.
     pub metrics: Arc<NodeMetrics>,
     runtime: Arc<Runtime>,
+    control: Arc<Control>,
     shutdown: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -140,8 +147,8 @@ impl Node {
             shutdown.subscribe(),
         )?);
 
-        let apps_loaded = control.load_all()?;
-
+        // Serving starts before loading: each app serves as soon as it is
+        // loaded, the busiest first (see `startup.rs`).
         let ingress = Arc::new(Ingress {
             apps,
             domain: config.domain.clone(),
@@ -156,13 +163,16 @@ impl Node {
                 config.drain_timeout,
             )?);
         }
+        let load_report = control.load_all(config.compile_jobs)?;
         admin_state.ready.store(true, Ordering::Release);
         Ok(RunningNode {
             http_addr,
             admin_addr,
-            apps_loaded,
+            apps_loaded: load_report.loaded,
+            load_report,
             metrics,
             runtime,
+            control,
             shutdown,
             threads,
         })
@@ -177,6 +187,7 @@ impl RunningNode {
         for thread in self.threads {
             let _ = thread.join();
         }
+        self.control.flush_served();
         self.runtime.shutdown();
     }
 }
@@ -262,6 +273,7 @@ fn spawn_admin(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let state_for_flush = state.clone();
     let app = router(state, max_upload);
     let thread = std::thread::Builder::new()
         .name("dwcp-admin".into())
@@ -274,6 +286,22 @@ fn spawn_admin(
                         return;
                     }
                 };
+                // Request counts reach the store once a minute (they order
+                // the loading at the next start; losing a minute is fine).
+                let control = state_for_flush.control.clone();
+                let mut flush_stop = shutdown.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs(60));
+                    tick.tick().await;
+                    loop {
+                        tokio::select! {
+                            _ = tick.tick() => {}
+                            _ = flush_stop.changed() => return,
+                        }
+                        let control = control.clone();
+                        let _ = tokio::task::spawn_blocking(move || control.flush_served()).await;
+                    }
+                });
                 let stop = async move {
                     let _ = shutdown.changed().await;
                 };

@@ -11,6 +11,8 @@ use crate::host::key_of;
 /// The log and stats of one app.
 #[derive(Clone)]
 pub struct AppTelemetry {
+    /// `tenant/app`.
+    pub id: String,
     /// Its guests' recent output.
     pub log: Arc<AppLog>,
     /// Its recent requests.
@@ -37,10 +39,23 @@ impl TelemetryTable {
         let mut apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
         apps.entry(key_of(tenant, app))
             .or_insert_with(|| AppTelemetry {
+                id: format!("{tenant}/{app}"),
                 log: Arc::new(AppLog::new(tenant, app, self.log_bytes)),
                 stats: Arc::default(),
             })
             .clone()
+    }
+
+    /// Requests each app served since the last call, as `tenant/app` and
+    /// count (apps that served none left out).
+    pub fn take_served(&self) -> Vec<(String, u64)> {
+        let apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
+        apps.values()
+            .filter_map(|t| {
+                let n = t.stats.take_unflushed();
+                (n > 0).then(|| (t.id.clone(), n))
+            })
+            .collect()
     }
 
     /// Forgets `tenant/app` (it was deleted).

@@ -8,6 +8,7 @@
 //! within 19% (it is reported as its bucket's upper bound).
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -38,12 +39,15 @@ struct Slot {
 /// The recent activity of one app, every version's.
 pub struct AppStats {
     slots: Mutex<Vec<Slot>>,
+    /// Responses not yet counted in the store's lifetime total.
+    unflushed: AtomicU64,
 }
 
 impl Default for AppStats {
     fn default() -> Self {
         Self {
             slots: Mutex::new(vec![Slot::default(); SLOTS]),
+            unflushed: AtomicU64::new(0),
         }
     }
 }
@@ -72,6 +76,7 @@ pub struct StatsSummary {
 impl AppStats {
     /// Records one response.
     pub fn observe(&self, status: u16, seconds: f64) {
+        self.unflushed.fetch_add(1, Ordering::Relaxed);
         self.with_slot(|slot| {
             slot.requests += 1;
             if status >= 500 {
@@ -80,6 +85,12 @@ impl AppStats {
             let latency = slot.latency.get_or_insert_with(|| Box::new([0; BUCKETS]));
             latency[bucket_of(seconds)] += 1;
         });
+    }
+
+    /// Responses recorded since the last call: what to add to the stored
+    /// total.
+    pub fn take_unflushed(&self) -> u64 {
+        self.unflushed.swap(0, Ordering::Relaxed)
     }
 
     /// Records an instance created to serve a request.

