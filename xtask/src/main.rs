@@ -197,9 +197,9 @@ fn bench(root: &Path) -> anyhow::Result<()> {
         cmd.current_dir(root).arg("bench").args(args);
         cmd
     };
-    run(&mut bench(&["coldstart"]))?;
-    run(&mut bench(&["restart"]))?;
     let wasmtime = wasmtime.to_string_lossy().into_owned();
+    run(&mut bench(&["coldstart"]))?;
+    run(&mut bench(&["restart", "--wasmtime", &wasmtime]))?;
     run(&mut bench(&["http", "--wasmtime", &wasmtime]))?;
     run(&mut bench(&[
         "http",

@@ -80,7 +80,8 @@ impl From<ControlError> for ApiError {
             ControlError::NoApp(_) | ControlError::NoTenant(_) => StatusCode::NOT_FOUND,
             ControlError::VersionExists(..)
             | ControlError::TenantExists(_)
-            | ControlError::OverQuota(_) => StatusCode::CONFLICT,
+            | ControlError::OverQuota(_)
+            | ControlError::StoredNotServing(_) => StatusCode::CONFLICT,
             ControlError::Store(_) | ControlError::Io(_) | ControlError::Secret(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

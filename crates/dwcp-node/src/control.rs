@@ -57,6 +57,9 @@ pub enum ControlError {
     /// A secret cannot be opened.
     #[error("{0}")]
     Secret(String),
+    /// A change was stored, but the app it was for still cannot serve.
+    #[error("{0}")]
+    StoredNotServing(String),
     /// The state store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -536,6 +539,9 @@ impl Control {
                     self.apps
                         .set_unavailable(&id.tenant, &id.app, Unavailable::Failed);
                     tracing::warn!(tenant = %id.tenant, app = %id.app, "still not serving: {e}");
+                    return Err(ControlError::StoredNotServing(format!(
+                        "{id}: the change is stored, but the app still does not serve: {e}"
+                    )));
                 }
             }
         }

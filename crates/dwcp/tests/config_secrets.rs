@@ -163,6 +163,15 @@ fn an_app_whose_secret_no_longer_opens_is_held_back_until_fixed() {
     let held = node.request("GET", "env.t.localhost", "/", b"");
     assert_eq!(held.status, 503);
     assert!(held.text().contains("failed to load"), "{}", held.text());
+    // A change that does not fix it is stored, and says the app still does not serve.
+    let out = node.cli(&["config", "set", "t/env", "MODE=x"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the change is stored, but the app still does not serve"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(node.cli_ok(&["config", "get", "t/env", "MODE"]), "x\n");
     // Setting the secret again (sealed under the new key) brings it back.
     node.cli_ok(&[
         "secrets",
