@@ -82,12 +82,13 @@ impl AppTable {
     /// Puts `live` in place of whatever served `tenant/app`.
     pub fn insert(&self, tenant: &str, app: &str, live: Arc<LiveApp>) {
         let key = key_of(tenant, app);
-        self.unavailable_map().remove(&key);
         self.apps.rcu(|apps| {
             let mut apps = HashMap::clone(apps);
             apps.insert(key.clone(), live.clone());
             apps
         });
+        // After the insert: a request in between finds one or the other.
+        self.unavailable_map().remove(&key);
     }
 
     /// Stops serving `tenant/app`.

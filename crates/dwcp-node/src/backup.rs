@@ -32,6 +32,13 @@ use crate::admin::{AdminState, ApiError};
 use crate::control::{Control, ControlError};
 use crate::secrets::{SECRETS_KEY, key_fingerprint};
 
+/// The largest artifact a restore accepts (deploys take at most
+/// `--max-upload`, 256 MiB by default, 4 GiB at most in practice).
+const MAX_ARTIFACT: u64 = 4 << 30;
+
+/// The largest `state.json` a restore reads.
+const MAX_STATE: u64 = 1 << 30;
+
 /// The archive format this `dwcp` writes and reads.
 pub const BACKUP_FORMAT: u32 = 1;
 
@@ -58,17 +65,23 @@ pub struct BackupManifest {
     pub artifacts: Vec<String>,
 }
 
+/// Where a backup's artifacts are linked while it is written (removed
+/// after; one left by a crash is removed at the next start).
+pub(crate) const STAGING_PREFIX: &str = "backup-staging-";
+
 /// A consistent copy of a node's state, ready to be written out.
 pub struct BackupSource {
     manifest: BackupManifest,
     state: StateExport,
-    /// Opened while the state could not change: a delete that comes after
-    /// unlinks the file, but the open handle still reads it.
-    artifacts: Vec<(String, File)>,
+    /// Hard links (copies where links fail) to every artifact, made while
+    /// the state could not change: a delete that comes after unlinks the
+    /// artifact, not these. Files are opened one at a time as they are
+    /// written, so a backup of thousands of artifacts holds one open.
+    staging: tempfile::TempDir,
 }
 
 impl Control {
-    /// Takes a backup: the state and a handle on every artifact it uses,
+    /// Takes a backup: the state and a link to every artifact it uses,
     /// under the lock that deploys and deletes take, so that the two agree.
     /// The archive is written afterwards, while the node goes on.
     pub async fn backup(&self) -> Result<BackupSource, ControlError> {
@@ -80,9 +93,15 @@ impl Control {
             .flat_map(|a| &a.versions)
             .map(|v| v.sha256.clone())
             .collect();
-        let mut artifacts = Vec::with_capacity(hashes.len());
+        let staging = tempfile::Builder::new()
+            .prefix(STAGING_PREFIX)
+            .tempdir_in(&self.data_dir)?;
         for hash in &hashes {
-            artifacts.push((hash.clone(), File::open(self.artifacts.path(hash))?));
+            let from = self.artifacts.path(hash);
+            let to = staging.path().join(format!("{hash}.wasm"));
+            if std::fs::hard_link(&from, &to).is_err() {
+                std::fs::copy(&from, &to)?;
+            }
         }
         let manifest = BackupManifest {
             format: BACKUP_FORMAT,
@@ -98,7 +117,7 @@ impl Control {
         Ok(BackupSource {
             manifest,
             state,
-            artifacts,
+            staging,
         })
     }
 }
@@ -130,7 +149,8 @@ impl BackupSource {
         )?;
         let state = serde_json::to_vec(&self.state)?;
         add(&mut tar, "state.json", state.len() as u64, &mut &state[..])?;
-        for (hash, mut file) in self.artifacts {
+        for hash in &self.manifest.artifacts {
+            let mut file = File::open(self.staging.path().join(format!("{hash}.wasm")))?;
             let size = file.metadata()?.len();
             add(&mut tar, &format!("artifacts/{hash}.wasm"), size, &mut file)?;
         }
@@ -208,7 +228,8 @@ pub fn restore(path: &Path, data_dir: &Path) -> anyhow::Result<BackupManifest> {
     if state_entry.path().ok().as_deref() != Some(Path::new("state.json")) {
         bail!("{} (no state.json after the manifest)", broken());
     }
-    let state: StateExport = serde_json::from_reader(state_entry).with_context(broken)?;
+    let state: StateExport =
+        serde_json::from_reader(state_entry.take(MAX_STATE)).with_context(broken)?;
 
     let artifacts = BlobStore::open(data_dir.join("artifacts"), "wasm")?;
     let mut restored = BTreeSet::new();
@@ -226,8 +247,14 @@ pub fn restore(path: &Path, data_dir: &Path) -> anyhow::Result<BackupManifest> {
         else {
             bail!("{}: unexpected entry `{name}`", broken());
         };
+        // The header's size is not trusted for an allocation: the bytes
+        // are read as they come, and no artifact is larger than a deploy
+        // may upload.
         let size = entry.size();
-        let mut bytes = Vec::with_capacity(size.min(1 << 30) as usize);
+        if size > MAX_ARTIFACT {
+            bail!("{}: artifact {hash} claims {size} bytes", broken());
+        }
+        let mut bytes = Vec::new();
         entry.read_to_end(&mut bytes).with_context(broken)?;
         if bytes.len() as u64 != size {
             bail!("{} (artifact {hash} ends early)", broken());

@@ -231,6 +231,8 @@ pub struct Control {
     pub(crate) secrets: SecretBox,
     /// Each app's log and recent activity.
     pub(crate) telemetry: TelemetryTable,
+    /// The data directory.
+    pub(crate) data_dir: std::path::PathBuf,
 }
 
 impl Control {
@@ -254,6 +256,7 @@ impl Control {
             secrets: SecretBox::open_or_create(data_dir)?,
             telemetry: TelemetryTable::new(settings.log_bytes),
             settings,
+            data_dir: data_dir.to_path_buf(),
         })
     }
 
@@ -686,7 +689,7 @@ impl Control {
         }
         self.install(&record, &version, prepared, env);
         tracing::info!(tenant = %id.tenant, app = %id.app, %version, artifact = %sha256, ?cache, compile_ms, "deployed");
-        self.forget_versions(&record, &pruned)?;
+        self.forget_versions(&record, &pruned);
         Ok(DeployOutcome {
             tenant: id.tenant.clone(),
             app: id.app.clone(),
@@ -943,24 +946,23 @@ impl Control {
         let pruned = record.prune_versions(self.keep_for(&record));
         if !pruned.is_empty() {
             self.state.put_app(&record)?;
-            self.forget_versions(&record, &pruned)?;
+            self.forget_versions(&record, &pruned);
         }
         Ok(())
     }
 
     /// After `pruned` left `record` (already stored): their files go unless
-    /// still used, and the removal is logged.
-    pub(crate) fn forget_versions(
-        &self,
-        record: &AppRecord,
-        pruned: &[VersionRecord],
-    ) -> Result<(), ControlError> {
+    /// still used. A file that cannot be removed is logged, not returned:
+    /// the change that pruned them is done, and `dwcp gc` retries.
+    pub(crate) fn forget_versions(&self, record: &AppRecord, pruned: &[VersionRecord]) {
         if pruned.is_empty() {
-            return Ok(());
+            return;
         }
         let names: Vec<&str> = pruned.iter().map(|v| v.version.as_str()).collect();
         tracing::info!(tenant = %record.tenant, app = %record.app, versions = ?names, "old versions removed (retention)");
-        self.remove_unused(pruned.iter())
+        if let Err(e) = self.remove_unused(pruned.iter()) {
+            tracing::warn!(tenant = %record.tenant, app = %record.app, "files of old versions not removed ({e}); `dwcp gc` will");
+        }
     }
 
     /// Removes the artifacts and compiled code of `versions` that no stored

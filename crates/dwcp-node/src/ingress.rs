@@ -47,17 +47,20 @@ pub async fn route(
     };
     let Some(app) = ingress.apps.get(&key) else {
         let (tenant, app) = split_key(&key);
-        let reason = match ingress.apps.unavailable(&key) {
+        // A loading app is back in moments; a failed one waits for its
+        // operator, so clients are asked to come back much later.
+        let (reason, retry) = match ingress.apps.unavailable(&key) {
             None => return text_response(404, &format!("no app `{app}` in tenant `{tenant}`")),
-            Some(Unavailable::Loading) => "is starting on this node; retry shortly",
-            Some(Unavailable::Failed) => {
-                "failed to load on this node (its operator can see why in `dwcp status` and the node's log)"
-            }
+            Some(Unavailable::Loading) => ("is starting on this node; retry shortly", "1"),
+            Some(Unavailable::Failed) => (
+                "failed to load on this node (its operator can see why in `dwcp status` and the node's log)",
+                "60",
+            ),
         };
         let mut response = text_response(503, &format!("app `{tenant}/{app}` {reason}"));
         response
             .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            .insert(RETRY_AFTER, HeaderValue::from_static(retry));
         return response;
     };
 

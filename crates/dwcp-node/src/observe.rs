@@ -47,7 +47,9 @@ async fn logs(
     let follower = q.follow.then(|| log.follow());
     let backlog = log.since(q.since.unwrap_or(0));
     drop(log);
-    let last = backlog.last().map_or(0, |l| l.seq);
+    // Lines up to here were sent with the backlog; followers get lines in
+    // order, so anything at or below it is a duplicate.
+    let backlog_end = backlog.last().map_or(0, |l| l.seq);
     let mut body = String::new();
     for line in &backlog {
         push_json_line(&mut body, line.as_ref());
@@ -61,8 +63,8 @@ async fn logs(
     // Ends when the node stops or the app is deleted (its log, and with it
     // the sender, dropped).
     let live = futures_util::stream::unfold(
-        (follower, shutdown, last),
-        |(mut follower, mut shutdown, mut last)| async move {
+        (follower, shutdown),
+        move |(mut follower, mut shutdown)| async move {
             loop {
                 let line = tokio::select! {
                     line = follower.recv() => line,
@@ -70,11 +72,8 @@ async fn logs(
                 };
                 let mut out = String::new();
                 match line {
-                    Ok(line) if line.seq <= last => continue,
-                    Ok(line) => {
-                        last = line.seq;
-                        push_json_line(&mut out, line.as_ref());
-                    }
+                    Ok(line) if line.seq <= backlog_end => continue,
+                    Ok(line) => push_json_line(&mut out, line.as_ref()),
                     Err(RecvError::Lagged(n)) => push_json_line(
                         &mut out,
                         &serde_json::json!({ "skipped": n, "reason": "reader too slow" }),
@@ -82,7 +81,7 @@ async fn logs(
                     Err(RecvError::Closed) => return None,
                 }
                 let item = Ok::<_, Infallible>(Bytes::from(out));
-                return Some((item, (follower, shutdown, last)));
+                return Some((item, (follower, shutdown)));
             }
         },
     );

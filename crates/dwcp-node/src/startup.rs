@@ -52,6 +52,10 @@ impl Control {
         // installs a record older than the deploy.
         let _serial = self.serial.blocking_lock();
         let mut records = self.state.apps(None)?;
+        for r in &records {
+            self.apps
+                .set_unavailable(&r.tenant, &r.app, Unavailable::Loading);
+        }
         self.sweep(&records)?;
         let served = self.state.served()?;
         records.sort_by_key(|r| {
@@ -62,10 +66,6 @@ impl Control {
                     .unwrap_or(0),
             )
         });
-        for r in &records {
-            self.apps
-                .set_unavailable(&r.tenant, &r.app, Unavailable::Loading);
-        }
 
         let next = AtomicUsize::new(0);
         let counts = Counts::default();
@@ -125,7 +125,16 @@ impl Control {
                 .clone()
         });
         let _compiling = lock.as_ref().map(|l| l.lock());
-        match self.activate(record) {
+        // A panic in one app's loading (a wasmtime bug, say) fails that app,
+        // not the node.
+        let loaded =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.activate(record)))
+                .unwrap_or_else(|_| {
+                    Err(ControlError::BadOption(
+                        "loading it panicked (a bug: please report it)".into(),
+                    ))
+                });
+        match loaded {
             Ok(cache) => {
                 if cache != CacheOutcome::Hit {
                     counts.compiled.fetch_add(1, Ordering::Relaxed);
@@ -159,6 +168,17 @@ impl Control {
         for hash in self.runtime.aot_cache().hashes()? {
             if !used(&hash) {
                 self.runtime.aot_cache().remove(&hash)?;
+            }
+        }
+        // No backup runs yet: any staging directory is a crashed one's.
+        for entry in std::fs::read_dir(&self.data_dir)? {
+            let entry = entry?;
+            if entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(crate::backup::STAGING_PREFIX))
+            {
+                std::fs::remove_dir_all(entry.path())?;
             }
         }
         Ok(())

@@ -67,6 +67,14 @@ struct Ring {
     node_dropped: u64,
 }
 
+/// What goes to the node's log for one guest line.
+struct NodeLog {
+    /// The line itself, within the per-second quota.
+    write: bool,
+    /// Lines held back in the second before, to report.
+    held_back: u64,
+}
+
 /// The recent output of one app's guests, every version's.
 pub struct AppLog {
     tenant: String,
@@ -97,10 +105,12 @@ impl AppLog {
 
     /// Appends one line.
     pub fn push(&self, version: &Arc<str>, stream: LogStream, text: String) {
-        let at_ms = now_ms();
         let Ok(mut ring) = self.ring.lock() else {
             return;
         };
+        // Read under the lock, never before the previous line's: the ring
+        // stays ordered by time as well as by sequence.
+        let at_ms = now_ms().max(ring.lines.back().map_or(0, |l| l.at_ms));
         let line = Arc::new(LogLine {
             seq: ring.next_seq,
             at_ms,
@@ -116,36 +126,53 @@ impl AppLog {
                 ring.bytes -= line_cost(&old);
             }
         }
-        self.to_node_log(&mut ring, &line);
+        let to_node = self.node_log_quota(&mut ring, &line);
+        // Sent under the lock, so that followers get lines in order; a
+        // broadcast send never waits. No follower is not an error.
+        let _ = self.followers.send(line.clone());
         drop(ring);
-        // No follower is not an error.
-        let _ = self.followers.send(line);
+        // Written outside the lock: the node's log may be slow to take it.
+        if to_node.held_back > 0 {
+            tracing::warn!(
+                tenant = %self.tenant,
+                app = %self.app,
+                "{} guest lines kept out of the node's log (over {NODE_LOG_LINES_PER_SECOND}/s); `dwcp logs` has them",
+                to_node.held_back
+            );
+        }
+        if to_node.write {
+            self.write_node_log(&line);
+        }
     }
 
-    fn to_node_log(&self, ring: &mut Ring, line: &LogLine) {
+    /// Whether `line` also goes to the node's log, within the per-second
+    /// quota, and how many lines the second before held back.
+    fn node_log_quota(&self, ring: &mut Ring, line: &LogLine) -> NodeLog {
+        let mut out = NodeLog {
+            write: false,
+            held_back: 0,
+        };
         if line.stream == LogStream::Node {
             // The node logged it already, as a warning.
-            return;
+            return out;
         }
         let second = line.at_ms / 1000;
         if second != ring.node_second {
-            if ring.node_dropped > 0 {
-                tracing::warn!(
-                    tenant = %self.tenant,
-                    app = %self.app,
-                    "{} guest lines kept out of the node's log (over {NODE_LOG_LINES_PER_SECOND}/s); `dwcp logs` has them",
-                    ring.node_dropped
-                );
-            }
+            out.held_back = ring.node_dropped;
             ring.node_second = second;
             ring.node_sent = 0;
             ring.node_dropped = 0;
         }
         if ring.node_sent >= NODE_LOG_LINES_PER_SECOND {
             ring.node_dropped += 1;
-            return;
+        } else {
+            ring.node_sent += 1;
+            out.write = true;
         }
-        ring.node_sent += 1;
+        out
+    }
+
+    fn write_node_log(&self, line: &LogLine) {
         let stream = match line.stream {
             LogStream::Stdout => "stdout",
             _ => "stderr",

@@ -48,8 +48,23 @@ fn human_line(v: &Value) -> String {
         humantime::format_rfc3339_millis(at),
         text(&v["version"]),
         text(&v["stream"]),
-        text(&v["text"])
+        printable(&text(&v["text"]))
     )
+}
+
+/// A guest's text with control characters escaped: what a guest prints
+/// must not drive the operator's terminal (colours, cursor moves, titles).
+fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() && c != '\t' {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 /// `--since`: a duration ago (`5m`) or a point in time (RFC 3339), in Unix ms.
@@ -140,6 +155,12 @@ fn millis(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_from_guests_are_escaped() {
+        assert_eq!(printable("ok\tfine é"), "ok\tfine é");
+        assert_eq!(printable("\u{1b}[31mred\u{7}"), "\\u{1b}[31mred\\u{7}");
+    }
 
     #[test]
     fn since_takes_a_duration_or_a_time() {

@@ -79,6 +79,17 @@ fn a_backup_taken_while_serving_restores_everything() {
         "{out}"
     );
     assert!(!source_dir.path().join("node.tar.partial").exists());
+    // The links the backup read its artifacts through are gone.
+    let staging = std::fs::read_dir(source_dir.path())
+        .expect("data dir")
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("backup-staging-")
+        })
+        .count();
+    assert_eq!(staging, 0);
     // The secret's value is nowhere in the archive.
     let bytes = std::fs::read(&archive).expect("archive");
     assert!(!bytes.windows(6).any(|w| w == b"s3cret"));

@@ -163,6 +163,7 @@ fn an_app_whose_secret_no_longer_opens_is_held_back_until_fixed() {
     let held = node.request("GET", "env.t.localhost", "/", b"");
     assert_eq!(held.status, 503);
     assert!(held.text().contains("failed to load"), "{}", held.text());
+    assert_eq!(held.header("retry-after"), Some("60"));
     // A change that does not fix it is stored, and says the app still does not serve.
     let out = node.cli(&["config", "set", "t/env", "MODE=x"]);
     assert!(!out.status.success());

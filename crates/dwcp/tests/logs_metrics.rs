@@ -131,14 +131,20 @@ fn the_ring_and_the_node_log_stay_bounded() {
     assert!(lines.len() < 1000, "{} lines kept in 32 KiB", lines.len());
     assert!(lines[lines.len() - 2].ends_with("line 5000 of 5000"));
 
-    // The node's log got at most 100 of them this second, and says so
-    // once the next second's first line comes.
+    // The node's log got at most 100 of them per second (the burst may
+    // straddle two), and says so once the next second's first line comes.
     std::thread::sleep(Duration::from_millis(1100));
     node.request("GET", LOGGER, "/", b"");
-    let log = node.log_text();
+    // The node writes its log from a thread of its own: give it a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut log = node.log_text();
+    while !log.contains("kept out of the node's log") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        log = node.log_text();
+    }
     let guest_lines = log.lines().filter(|l| l.contains(" of 5000")).count();
     assert!(
-        (1..=100).contains(&guest_lines),
+        (1..=200).contains(&guest_lines),
         "{guest_lines} guest lines in the node log"
     );
     assert!(log.contains("kept out of the node's log"), "{log}");
