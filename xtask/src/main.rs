@@ -64,24 +64,27 @@ fn examples(root: &Path) -> anyhow::Result<PathBuf> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip2"))
-        .unwrap_or(false);
-    if !installed {
-        eprintln!("installing the wasm32-wasip2 target");
-        run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    for target in ["wasm32-wasip2", "wasm32-unknown-unknown"] {
+        if !installed.contains(target) {
+            eprintln!("installing the {target} target");
+            run(Command::new("rustup").args(["target", "add", target]))?;
+        }
     }
     let build_dir = root.join("target/wasm");
-    run(Command::new(env!("CARGO"))
-        .current_dir(root.join("examples"))
-        .env_remove("CARGO_TARGET_DIR")
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--target-dir",
-        ])
-        .arg(&build_dir))?;
+    let build = |target: &str, packages: &[&str]| {
+        run(Command::new(env!("CARGO"))
+            .current_dir(root.join("examples"))
+            .env_remove("CARGO_TARGET_DIR")
+            .args(["build", "--release", "--target", target])
+            .args(packages)
+            .arg("--target-dir")
+            .arg(&build_dir))
+    };
+    build("wasm32-wasip2", &["--workspace", "--exclude", "heapgen"])?;
+    // A core module: the codec benchmark reads its memory directly.
+    build("wasm32-unknown-unknown", &["-p", "heapgen"])?;
     let out = root.join("target/examples");
     std::fs::create_dir_all(&out)?;
     for name in EXAMPLES {
@@ -90,6 +93,10 @@ fn examples(root: &Path) -> anyhow::Result<PathBuf> {
         std::fs::copy(&built, &dest)
             .with_context(|| format!("cannot copy {} to {}", built.display(), dest.display()))?;
     }
+    std::fs::copy(
+        build_dir.join("wasm32-unknown-unknown/release/heapgen.wasm"),
+        out.join("heapgen.core.wasm"),
+    )?;
     eprintln!("examples written to {}", out.display());
     Ok(out)
 }
@@ -200,6 +207,7 @@ fn bench(root: &Path) -> anyhow::Result<()> {
     let wasmtime = wasmtime.to_string_lossy().into_owned();
     run(&mut bench(&["coldstart"]))?;
     run(&mut bench(&["restart", "--wasmtime", &wasmtime]))?;
+    run(&mut bench(&["codec"]))?;
     run(&mut bench(&["http", "--wasmtime", &wasmtime]))?;
     run(&mut bench(&[
         "http",

@@ -19,6 +19,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Coldstart(args) => coldstart(args),
         BenchCommand::Http(args) => http(args),
         BenchCommand::Restart(args) => restart(args),
+        BenchCommand::Codec(args) => crate::bench_codec::run(args),
         BenchCommand::NativeHello { addr } => native_hello(addr),
     }
 }

@@ -355,6 +355,10 @@ pub enum BenchCommand {
     ///
     /// Example: dwcp bench restart --apps 100
     Restart(RestartArgs),
+    /// The snapshot codec against zstd and lz4, on a guest's heaps or on your memory images.
+    ///
+    /// Example: dwcp bench codec --json out.json   (or: dwcp bench codec img0.bin img1.bin …)
+    Codec(CodecArgs),
     /// Serve a native hyper hello-world (the ceiling `bench http` measures).
     #[command(hide = true)]
     NativeHello {
@@ -362,6 +366,24 @@ pub enum BenchCommand {
         #[arg(long)]
         addr: SocketAddr,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct CodecArgs {
+    /// Raw memory images of one instance, in order (default: the heapgen corpus).
+    pub files: Vec<PathBuf>,
+    /// Also write the results as JSON to this file: {"full": [ROW…], "incremental": [ROW…]}.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// The guest the corpus is taken from.
+    #[arg(long, default_value = "target/examples/heapgen.core.wasm")]
+    pub guest: PathBuf,
+    /// zstd level of the dense mode.
+    #[arg(long, default_value_t = 3)]
+    pub dense_level: i32,
+    /// Skip the zstd-19 peers (minutes on large corpora).
+    #[arg(long)]
+    pub no_slow_peers: bool,
 }
 
 #[derive(Args, Debug)]

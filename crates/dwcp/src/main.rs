@@ -3,6 +3,7 @@
 //! admin API. Every command is described, with an example, in `docs/cli.md`.
 
 mod bench;
+mod bench_codec;
 mod cli;
 mod client;
 mod commands;
