@@ -98,11 +98,20 @@ pub trait MemorySink {
 /// Vectors as a sink: resized to the lengths, contents kept (a base).
 impl MemorySink for Vec<Vec<u8>> {
     fn prepare(&mut self, lengths: &[u64]) -> Result<(Vec<&mut [u8]>, bool), String> {
+        let size = |len: u64| usize::try_from(len).map_err(|_| "memory too large".to_string());
         let fresh = self.is_empty();
-        self.resize_with(lengths.len(), Vec::new);
-        for (m, &len) in self.iter_mut().zip(lengths) {
-            let len = usize::try_from(len).map_err(|_| "memory too large".to_string())?;
-            m.resize(len, 0);
+        if fresh {
+            // `vec![0; n]` asks the allocator for zeroed memory, which the
+            // kernel hands out lazily: pages the snapshot leaves zero are
+            // never touched.
+            for &len in lengths {
+                self.push(vec![0u8; size(len)?]);
+            }
+        } else {
+            self.resize_with(lengths.len(), Vec::new);
+            for (m, &len) in self.iter_mut().zip(lengths) {
+                m.resize(size(len)?, 0);
+            }
         }
         Ok((self.iter_mut().map(Vec::as_mut_slice).collect(), fresh))
     }
@@ -191,12 +200,14 @@ fn parse_prelude(fixed: &[u8]) -> Result<PreludeHead, DecodeError> {
     })
 }
 
-fn parse_lengths_and_globals(
+/// The variable part of the prelude, checked against `limits`, with the
+/// fixed part: everything the prelude says.
+fn parse_prelude_rest(
+    head: &PreludeHead,
     rest: &[u8],
-    memories: usize,
-    globals: usize,
     limits: &DecodeLimits,
-) -> Result<(Vec<u64>, Vec<Global>), DecodeError> {
+) -> Result<SnapshotInfo, DecodeError> {
+    let (memories, globals) = (head.memories, head.globals);
     let mut r = Reader::new(rest);
     let mut lengths = Vec::with_capacity(memories);
     let mut total = 0u64;
@@ -230,7 +241,13 @@ fn parse_lengths_and_globals(
             bits: r.array()?,
         });
     }
-    Ok((lengths, out))
+    Ok(SnapshotInfo {
+        mode: head.mode,
+        base_id: head.base_id,
+        dictionary_id: head.dictionary_id,
+        memory_lengths: lengths,
+        globals: out,
+    })
 }
 
 /// A frame read and checked, not decoded yet.
@@ -244,7 +261,9 @@ struct RawFrame {
 
 /// Decodes a snapshot from `input` into `sink`. For an incremental
 /// snapshot, `base` names the base the sink's memories hold. Frames are
-/// read a batch at a time and decoded in parallel straight into the sink.
+/// read a batch at a time and decoded in parallel straight into the sink,
+/// so after an error the sink's memories hold part of the snapshot: throw
+/// them away (restore the previous good snapshot into fresh memory).
 pub fn decode_into<R: Read>(
     input: R,
     sink: &mut dyn MemorySink,
@@ -258,15 +277,11 @@ pub fn decode_into<R: Read>(
         read: 0,
     };
     let fixed = input.exact(40)?;
-    let PreludeHead {
-        mode,
-        base_id,
-        dictionary_id,
-        memories,
-        globals,
-    } = parse_prelude(&fixed)?;
-    let rest = input.exact(memories * 8 + globals * 17)?;
-    let (lengths, globals) = parse_lengths_and_globals(&rest, memories, globals, limits)?;
+    let head = parse_prelude(&fixed)?;
+    let rest = input.exact(head.memories * 8 + head.globals * 17)?;
+    let info = parse_prelude_rest(&head, &rest, limits)?;
+    let (base_id, dictionary_id) = (head.base_id, head.dictionary_id);
+    let lengths = info.memory_lengths.clone();
     let expected = [fixed, rest].concat();
     let sum = input.exact(8)?;
     if checksum(&expected).to_le_bytes() != sum[..] {
@@ -285,13 +300,6 @@ pub fn decode_into<R: Read>(
         None => None,
         Some(id) => Some(dictionaries(id).ok_or(DecodeError::NeedsDictionary(id))?),
     };
-    let info = SnapshotInfo {
-        mode,
-        base_id,
-        dictionary_id,
-        memory_lengths: lengths.clone(),
-        globals,
-    };
 
     let (mut dest, zeroed) = sink.prepare(&lengths).map_err(DecodeError::Sink)?;
     if dest.len() != lengths.len() || dest.iter().zip(&lengths).any(|(d, &l)| d.len() as u64 != l) {
@@ -309,7 +317,7 @@ pub fn decode_into<R: Read>(
         let mut frames = Vec::with_capacity(batch.len());
         for place in batch {
             offsets.push(input.read);
-            frames.push(read_frame(&mut input, place)?);
+            frames.push(read_frame(&mut input, place, info.mode)?);
         }
         decode_batch(&mut dest, &frames, &ctx)?;
     }
@@ -360,6 +368,7 @@ pub fn decode_into<R: Read>(
 fn read_frame<R: Read>(
     input: &mut Hashing<R>,
     place: &FramePlace,
+    mode: Mode,
 ) -> Result<RawFrame, DecodeError> {
     let head = input.exact(FRAME_HEADER_LEN)?;
     let mut r = Reader::new(&head);
@@ -374,6 +383,15 @@ fn read_frame<R: Read>(
         )));
     }
     let codec = Codec::from_byte(r.u8()?)?;
+    let fits = match mode {
+        Mode::Fast => matches!(codec, Codec::Stored | Codec::Lz4),
+        Mode::Dense => codec != Codec::Lz4,
+    };
+    if !fits {
+        return Err(DecodeError::Malformed(format!(
+            "a {codec:?} frame in a {mode:?} snapshot"
+        )));
+    }
     let table_len = r.u32()? as usize;
     let payload_len = r.u32()? as usize;
     let raw_len = r.u32()? as usize;
@@ -561,7 +579,7 @@ fn copy_page(
 ) -> Result<(), DecodeError> {
     if from >= to
         || from.0 as usize >= lengths.len()
-        || (from.1 + 1).saturating_mul(PAGE_SIZE as u64) > lengths[from.0 as usize]
+        || from.1 >= lengths[from.0 as usize] / PAGE_SIZE as u64
     {
         return Err(DecodeError::Malformed(
             "a duplicate page that does not point to an earlier page".into(),
@@ -636,17 +654,19 @@ impl<'a> PageReader<'a> {
         if xxhash_rust::xxh3::xxh3_64(body).to_le_bytes() != trailer[..8] {
             return Err(DecodeError::Checksum("total"));
         }
-        let PreludeHead {
-            mode,
-            base_id,
-            dictionary_id,
-            memories,
-            globals,
-        } = parse_prelude(&bytes[..40])?;
+        let head = parse_prelude(&bytes[..40])?;
         let rest = bytes
-            .get(40..40 + memories * 8 + globals * 17)
+            .get(40..40 + head.memories * 8 + head.globals * 17)
             .ok_or(DecodeError::Truncated)?;
-        let (lengths, globals) = parse_lengths_and_globals(rest, memories, globals, limits)?;
+        let info = parse_prelude_rest(&head, rest, limits)?;
+        let prelude_len = 40 + rest.len();
+        let sum = bytes
+            .get(prelude_len..prelude_len + 8)
+            .ok_or(DecodeError::Truncated)?;
+        if checksum(&bytes[..prelude_len]).to_le_bytes() != sum[..] {
+            return Err(DecodeError::Checksum("prelude"));
+        }
+        let lengths = info.memory_lengths.clone();
         let mut r = Reader::new(&body[body.len() - 8..]);
         let index_offset = usize::try_from(r.u64()?).map_err(|_| DecodeError::Truncated)?;
         let index = body
@@ -660,7 +680,10 @@ impl<'a> PageReader<'a> {
         if checksum(entries).to_le_bytes() != sum[..] {
             return Err(DecodeError::Checksum("index"));
         }
-        let mut r = Reader::new(&entries[8..]);
+        let mut r = Reader::new(entries);
+        if r.bytes(4)? != INDEX_MAGIC || r.u32()? as usize != plan.len() {
+            return Err(DecodeError::Malformed("bad index".into()));
+        }
         let mut out = Vec::with_capacity(plan.len());
         for place in &plan {
             let offset = r.u64()?;
@@ -674,7 +697,7 @@ impl<'a> PageReader<'a> {
             }
             out.push((offset, *place));
         }
-        let dictionary = match dictionary_id {
+        let dictionary = match info.dictionary_id {
             None => None,
             Some(id) => Some(dictionaries(id).ok_or(DecodeError::NeedsDictionary(id))?),
         };
@@ -682,13 +705,7 @@ impl<'a> PageReader<'a> {
             bytes,
             index: out,
             dictionary,
-            info: SnapshotInfo {
-                mode,
-                base_id,
-                dictionary_id,
-                memory_lengths: lengths,
-                globals,
-            },
+            info,
         })
     }
 
@@ -697,7 +714,8 @@ impl<'a> PageReader<'a> {
         &self.info
     }
 
-    /// The bytes of one page; `base` is needed for pages stored as deltas.
+    /// The bytes of one page; `base` (the memories of the snapshot that
+    /// `info().base_id` names) is needed for pages stored as deltas.
     pub fn page(
         &self,
         memory: u32,
@@ -728,7 +746,7 @@ impl<'a> PageReader<'a> {
             hash: Xxh3::new(),
             read: 0,
         };
-        let frame = read_frame(&mut input, &place)?;
+        let frame = read_frame(&mut input, &place, self.info.mode)?;
         let block = unpack(
             frame.codec,
             &frame.payload,
@@ -765,3 +783,23 @@ impl<'a> PageReader<'a> {
 
 /// Kept for the frame reader's bounds: MAX_FRAME_PAGES pages at most.
 const _: () = assert!(MAX_FRAME_PAGES * MAX_CLASS_ENTRY < u32::MAX as usize);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_references_out_of_range_are_refused_not_panicked_on() {
+        let mut a = vec![0u8; 2 * PAGE_SIZE];
+        let mut b = vec![0u8; PAGE_SIZE];
+        let mut dest: Vec<&mut [u8]> = vec![&mut a, &mut b];
+        let lengths = [2 * PAGE_SIZE as u64, PAGE_SIZE as u64];
+        for from in [(0, u64::MAX), (0, 2), (5, 0), (1, 0)] {
+            assert!(
+                copy_page(&mut dest, from, (1, 0), &lengths).is_err(),
+                "{from:?}"
+            );
+        }
+        assert!(copy_page(&mut dest, (0, 1), (1, 0), &lengths).is_ok());
+    }
+}

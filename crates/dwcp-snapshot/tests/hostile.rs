@@ -123,13 +123,28 @@ proptest! {
 
     #[test]
     fn mutated_snapshots_never_panic(
+        before in memory(),
         a in memory(),
+        b in memory(),
+        dense in any::<bool>(),
+        incremental in any::<bool>(),
         mutations in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
         cut in proptest::option::of(any::<prop::sample::Index>()),
-        with_base in any::<bool>(),
     ) {
+        // Two memories (so that duplicates may cross them), full or
+        // incremental, lz4 or zstd: every path of the decoder.
+        let mut full = Vec::new();
+        let base_id = encode(&mut full, &[&before, &before], &[], &EncodeOptions::default())
+            .unwrap()
+            .id;
+        let base = [before.as_slice(), before.as_slice()];
+        let options = EncodeOptions {
+            mode: if dense { Mode::Dense } else { Mode::Fast },
+            base: incremental.then_some(Base { id: base_id, memories: &base }),
+            ..Default::default()
+        };
         let mut bytes = Vec::new();
-        encode(&mut bytes, &[&a], &[], &EncodeOptions::default()).unwrap();
+        encode(&mut bytes, &[&a, &b], &[], &options).unwrap();
         for (at, value) in &mutations {
             let i = at.index(bytes.len());
             bytes[i] = *value;
@@ -140,13 +155,18 @@ proptest! {
         }
         reseal(&mut bytes);
         // Whatever it decodes to (a mutation may hit a value, not a
-        // structure), it must not panic or exceed the limits.
-        let base = with_base.then(|| (0u64, vec![a.clone()]));
-        let _ = decode(&bytes, base, &no_dictionaries, &limits());
+        // structure), it must not panic, and what it returns stays within
+        // the limits.
+        let onto = incremental.then(|| (base_id, vec![before.clone(), before.clone()]));
+        if let Ok((_, memories)) = decode(&bytes, onto, &no_dictionaries, &limits()) {
+            let total: usize = memories.iter().map(Vec::len).sum();
+            prop_assert!(total as u64 <= limits().max_total_bytes);
+        }
         if let Ok(reader) = PageReader::open(&bytes, &no_dictionaries, &limits()) {
-            let pages = reader.info().memory_lengths.first().copied().unwrap_or(0) / PAGE_SIZE as u64;
-            for p in 0..pages.min(8) {
-                let _ = reader.page(0, p, Some(&[&a]));
+            for (m, len) in reader.info().memory_lengths.clone().into_iter().enumerate() {
+                for p in 0..(len / PAGE_SIZE as u64).min(8) {
+                    let _ = reader.page(m as u32, p, Some(&base));
+                }
             }
         }
     }

@@ -139,21 +139,50 @@ fn incremental_snapshots_apply_onto_their_base() {
 }
 
 #[test]
-fn single_pages_are_read_from_their_frame() {
+fn every_page_is_read_from_its_frame_full_and_incremental() {
     let a = heap(600, 5);
-    let (bytes, _) = snapshot(&[&a], &EncodeOptions::default());
-    let reader =
-        PageReader::open(&bytes, &no_dictionaries, &DecodeLimits::default()).expect("open");
-    for page in [0u64, 2, 5, 6, 299, 599] {
-        let start = page as usize * PAGE_SIZE;
-        assert_eq!(
-            reader.page(0, page, None).expect("page"),
-            &a[start..start + PAGE_SIZE],
-            "page {page}"
-        );
+    let mut b = heap(40, 6);
+    // A page of the second memory repeats one of the first: a dup across memories.
+    b[..PAGE_SIZE].copy_from_slice(&a[3 * PAGE_SIZE..4 * PAGE_SIZE]);
+    let limits = DecodeLimits::default();
+    let check = |bytes: &[u8], memories: &[&[u8]], base: Option<&[&[u8]]>| {
+        let reader = PageReader::open(bytes, &no_dictionaries, &limits).expect("open");
+        for (m, memory) in memories.iter().enumerate() {
+            for (p, page) in memory.chunks_exact(PAGE_SIZE).enumerate() {
+                assert_eq!(
+                    reader.page(m as u32, p as u64, base).expect("page"),
+                    page,
+                    "memory {m} page {p}"
+                );
+            }
+            let pages = (memory.len() / PAGE_SIZE) as u64;
+            assert!(reader.page(m as u32, pages, base).is_err());
+        }
+        assert!(reader.page(memories.len() as u32, 0, base).is_err());
+    };
+    let (full, id) = snapshot(&[&a, &b], &EncodeOptions::default());
+    check(&full, &[&a, &b], None);
+
+    let mut a2 = a.clone();
+    for i in (0..a2.len()).step_by(30_000) {
+        a2[i] ^= 0x11;
     }
-    assert!(reader.page(0, 600, None).is_err());
-    assert!(reader.page(1, 0, None).is_err());
+    let base = [a.as_slice(), b.as_slice()];
+    let options = EncodeOptions {
+        base: Some(Base {
+            id,
+            memories: &base,
+        }),
+        ..Default::default()
+    };
+    let (delta, _) = snapshot(&[&a2, &b], &options);
+    check(&delta, &[&a2, &b], Some(&base));
+    // Delta pages need the base.
+    let reader = PageReader::open(&delta, &no_dictionaries, &limits).expect("open");
+    assert!(matches!(
+        reader.page(0, 0, None),
+        Err(DecodeError::NeedsBase(_))
+    ));
 }
 
 #[test]
