@@ -5,6 +5,8 @@ use std::io::{self, Read};
 use rayon::prelude::*;
 use xxhash_rust::xxh3::Xxh3;
 
+use zstd::dict::DecoderDictionary;
+
 use crate::dict::Dictionary;
 use crate::encode::FramePlace;
 use crate::format::{
@@ -115,6 +117,19 @@ impl MemorySink for Vec<Vec<u8>> {
         }
         Ok((self.iter_mut().map(Vec::as_mut_slice).collect(), fresh))
     }
+}
+
+/// The dictionary a snapshot names, digested once for all its frames.
+fn prepared_dictionary(
+    id: Option<u64>,
+    dictionaries: Dictionaries<'_>,
+) -> Result<Option<DecoderDictionary<'static>>, DecodeError> {
+    let Some(id) = id else { return Ok(None) };
+    let dict = dictionaries(id).ok_or(DecodeError::NeedsDictionary(id))?;
+    if dict.id() != id {
+        return Err(DecodeError::NeedsDictionary(id));
+    }
+    Ok(Some(DecoderDictionary::copy(dict.bytes())))
 }
 
 /// Finds dictionaries by id.
@@ -296,10 +311,7 @@ pub fn decode_into<R: Read>(
             )));
         }
     };
-    let dictionary = match dictionary_id {
-        None => None,
-        Some(id) => Some(dictionaries(id).ok_or(DecodeError::NeedsDictionary(id))?),
-    };
+    let dictionary = prepared_dictionary(dictionary_id, dictionaries)?;
 
     let (mut dest, zeroed) = sink.prepare(&lengths).map_err(DecodeError::Sink)?;
     if dest.len() != lengths.len() || dest.iter().zip(&lengths).any(|(d, &l)| d.len() as u64 != l) {
@@ -437,7 +449,7 @@ struct FrameContext<'a> {
     base_lengths: Option<&'a [u64]>,
     lengths: &'a [u64],
     zeroed: bool,
-    dictionary: Option<&'a Dictionary>,
+    dictionary: Option<&'a DecoderDictionary<'static>>,
 }
 
 /// Decompresses a frame's payload into exactly `raw_len` bytes.
@@ -445,7 +457,7 @@ pub(crate) fn unpack(
     codec: Codec,
     payload: &[u8],
     raw_len: usize,
-    dictionary: Option<&Dictionary>,
+    dictionary: Option<&DecoderDictionary<'static>>,
 ) -> Result<Vec<u8>, DecodeError> {
     let bad = |what: &str| DecodeError::Malformed(format!("frame payload: {what}"));
     let block = match codec {
@@ -460,7 +472,7 @@ pub(crate) fn unpack(
         Codec::Zstd | Codec::ZstdDict => {
             let mut d = match (codec, dictionary) {
                 (Codec::ZstdDict, Some(dict)) => {
-                    zstd::bulk::Decompressor::with_dictionary(dict.bytes())?
+                    zstd::bulk::Decompressor::with_prepared_dictionary(dict)?
                 }
                 (Codec::ZstdDict, None) => {
                     return Err(DecodeError::Malformed(
@@ -633,7 +645,7 @@ pub fn decode(
 pub struct PageReader<'a> {
     bytes: &'a [u8],
     index: Vec<(u64, FramePlace)>,
-    dictionary: Option<Dictionary>,
+    dictionary: Option<DecoderDictionary<'static>>,
     info: SnapshotInfo,
 }
 
@@ -697,10 +709,7 @@ impl<'a> PageReader<'a> {
             }
             out.push((offset, *place));
         }
-        let dictionary = match info.dictionary_id {
-            None => None,
-            Some(id) => Some(dictionaries(id).ok_or(DecodeError::NeedsDictionary(id))?),
-        };
+        let dictionary = prepared_dictionary(info.dictionary_id, dictionaries)?;
         Ok(Self {
             bytes,
             index: out,

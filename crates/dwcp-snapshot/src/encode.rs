@@ -318,27 +318,31 @@ fn count(pages: &mut PageCounts, class: Class) {
 }
 
 /// Compresses one frame's block the way the options say.
-struct Compressor<'a> {
+struct Compressor {
     mode: Mode,
     level: i32,
-    dictionary: Option<&'a Dictionary>,
+    /// The dictionary digested once for the whole snapshot: preparing it
+    /// costs more than compressing a frame with it.
+    dictionary: Option<zstd::dict::EncoderDictionary<'static>>,
 }
 
-impl<'a> Compressor<'a> {
-    fn new(options: &EncodeOptions<'a>) -> Self {
+impl Compressor {
+    fn new(options: &EncodeOptions<'_>) -> Self {
         Self {
             mode: options.mode,
             level: options.zstd_level,
-            dictionary: options.dictionary,
+            dictionary: options
+                .dictionary
+                .map(|d| zstd::dict::EncoderDictionary::copy(d.bytes(), options.zstd_level)),
         }
     }
 
     fn compress(&self, block: &[u8]) -> io::Result<(Codec, Vec<u8>)> {
-        let (codec, packed) = match (self.mode, self.dictionary) {
+        let (codec, packed) = match (self.mode, &self.dictionary) {
             (Mode::Fast, _) => (Codec::Lz4, lz4_flex::block::compress(block)),
             (Mode::Dense, None) => (Codec::Zstd, zstd::bulk::compress(block, self.level)?),
             (Mode::Dense, Some(dict)) => {
-                let mut c = zstd::bulk::Compressor::with_dictionary(self.level, dict.bytes())?;
+                let mut c = zstd::bulk::Compressor::with_prepared_dictionary(dict)?;
                 (Codec::ZstdDict, c.compress(block)?)
             }
         };
@@ -355,7 +359,7 @@ fn build_frame(
     classes: &[Class],
     memories: &[&[u8]],
     base: Option<Base<'_>>,
-    compressor: &Compressor<'_>,
+    compressor: &Compressor,
 ) -> io::Result<Vec<u8>> {
     let memory = memories[place.memory as usize];
     let mut table = Vec::with_capacity(classes.len() * 2);
