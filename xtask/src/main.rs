@@ -8,7 +8,17 @@ use anyhow::{Context, bail};
 
 /// The guests in `examples/`, as the contract names them.
 const EXAMPLES: &[&str] = &[
-    "hello", "echo", "spin", "hog", "trap", "stack", "flood", "fetch", "env", "logger",
+    "hello",
+    "echo",
+    "spin",
+    "hog",
+    "trap",
+    "stack",
+    "flood",
+    "fetch",
+    "env",
+    "logger",
+    "heavy-init",
 ];
 
 /// The guests the demo deploys, with the flags that show them off.
@@ -21,6 +31,7 @@ const DEMO: &[(&str, &[&str])] = &[
     ("stack", &[]),
     ("flood", &[]),
     ("logger", &[]),
+    ("heavy-init", &["--preinit"]),
 ];
 
 fn main() -> anyhow::Result<()> {
@@ -88,7 +99,9 @@ fn examples(root: &Path) -> anyhow::Result<PathBuf> {
     let out = root.join("target/examples");
     std::fs::create_dir_all(&out)?;
     for name in EXAMPLES {
-        let built = build_dir.join(format!("wasm32-wasip2/release/{name}.wasm"));
+        // Cargo names a library's file after the crate: `-` becomes `_`.
+        let file = name.replace('-', "_");
+        let built = build_dir.join(format!("wasm32-wasip2/release/{file}.wasm"));
         let dest = out.join(format!("{name}.wasm"));
         std::fs::copy(&built, &dest)
             .with_context(|| format!("cannot copy {} to {}", built.display(), dest.display()))?;
@@ -208,6 +221,7 @@ fn bench(root: &Path) -> anyhow::Result<()> {
     run(&mut bench(&["coldstart"]))?;
     run(&mut bench(&["restart", "--wasmtime", &wasmtime]))?;
     run(&mut bench(&["codec"]))?;
+    run(&mut bench(&["preinit"]))?;
     run(&mut bench(&["http", "--wasmtime", &wasmtime]))?;
     run(&mut bench(&[
         "http",
@@ -268,6 +282,10 @@ fn demo(root: &Path) -> anyhow::Result<()> {
     println!("  curl -i -H 'Host: spin.demo.localhost' {http}/    # 504 after its 500ms deadline");
     println!("  curl -i -H 'Host: hog.demo.localhost' {http}/     # 500: memory limit");
     println!("  curl -i -H 'Host: trap.demo.localhost' {http}/    # 500: trap");
+    println!(
+        "  curl -H 'Host: heavy-init.demo.localhost' '{http}/?n=1000'  # its table built at deploy (--preinit)"
+    );
+    println!("  {} --admin {admin} logs demo/logger", dwcp.display());
     println!("  {} --admin {admin} apps", dwcp.display());
     println!("  curl {admin}/metrics");
     println!("Ctrl-C stops the node.");

@@ -168,6 +168,7 @@ struct DeployQuery {
     deadline: Option<String>,
     concurrency: Option<u32>,
     reuse: Option<u32>,
+    preinit: Option<String>,
 }
 
 impl DeployQuery {
@@ -192,6 +193,7 @@ impl DeployQuery {
             deadline_ms,
             concurrency: self.concurrency,
             reuse: self.reuse,
+            preinit: self.preinit.filter(|f| !f.is_empty()),
             ..DeployOptions::default()
         })
     }
@@ -252,6 +254,7 @@ async fn set_limits(
         deadline: q.deadline,
         concurrency: q.concurrency,
         reuse: q.reuse,
+        preinit: None,
     }
     .options()?;
     options.allow_hosts = list(q.allow_host);

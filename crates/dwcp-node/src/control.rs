@@ -90,6 +90,8 @@ pub struct DeployOptions {
     pub clear_egress: bool,
     /// Versions to keep (`apps set` only).
     pub keep_versions: Option<u32>,
+    /// Run this export once at deploy and serve the state it leaves (deploy only).
+    pub preinit: Option<String>,
 }
 
 /// What a deploy did.
@@ -195,6 +197,8 @@ pub struct VersionInfo {
     pub deployed_at: u64,
     /// Whether it is the one serving.
     pub active: bool,
+    /// The function run at deploy to pre-initialize it, if any.
+    pub preinit: Option<String>,
 }
 
 /// How a node's control plane behaves, as `dwcp up` sets it.
@@ -621,6 +625,22 @@ impl Control {
         let limits = self.limits_for(existing.as_ref(), &options)?;
         self.check_memory_quota(&id.tenant, &id.app, limits.memory_bytes)?;
 
+        let bytes = match &options.preinit {
+            None => bytes,
+            Some(func) => {
+                let labels = VersionLabels {
+                    tenant: id.tenant.clone(),
+                    app: id.app.clone(),
+                    version: version.clone(),
+                };
+                let started = Instant::now();
+                let initialized =
+                    self.runtime
+                        .preinitialize(&bytes, func, &labels, limits.memory_bytes)?;
+                tracing::info!(tenant = %id.tenant, app = %id.app, %version, func, ms = started.elapsed().as_millis() as u64, before = bytes.len(), after = initialized.len(), "pre-initialized");
+                initialized
+            }
+        };
         let sha256 = sha256_hex(&bytes);
         let size = bytes.len() as u64;
         let had_code = self.runtime.aot_cache().path(&sha256).exists();
@@ -667,6 +687,7 @@ impl Control {
             sha256: sha256.clone(),
             size,
             deployed_at: now,
+            preinit: options.preinit.clone(),
         });
         record.active = version.clone();
         record.limits = limits;
@@ -1014,6 +1035,7 @@ impl Control {
         Ok(r.versions
             .iter()
             .map(|v| VersionInfo {
+                preinit: v.preinit.clone(),
                 active: v.version == r.active,
                 version: v.version.clone(),
                 sha256: v.sha256.clone(),

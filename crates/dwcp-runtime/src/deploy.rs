@@ -40,6 +40,9 @@ pub enum DeployError {
     /// The artifact or the cache could not be read or written.
     #[error("storage error: {0}")]
     Io(String),
+    /// Pre-initialization (`--preinit`) failed.
+    #[error("pre-initialization failed: {0}")]
+    Preinit(String),
 }
 
 /// A component ready to be instantiated.

@@ -26,6 +26,7 @@ mod engine;
 mod guest;
 mod logs;
 mod metrics;
+mod preinit;
 mod serve;
 mod stats;
 
@@ -38,6 +39,7 @@ pub use guest::GuestState;
 pub use logs::{AppLog, DEFAULT_LOG_BYTES, LogLine, LogStream};
 pub use metrics::TrapKind;
 pub use metrics::{RuntimeMetrics, VersionLabels};
+pub use preinit::{DEFAULT_INIT_FUNC, INIT_DEADLINE};
 pub use serve::AppVersion;
 pub use stats::{AppStats, StatsSummary};
 

@@ -76,6 +76,9 @@ pub struct VersionRecord {
     pub size: u64,
     /// When it was deployed (Unix seconds).
     pub deployed_at: u64,
+    /// The function run at deploy to pre-initialize it (`--preinit`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preinit: Option<String>,
 }
 
 /// An app: its versions, the one serving, and its limits.
@@ -177,6 +180,7 @@ mod tests {
             sha256: "00".into(),
             size: 1,
             deployed_at: 0,
+            preinit: None,
         }
     }
 

@@ -395,6 +395,7 @@ mod tests {
                 sha256: sha.into(),
                 size: 3,
                 deployed_at: 1,
+                preinit: None,
             }],
             limits: AppLimits::default(),
             created_at: 1,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::cli::{BenchCommand, ColdstartArgs, HttpBenchArgs, RestartArgs};
+use crate::cli::{BenchCommand, ColdstartArgs, HttpBenchArgs, PreinitArgs, RestartArgs};
 use crate::client::AdminClient;
 
 /// Runs a benchmark.
@@ -20,6 +20,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Http(args) => http(args),
         BenchCommand::Restart(args) => restart(args),
         BenchCommand::Codec(args) => crate::bench_codec::run(args),
+        BenchCommand::Preinit(args) => preinit(args),
         BenchCommand::NativeHello { addr } => native_hello(addr),
     }
 }
@@ -572,6 +573,63 @@ fn wasmtime_compile_all(wasmtime: &str, artifacts: &Path) -> anyhow::Result<(Str
         }
     }
     Ok((version, started.elapsed()))
+}
+
+/// The same component deployed as it is and pre-initialized: the time of a
+/// request (a fresh instance each, so each pays the start the component has).
+fn preinit(args: PreinitArgs) -> anyhow::Result<()> {
+    let bytes = read_component(&args.component)?;
+    let dir = tempfile::tempdir()?;
+    let mut config = dwcp_node::NodeConfig::new(dir.path().to_path_buf());
+    config.http = "127.0.0.1:0".parse()?;
+    config.admin = "127.0.0.1:0".parse()?;
+    let node = dwcp_node::Node::start(config)?;
+    let client = AdminClient::new(&format!("http://{}", node.admin_addr), None);
+    let started = Instant::now();
+    let _: serde_json::Value = client.upload("/v1/apps/bench/plain/versions", bytes.clone())?;
+    let plain_deploy = started.elapsed();
+    let started = Instant::now();
+    let pre: serde_json::Value = client.upload(
+        "/v1/apps/bench/pre/versions?preinit=wizer-initialize",
+        bytes.clone(),
+    )?;
+    let pre_deploy = started.elapsed();
+    let mut rows = Vec::new();
+    for host in ["plain.bench.localhost", "pre.bench.localhost"] {
+        let mut samples = (0..args.requests.max(1))
+            .map(|_| timed_get(node.http_addr, host))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        rows.push(summary(&mut samples));
+    }
+    node.stop();
+    println!(
+        "requests to {} (a fresh instance each, {} requests; fresh connection each):",
+        args.component.display(),
+        args.requests
+    );
+    println!(
+        "{:<44} {:>10} {:>10} {:>10} {:>12}",
+        "", "p50 µs", "p99 µs", "mean µs", "deploy ms"
+    );
+    for ((name, deploy), (p50, p99, mean)) in [
+        ("peer: deployed as it is", plain_deploy),
+        ("dwcp deploy --preinit", pre_deploy),
+    ]
+    .iter()
+    .zip(&rows)
+    {
+        println!(
+            "{name:<44} {p50:>10.1} {p99:>10.1} {mean:>10.1} {:>12.0}",
+            deploy.as_secs_f64() * 1e3
+        );
+    }
+    println!(
+        "pre-init speedup (p50): {:.1}x; artifact {} → {} bytes",
+        rows[0].0 / rows[1].0,
+        bytes.len(),
+        pre["size"].as_u64().unwrap_or(0)
+    );
+    Ok(())
 }
 
 /// A hyper hello-world on one single-threaded runtime: what serving costs

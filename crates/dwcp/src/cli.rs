@@ -176,6 +176,10 @@ pub struct DeployArgs {
     pub version: Option<String>,
     #[command(flatten)]
     pub limits: LimitFlags,
+    /// Run the component's initialization export once, now, and serve the state it
+    /// leaves (default export: `wizer-initialize`; another: `--preinit=NAME`).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "wizer-initialize", value_name = "FUNC")]
+    pub preinit: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -355,6 +359,10 @@ pub enum BenchCommand {
     ///
     /// Example: dwcp bench restart --apps 100
     Restart(RestartArgs),
+    /// Requests to a component with a heavy start, deployed plain and with --preinit.
+    ///
+    /// Example: dwcp bench preinit --requests 50
+    Preinit(PreinitArgs),
     /// The snapshot codec against zstd and lz4, on a guest's heaps or on your memory images.
     ///
     /// Example: dwcp bench codec --json out.json   (or: dwcp bench codec img0.bin img1.bin …)
@@ -366,6 +374,16 @@ pub enum BenchCommand {
         #[arg(long)]
         addr: SocketAddr,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct PreinitArgs {
+    /// The component (it must export `wizer-initialize`).
+    #[arg(long, default_value = "target/examples/heavy-init.wasm")]
+    pub component: PathBuf,
+    /// Requests timed for each deployment.
+    #[arg(long, default_value_t = 50)]
+    pub requests: u32,
 }
 
 #[derive(Args, Debug)]

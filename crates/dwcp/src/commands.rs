@@ -84,7 +84,13 @@ fn deploy(client: &AdminClient, default_tenant: &str, args: DeployArgs) -> anyho
     let (tenant, app) = split_app(default_tenant, &args.app)?;
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let query = limits_query(args.version, args.limits);
+    let mut query = limits_query(args.version, args.limits);
+    if let Some(func) = &args.preinit {
+        if !query.is_empty() {
+            query.push('&');
+        }
+        query.push_str(&format!("preinit={}", percent_encode(func)));
+    }
     let path = format!("/v1/apps/{tenant}/{app}/versions?{query}");
     let out: Value = client.upload(&path, bytes)?;
     if args.json {
