@@ -214,6 +214,8 @@ pub struct ControlSettings {
     pub keep_versions: u32,
     /// Audit entries older than this are removed by `dwcp gc`.
     pub audit_retention: std::time::Duration,
+    /// The largest artifact: an upload, or what pre-initialization makes.
+    pub max_upload: usize,
 }
 
 /// The node's control plane.
@@ -237,6 +239,9 @@ pub struct Control {
     pub(crate) telemetry: TelemetryTable,
     /// The data directory.
     pub(crate) data_dir: std::path::PathBuf,
+    /// Pre-initializations run one at a time (each runs guest code for up
+    /// to its deadline).
+    preinit_lock: tokio::sync::Mutex<()>,
 }
 
 impl Control {
@@ -261,6 +266,7 @@ impl Control {
             telemetry: TelemetryTable::new(settings.log_bytes),
             settings,
             data_dir: data_dir.to_path_buf(),
+            preinit_lock: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -588,6 +594,13 @@ impl Control {
         bytes: Vec<u8>,
         options: DeployOptions,
     ) -> Result<DeployOutcome, ControlError> {
+        let bytes = match &options.preinit {
+            Some(func) => {
+                self.preinitialize(id, bytes, func.clone(), &options)
+                    .await?
+            }
+            None => bytes,
+        };
         let serial = self.serial.clone().lock_owned().await;
         let this = self.clone();
         let id = id.clone();
@@ -597,6 +610,40 @@ impl Control {
         })
         .await
         .map_err(|e| ControlError::BadOption(format!("deploy task failed: {e}")))?
+    }
+
+    /// Runs the component's initialization (`--preinit`) and returns the
+    /// component with its state built in. Outside the deploy lock (guest
+    /// code must not hold up other deploys), one at a time per node.
+    async fn preinitialize(
+        self: &Arc<Self>,
+        id: &AppId,
+        bytes: Vec<u8>,
+        func: String,
+        options: &DeployOptions,
+    ) -> Result<Vec<u8>, ControlError> {
+        dwcp_store::validate_label(&id.tenant)?;
+        let existing = self.state.app(&id.tenant, &id.app)?;
+        let memory = self.limits_for(existing.as_ref(), options)?.memory_bytes;
+        let _one_at_a_time = self.preinit_lock.lock().await;
+        let this = self.clone();
+        let labels = VersionLabels {
+            tenant: id.tenant.clone(),
+            app: id.app.clone(),
+            version: "preinit".into(),
+        };
+        let max = self.settings.max_upload;
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let before = bytes.len();
+            let out = this
+                .runtime
+                .preinitialize(&bytes, &func, &labels, memory, max)?;
+            tracing::info!(tenant = %labels.tenant, app = %labels.app, func, ms = started.elapsed().as_millis() as u64, before, after = out.len(), "pre-initialized");
+            Ok(out)
+        })
+        .await
+        .map_err(|e| ControlError::BadOption(format!("pre-initialization task failed: {e}")))?
     }
 
     fn deploy_blocking(
@@ -625,22 +672,6 @@ impl Control {
         let limits = self.limits_for(existing.as_ref(), &options)?;
         self.check_memory_quota(&id.tenant, &id.app, limits.memory_bytes)?;
 
-        let bytes = match &options.preinit {
-            None => bytes,
-            Some(func) => {
-                let labels = VersionLabels {
-                    tenant: id.tenant.clone(),
-                    app: id.app.clone(),
-                    version: version.clone(),
-                };
-                let started = Instant::now();
-                let initialized =
-                    self.runtime
-                        .preinitialize(&bytes, func, &labels, limits.memory_bytes)?;
-                tracing::info!(tenant = %id.tenant, app = %id.app, %version, func, ms = started.elapsed().as_millis() as u64, before = bytes.len(), after = initialized.len(), "pre-initialized");
-                initialized
-            }
-        };
         let sha256 = sha256_hex(&bytes);
         let size = bytes.len() as u64;
         let had_code = self.runtime.aot_cache().path(&sha256).exists();

@@ -122,6 +122,7 @@ impl Node {
                     log_bytes: config.log_bytes_per_app,
                     keep_versions: config.keep_versions,
                     audit_retention: config.audit_retention,
+                    max_upload: config.max_upload,
                 },
             )
             .with_context(|| {

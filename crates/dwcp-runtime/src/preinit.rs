@@ -11,10 +11,11 @@
 //!
 //! The initialization runs without the app's config and secrets (they
 //! would be frozen into the artifact) and without network access, under
-//! the app's memory limit and [`INIT_DEADLINE`].
+//! the app's memory limit and [`INIT_DEADLINE`]; its result may be no
+//! larger than an upload.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 use wasmtime::component::{Component, Instance, Lift, WasmList};
@@ -46,11 +47,11 @@ impl Runtime {
         init_func: &str,
         labels: &VersionLabels,
         memory_limit: u64,
+        max_bytes: usize,
     ) -> Result<Vec<u8>, DeployError> {
         crate::deploy::check_component_bytes(bytes)?;
         let mut wizer = Wizer::new();
-        // Kept: the component's own export lifts it, and removing it from
-        // the core module would leave that export dangling.
+        // Kept: the component's own export lifts it.
         wizer.init_func(init_func).keep_init_func(true);
         let (cx, instrumented) = wizer
             .instrument_component(bytes)
@@ -87,8 +88,19 @@ impl Runtime {
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        // One epoch tick is a millisecond; past the deadline the guest traps.
-        store.set_epoch_deadline(INIT_DEADLINE.as_millis() as u64);
+        // Past the deadline the guest traps at its next epoch tick; the
+        // timeout below covers a guest blocked in the host (a sleep).
+        store.data_mut().deadline = Instant::now() + INIT_DEADLINE;
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Err(wasmtime::Error::msg(
+                    "the initialization ran past its deadline",
+                ))
+            } else {
+                Ok(wasmtime::UpdateDeadline::Continue(1))
+            }
+        });
+        store.set_epoch_deadline(1);
 
         let linker = &self.linker;
         let run = async move {
@@ -102,6 +114,9 @@ impl Runtime {
             func.call_async(&mut store, &[], &mut [])
                 .await
                 .map_err(|e| invalid(&format!("`{init_func}` failed"), format!("{e:#}")))?;
+            // Reading the state out is the node's work, not the guest's:
+            // it gets a deadline of its own.
+            store.data_mut().deadline = Instant::now() + INIT_DEADLINE;
             let mut access = Access {
                 store: &mut store,
                 instance,
@@ -111,16 +126,42 @@ impl Runtime {
                 .snapshot_component(&cx, &mut access)
                 .await
                 .map_err(|e| invalid("cannot take the state", format!("{e:#}")))?;
-            match access.error {
-                Some(e) => Err(invalid("cannot read the state", e)),
-                None => Ok(snapshot),
+            if let Some(e) = access.error {
+                return Err(invalid("cannot read the state", e));
             }
+            if snapshot.len() > max_bytes {
+                return Err(DeployError::Preinit(format!(
+                    "the initialized component would be {} bytes, over this node's limit of {max_bytes} (`dwcp up --max-upload`)",
+                    snapshot.len()
+                )));
+            }
+            Ok(snapshot)
+        };
+        let timed = async {
+            tokio::time::timeout(INIT_DEADLINE * 2, run)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(DeployError::Preinit(
+                        "the initialization did not finish within its deadline".into(),
+                    ))
+                })
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
             .map_err(|e| DeployError::Io(e.to_string()))?;
-        rt.block_on(run)
+        // On a thread of its own: wizer asserts on what it reads, and a
+        // component it cannot handle must fail its deploy, not the node.
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| rt.block_on(timed))
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(DeployError::Preinit(
+                        "wasmtime-wizer could not take this component's state".into(),
+                    ))
+                })
+        })
     }
 }
 
@@ -176,10 +217,18 @@ impl ComponentInstanceState for Access<'_> {
         func: &str,
         contents: impl FnOnce(&[u8]) + Send,
     ) {
+        let mut contents = Some(contents);
         self.call(instance, func, |store, list: WasmList<u8>| {
-            contents(list.as_le_slice(store))
+            if let Some(contents) = contents.take() {
+                contents(list.as_le_slice(store));
+            }
         })
-        .await
+        .await;
+        // On a failure wizer still expects its callback; the error is
+        // reported once it is done.
+        if let Some(contents) = contents {
+            contents(&[]);
+        }
     }
 
     async fn call_func_ret_s32(&mut self, instance: &str, func: &str) -> i32 {

@@ -53,6 +53,11 @@ fn components_without_the_export_are_refused_and_nothing_is_deployed() {
             "--preinit=warm-up",
             "exports no function `warm-up`",
         ),
+        (
+            "heavy-init",
+            "--preinit=fail-initialize",
+            "`fail-initialize` failed",
+        ),
     ] {
         let file = common::example(example);
         let out = node.cli(&["deploy", "t/app", file.to_str().expect("utf-8"), flag]);

@@ -69,6 +69,10 @@ impl Guest for HeavyInit {
     fn wizer_initialize() {
         primes();
     }
+
+    fn fail_initialize() {
+        panic!("fail-initialize always fails");
+    }
 }
 
 impl exports::wasi::http::incoming_handler::Guest for HeavyInit {
