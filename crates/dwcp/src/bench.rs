@@ -117,15 +117,21 @@ fn instantiate_samples(
     Ok(samples)
 }
 
-/// Deploys `deploys` new versions to a node in this process and times the
-/// first request to each, against requests to a version already warm.
-fn first_request_after_deploy(component: &Path, bytes: &[u8], deploys: u32) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mut config = dwcp_node::NodeConfig::new(dir.path().to_path_buf());
+/// A node in this process on free ports, and a client of its admin API.
+fn node_in_process(dir: &Path) -> anyhow::Result<(dwcp_node::RunningNode, AdminClient)> {
+    let mut config = dwcp_node::NodeConfig::new(dir.to_path_buf());
     config.http = "127.0.0.1:0".parse()?;
     config.admin = "127.0.0.1:0".parse()?;
     let node = dwcp_node::Node::start(config)?;
     let client = AdminClient::new(&format!("http://{}", node.admin_addr), None);
+    Ok((node, client))
+}
+
+/// Deploys `deploys` new versions to a node in this process and times the
+/// first request to each, against requests to a version already warm.
+fn first_request_after_deploy(component: &Path, bytes: &[u8], deploys: u32) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (node, client) = node_in_process(dir.path())?;
     let mut first = Vec::new();
     let mut warm = Vec::new();
     for i in 0..deploys.max(1) {
@@ -580,11 +586,7 @@ fn wasmtime_compile_all(wasmtime: &str, artifacts: &Path) -> anyhow::Result<(Str
 fn preinit(args: PreinitArgs) -> anyhow::Result<()> {
     let bytes = read_component(&args.component)?;
     let dir = tempfile::tempdir()?;
-    let mut config = dwcp_node::NodeConfig::new(dir.path().to_path_buf());
-    config.http = "127.0.0.1:0".parse()?;
-    config.admin = "127.0.0.1:0".parse()?;
-    let node = dwcp_node::Node::start(config)?;
-    let client = AdminClient::new(&format!("http://{}", node.admin_addr), None);
+    let (node, client) = node_in_process(dir.path())?;
     let started = Instant::now();
     let _: serde_json::Value = client.upload("/v1/apps/bench/plain/versions", bytes.clone())?;
     let plain_deploy = started.elapsed();
