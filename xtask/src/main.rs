@@ -302,7 +302,7 @@ fn already_serving(dwcp: &Path, admin: &str, name: &str, file: &Path) -> anyhow:
         .args([
             "--admin",
             admin,
-            "status",
+            "versions",
             &format!("demo/{name}"),
             "--json",
         ])
@@ -311,8 +311,14 @@ fn already_serving(dwcp: &Path, admin: &str, name: &str, file: &Path) -> anyhow:
     if !out.status.success() {
         return Ok(false);
     }
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let versions: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let bytes = std::fs::read(file)?;
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-    Ok(status["sha256"].as_str() == Some(sha.as_str()))
+    // A pre-initialized version stores another artifact than the file: it
+    // records the file's hash as its source.
+    Ok(versions.as_array().into_iter().flatten().any(|v| {
+        v["active"] == true
+            && (v["sha256"].as_str() == Some(sha.as_str())
+                || v["source_sha256"].as_str() == Some(sha.as_str()))
+    }))
 }

@@ -199,6 +199,8 @@ pub struct VersionInfo {
     pub active: bool,
     /// The function run at deploy to pre-initialize it, if any.
     pub preinit: Option<String>,
+    /// SHA-256 of the component as uploaded, when it differs from `sha256`.
+    pub source_sha256: Option<String>,
 }
 
 /// How a node's control plane behaves, as `dwcp up` sets it.
@@ -594,19 +596,22 @@ impl Control {
         bytes: Vec<u8>,
         options: DeployOptions,
     ) -> Result<DeployOutcome, ControlError> {
-        let bytes = match &options.preinit {
+        let (bytes, source_sha256) = match &options.preinit {
             Some(func) => {
-                self.preinitialize(id, bytes, func.clone(), &options)
-                    .await?
+                let source = sha256_hex(&bytes);
+                let initialized = self
+                    .preinitialize(id, bytes, func.clone(), &options)
+                    .await?;
+                (initialized, Some(source))
             }
-            None => bytes,
+            None => (bytes, None),
         };
         let serial = self.serial.clone().lock_owned().await;
         let this = self.clone();
         let id = id.clone();
         tokio::task::spawn_blocking(move || {
             let _serial = serial;
-            this.deploy_blocking(&id, bytes, options)
+            this.deploy_blocking(&id, bytes, source_sha256, options)
         })
         .await
         .map_err(|e| ControlError::BadOption(format!("deploy task failed: {e}")))?
@@ -650,6 +655,7 @@ impl Control {
         &self,
         id: &AppId,
         bytes: Vec<u8>,
+        source_sha256: Option<String>,
         options: DeployOptions,
     ) -> Result<DeployOutcome, ControlError> {
         let existing = self.state.app(&id.tenant, &id.app)?;
@@ -719,6 +725,7 @@ impl Control {
             size,
             deployed_at: now,
             preinit: options.preinit.clone(),
+            source_sha256,
         });
         record.active = version.clone();
         record.limits = limits;
@@ -1067,6 +1074,7 @@ impl Control {
             .iter()
             .map(|v| VersionInfo {
                 preinit: v.preinit.clone(),
+                source_sha256: v.source_sha256.clone(),
                 active: v.version == r.active,
                 version: v.version.clone(),
                 sha256: v.sha256.clone(),

@@ -79,6 +79,10 @@ pub struct VersionRecord {
     /// The function run at deploy to pre-initialize it (`--preinit`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preinit: Option<String>,
+    /// SHA-256 of the component as uploaded, when what is stored differs
+    /// from it (pre-initialized).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_sha256: Option<String>,
 }
 
 /// An app: its versions, the one serving, and its limits.
@@ -181,6 +185,7 @@ mod tests {
             size: 1,
             deployed_at: 0,
             preinit: None,
+            source_sha256: None,
         }
     }
 

@@ -396,6 +396,7 @@ mod tests {
                 size: 3,
                 deployed_at: 1,
                 preinit: None,
+                source_sha256: None,
             }],
             limits: AppLimits::default(),
             created_at: 1,

@@ -566,7 +566,7 @@ fn versions(client: &AdminClient, default_tenant: &str, arg: AppArg) -> anyhow::
     }
     let mut table = Table::new();
     *table.style_mut() = NOTHING;
-    table.set_header(["", "VERSION", "SHA256", "SIZE", "DEPLOYED"]);
+    table.set_header(["", "VERSION", "SHA256", "SIZE", "DEPLOYED", "PREINIT"]);
     for v in versions.as_array().cloned().unwrap_or_default() {
         table.add_row([
             if v["active"].as_bool() == Some(true) {
@@ -578,6 +578,7 @@ fn versions(client: &AdminClient, default_tenant: &str, arg: AppArg) -> anyhow::
             short_hash(v["sha256"].as_str().unwrap_or("")),
             bytes(v["size"].as_u64()),
             age(v["deployed_at"].as_u64()),
+            v["preinit"].as_str().unwrap_or("-").to_string(),
         ]);
     }
     println!("{table}");

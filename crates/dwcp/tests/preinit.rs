@@ -22,6 +22,15 @@ fn a_preinitialized_component_answers_the_same_from_built_in_state() {
     let versions: Value =
         serde_json::from_str(&node.cli_ok(&["versions", "t/pre", "--json"])).expect("JSON");
     assert_eq!(versions[0]["preinit"], "wizer-initialize");
+    // What was uploaded is recorded beside what is served.
+    let uploaded = std::fs::read(common::example("heavy-init")).expect("read");
+    let source = dwcp_store::sha256_hex(&uploaded);
+    assert_eq!(versions[0]["source_sha256"], source.as_str());
+    assert_ne!(versions[0]["sha256"], source.as_str());
+    assert!(
+        node.cli_ok(&["versions", "t/pre"])
+            .contains("wizer-initialize")
+    );
     let plain: Value =
         serde_json::from_str(&node.cli_ok(&["versions", "t/plain", "--json"])).expect("JSON");
     assert_eq!(plain[0]["preinit"], Value::Null);
