@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
 
 use serde::{Deserialize, Serialize};
 
@@ -205,13 +205,10 @@ impl StateStore {
     /// Audit entries at or after `since_micros`, oldest first.
     pub fn audit_since(&self, since_micros: u64) -> Result<Vec<AuditEntry>, StoreError> {
         let txn = self.db.begin_read().map_err(StoreError::db)?;
-        let table = txn.open_table(AUDIT).map_err(StoreError::db)?;
-        let mut out = Vec::new();
-        for entry in table.range(since_micros..).map_err(StoreError::db)? {
-            let (k, v) = entry.map_err(StoreError::db)?;
-            out.push(decode(&k.value().to_string(), v.value())?);
-        }
-        Ok(out)
+        Ok(audit_in(&txn, since_micros)?
+            .into_iter()
+            .map(|(_, entry)| entry)
+            .collect())
     }
 
     /// Removes the audit entries older than `before_micros` (with `dry_run`,
@@ -244,36 +241,11 @@ impl StateStore {
     /// while writes go on.
     pub fn export(&self) -> Result<StateExport, StoreError> {
         let txn = self.db.begin_read().map_err(StoreError::db)?;
-        let mut out = StateExport::default();
-        for entry in txn
-            .open_table(TENANTS)
-            .map_err(StoreError::db)?
-            .iter()
-            .map_err(StoreError::db)?
-        {
-            let (k, v) = entry.map_err(StoreError::db)?;
-            out.tenants.push(decode(k.value(), v.value())?);
-        }
-        for entry in txn
-            .open_table(APPS)
-            .map_err(StoreError::db)?
-            .iter()
-            .map_err(StoreError::db)?
-        {
-            let (k, v) = entry.map_err(StoreError::db)?;
-            out.apps.push(decode(k.value(), v.value())?);
-        }
-        for entry in txn
-            .open_table(AUDIT)
-            .map_err(StoreError::db)?
-            .iter()
-            .map_err(StoreError::db)?
-        {
-            let (k, v) = entry.map_err(StoreError::db)?;
-            let key = k.value();
-            out.audit.push((key, decode(&key.to_string(), v.value())?));
-        }
-        Ok(out)
+        Ok(StateExport {
+            tenants: scan_in(&txn, TENANTS, "")?,
+            apps: scan_in(&txn, APPS, "")?,
+            audit: audit_in(&txn, 0)?,
+        })
     }
 
     /// Writes everything in `export` in one transaction (into an empty
@@ -355,17 +327,41 @@ impl StateStore {
         prefix: &str,
     ) -> Result<Vec<T>, StoreError> {
         let txn = self.db.begin_read().map_err(StoreError::db)?;
-        let table = txn.open_table(def).map_err(StoreError::db)?;
-        let mut out = Vec::new();
-        for entry in table.range(prefix..).map_err(StoreError::db)? {
-            let (k, v) = entry.map_err(StoreError::db)?;
-            if !k.value().starts_with(prefix) {
-                break;
-            }
-            out.push(decode(k.value(), v.value())?);
-        }
-        Ok(out)
+        scan_in(&txn, def, prefix)
     }
+}
+
+/// The records of `def` whose keys start with `prefix`, read in `txn`.
+fn scan_in<T: serde::de::DeserializeOwned>(
+    txn: &ReadTransaction,
+    def: TableDefinition<&str, &[u8]>,
+    prefix: &str,
+) -> Result<Vec<T>, StoreError> {
+    let table = txn.open_table(def).map_err(StoreError::db)?;
+    let mut out = Vec::new();
+    for entry in table.range(prefix..).map_err(StoreError::db)? {
+        let (k, v) = entry.map_err(StoreError::db)?;
+        if !k.value().starts_with(prefix) {
+            break;
+        }
+        out.push(decode(k.value(), v.value())?);
+    }
+    Ok(out)
+}
+
+/// The audit entries at or after `since_micros` with their keys, read in `txn`.
+fn audit_in(
+    txn: &ReadTransaction,
+    since_micros: u64,
+) -> Result<Vec<(u64, AuditEntry)>, StoreError> {
+    let table = txn.open_table(AUDIT).map_err(StoreError::db)?;
+    let mut out = Vec::new();
+    for entry in table.range(since_micros..).map_err(StoreError::db)? {
+        let (k, v) = entry.map_err(StoreError::db)?;
+        let key = k.value();
+        out.push((key, decode(&key.to_string(), v.value())?));
+    }
+    Ok(out)
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
