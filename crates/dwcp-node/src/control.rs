@@ -606,15 +606,29 @@ impl Control {
             }
             None => (bytes, None),
         };
-        let serial = self.serial.clone().lock_owned().await;
-        let this = self.clone();
         let id = id.clone();
-        tokio::task::spawn_blocking(move || {
-            let _serial = serial;
+        self.blocking_under_lock("deploy", move |this| {
             this.deploy_blocking(&id, bytes, source_sha256, options)
         })
         .await
-        .map_err(|e| ControlError::BadOption(format!("deploy task failed: {e}")))?
+    }
+
+    /// Runs `work` on the blocking pool, holding the lock deploys and
+    /// deletes take. The guard moves into the task: work whose client went
+    /// away still holds it until its last write.
+    pub(crate) async fn blocking_under_lock<T: Send + 'static>(
+        self: &Arc<Self>,
+        what: &str,
+        work: impl FnOnce(&Control) -> Result<T, ControlError> + Send + 'static,
+    ) -> Result<T, ControlError> {
+        let serial = self.serial.clone().lock_owned().await;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _serial = serial;
+            work(&this)
+        })
+        .await
+        .map_err(|e| ControlError::BadOption(format!("{what} task failed: {e}")))?
     }
 
     /// Runs the component's initialization (`--preinit`) and returns the
@@ -627,7 +641,6 @@ impl Control {
         func: String,
         options: &DeployOptions,
     ) -> Result<Vec<u8>, ControlError> {
-        dwcp_store::validate_label(&id.tenant)?;
         let existing = self.state.app(&id.tenant, &id.app)?;
         let memory = self.limits_for(existing.as_ref(), options)?.memory_bytes;
         let _one_at_a_time = self.preinit_lock.lock().await;

@@ -35,14 +35,8 @@ pub struct GcReport {
 impl Control {
     /// Runs a collection; with `dry_run`, only reports.
     pub async fn gc(self: &Arc<Self>, dry_run: bool) -> Result<GcReport, ControlError> {
-        let serial = self.serial.clone().lock_owned().await;
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let _serial = serial;
-            this.gc_blocking(dry_run)
-        })
-        .await
-        .map_err(|e| ControlError::BadOption(format!("gc task failed: {e}")))?
+        self.blocking_under_lock("gc", move |this| this.gc_blocking(dry_run))
+            .await
     }
 
     fn gc_blocking(&self, dry_run: bool) -> Result<GcReport, ControlError> {
@@ -64,31 +58,7 @@ impl Control {
             used.extend(record.versions.into_iter().map(|v| v.sha256));
         }
 
-        for hash in self.artifacts.list()? {
-            if used.contains(&hash) {
-                continue;
-            }
-            report.bytes += std::fs::metadata(self.artifacts.path(&hash)).map_or(0, |m| m.len());
-            if !dry_run {
-                self.artifacts.remove(&hash)?;
-            }
-            report.artifacts.push(hash);
-        }
-        for file in self.runtime.aot_cache().files()? {
-            if used.contains(&file.sha256) && file.current_engine {
-                continue;
-            }
-            report.bytes += file.size;
-            if !dry_run {
-                match std::fs::remove_file(&file.path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-                    _ => {}
-                }
-            }
-            if let Some(name) = file.path.file_name().and_then(|n| n.to_str()) {
-                report.compiled.push(name.to_string());
-            }
-        }
+        self.sweep_files(&used, true, dry_run, &mut report)?;
 
         let cutoff = SystemTime::now()
             .checked_sub(self.settings.audit_retention)
@@ -106,5 +76,44 @@ impl Control {
             "garbage collected"
         );
         Ok(report)
+    }
+
+    /// Removes (with `dry_run`, only lists in `report`) the artifacts and
+    /// compiled code no hash in `used` needs; with `other_engines`, also
+    /// compiled code this engine cannot load. Start-up keeps those (a
+    /// downgrade would use them); `gc` removes them.
+    pub(crate) fn sweep_files(
+        &self,
+        used: &HashSet<String>,
+        other_engines: bool,
+        dry_run: bool,
+        report: &mut GcReport,
+    ) -> Result<(), ControlError> {
+        for hash in self.artifacts.list()? {
+            if used.contains(&hash) {
+                continue;
+            }
+            report.bytes += std::fs::metadata(self.artifacts.path(&hash)).map_or(0, |m| m.len());
+            if !dry_run {
+                self.artifacts.remove(&hash)?;
+            }
+            report.artifacts.push(hash);
+        }
+        for file in self.runtime.aot_cache().files()? {
+            if used.contains(&file.sha256) && (file.current_engine || !other_engines) {
+                continue;
+            }
+            report.bytes += file.size;
+            if !dry_run {
+                match std::fs::remove_file(&file.path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                    _ => {}
+                }
+            }
+            if let Some(name) = file.path.file_name().and_then(|n| n.to_str()) {
+                report.compiled.push(name.to_string());
+            }
+        }
+        Ok(())
     }
 }

@@ -10,7 +10,7 @@
 //! reports progress every two seconds.
 
 use std::cmp::Reverse;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,6 +20,7 @@ use dwcp_store::AppRecord;
 
 use crate::apps::Unavailable;
 use crate::control::{Control, ControlError};
+use crate::gc::GcReport;
 
 /// How the loading at start went.
 #[derive(Debug, Clone, Copy)]
@@ -153,22 +154,15 @@ impl Control {
     /// Removes artifacts and compiled code that no stored version uses:
     /// what a crash in the middle of a deploy or delete can leave.
     fn sweep(&self, records: &[AppRecord]) -> Result<(), ControlError> {
-        let used = |hash: &str| {
-            records
-                .iter()
-                .flat_map(|r| &r.versions)
-                .any(|v| v.sha256 == hash)
-        };
-        for hash in self.artifacts.list()? {
-            if !used(&hash) {
-                tracing::info!(artifact = %hash, "removing an artifact no app uses");
-                self.artifacts.remove(&hash)?;
-            }
-        }
-        for hash in self.runtime.aot_cache().hashes()? {
-            if !used(&hash) {
-                self.runtime.aot_cache().remove(&hash)?;
-            }
+        let used: HashSet<String> = records
+            .iter()
+            .flat_map(|r| &r.versions)
+            .map(|v| v.sha256.clone())
+            .collect();
+        let mut removed = GcReport::default();
+        self.sweep_files(&used, false, false, &mut removed)?;
+        for hash in &removed.artifacts {
+            tracing::info!(artifact = %hash, "removed an artifact no app uses");
         }
         // No backup runs yet: any staging directory is a crashed one's.
         for entry in std::fs::read_dir(&self.data_dir)? {

@@ -144,18 +144,4 @@ impl AotCache {
         }
         Ok(out)
     }
-
-    /// The artifact hashes that have cached code (for any engine).
-    pub fn hashes(&self) -> io::Result<Vec<String>> {
-        let mut out = Vec::new();
-        for entry in fs::read_dir(&self.dir)? {
-            let name = entry?.file_name();
-            if let Some((hash, _)) = name.to_str().and_then(|n| n.split_once('-'))
-                && !out.iter().any(|h| h == hash)
-            {
-                out.push(hash.to_string());
-            }
-        }
-        Ok(out)
-    }
 }
