@@ -19,6 +19,8 @@ const EXAMPLES: &[&str] = &[
     "env",
     "logger",
     "heavy-init",
+    "counter",
+    "kv",
 ];
 
 /// The guests the demo deploys, with the flags that show them off.

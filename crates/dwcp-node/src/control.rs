@@ -731,6 +731,7 @@ impl Control {
             config: Default::default(),
             secrets: Default::default(),
             keep_versions: None,
+            stateful: None,
         });
         record.versions.push(VersionRecord {
             version: version.clone(),

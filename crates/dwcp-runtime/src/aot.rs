@@ -135,6 +135,8 @@ impl AotCache {
             let Some((hash, rest)) = name.split_once('-') else {
                 continue;
             };
+            // A stateful app's instrumented build: `{sha256}-state-{engine}`.
+            let rest = rest.strip_prefix("state-").unwrap_or(rest);
             out.push(AotFile {
                 sha256: hash.to_string(),
                 current_engine: rest.split('.').next() == Some(self.engine_key.as_str()),

@@ -2,12 +2,13 @@
 
 use std::time::{Duration, Instant};
 
-use wasmtime::component::Component;
+use wasmtime::component::{Component, Linker};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::aot::CacheOutcome;
 use crate::engine::Runtime;
 use crate::guest::GuestState;
+use crate::state::{NotCapturable, StateLayout, instrument};
 
 /// Why an upload cannot be deployed. Each message names the problem and,
 /// where there is one, the fix.
@@ -43,6 +44,9 @@ pub enum DeployError {
     /// Pre-initialization (`--preinit`) failed.
     #[error("pre-initialization failed: {0}")]
     Preinit(String),
+    /// Deployed `--stateful`, but its state cannot be captured.
+    #[error("cannot deploy it as a stateful app: {0}")]
+    NotCapturable(#[from] NotCapturable),
 }
 
 /// A component ready to be instantiated.
@@ -53,6 +57,9 @@ pub struct Prepared {
     pub cache: CacheOutcome,
     /// Time spent compiling (zero on a cache hit).
     pub compile_time: Duration,
+    /// For a stateful app: what its instrumented build hands over at a
+    /// checkpoint.
+    pub state: Option<StateLayout>,
 }
 
 /// Checks the 8-byte preamble, so that the common mistakes get a precise
@@ -80,6 +87,38 @@ impl Runtime {
         sha256: &str,
         bytes: impl FnOnce() -> std::io::Result<Vec<u8>>,
     ) -> Result<Prepared, DeployError> {
+        self.prepare_code(sha256, bytes, None)
+    }
+
+    /// [`Runtime::prepare`] for a stateful app: the component is rewritten
+    /// so that its state can be captured (see `state/instrument.rs`) and
+    /// that build is compiled and cached apart (`{sha256}-state`). The
+    /// bytes are always read: the rewrite (milliseconds) also tells what a
+    /// checkpoint holds.
+    pub fn prepare_stateful(
+        &self,
+        sha256: &str,
+        bytes: impl FnOnce() -> std::io::Result<Vec<u8>>,
+    ) -> Result<Prepared, DeployError> {
+        let bytes = bytes().map_err(|e| DeployError::Io(e.to_string()))?;
+        check_component_bytes(&bytes)?;
+        wasmparser::Validator::new()
+            .validate_all(&bytes)
+            .map_err(|e| DeployError::Invalid(e.to_string()))?;
+        let (instrumented, layout) = instrument(&bytes)?;
+        self.prepare_code(
+            &format!("{sha256}-state"),
+            || Ok(instrumented),
+            Some(layout),
+        )
+    }
+
+    fn prepare_code(
+        &self,
+        sha256: &str,
+        bytes: impl FnOnce() -> std::io::Result<Vec<u8>>,
+        state: Option<StateLayout>,
+    ) -> Result<Prepared, DeployError> {
         let (component, cache, compile_time) = match self.aot.load(&self.engine, sha256) {
             Ok(Some(component)) => (component, CacheOutcome::Hit, Duration::ZERO),
             found => {
@@ -100,11 +139,16 @@ impl Runtime {
             }
         };
         self.metrics.record_cache(cache);
-        let pre = self.link(&component)?;
+        let linker = match state {
+            Some(_) => &self.stateful_linker,
+            None => &self.linker,
+        };
+        let pre = self.link(linker, &component)?;
         Ok(Prepared {
             pre,
             cache,
             compile_time,
+            state,
         })
     }
 
@@ -125,9 +169,12 @@ impl Runtime {
             .map_err(|e| DeployError::Io(format!("cannot load compiled code: {e:#}")))
     }
 
-    fn link(&self, component: &Component) -> Result<ProxyPre<GuestState>, DeployError> {
-        let pre = self
-            .linker
+    fn link(
+        &self,
+        linker: &Linker<GuestState>,
+        component: &Component,
+    ) -> Result<ProxyPre<GuestState>, DeployError> {
+        let pre = linker
             .instantiate_pre(component)
             .map_err(|e| DeployError::MissingImport(format!("{e:#}")))?;
         ProxyPre::new(pre).map_err(|_| {

@@ -50,6 +50,9 @@ impl Default for RuntimeSettings {
 pub struct Runtime {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<GuestState>,
+    /// The same plus `dwcp:state/sink`, for stateful apps' instrumented
+    /// components (others cannot reach it).
+    pub(crate) stateful_linker: Linker<GuestState>,
     pub(crate) aot: AotCache,
     pub(crate) metrics: Arc<RuntimeMetrics>,
     pub(crate) settings: RuntimeSettings,
@@ -75,12 +78,16 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
             .map_err(|e| anyhow::anyhow!("cannot link WASI: {e:#}"))?;
+        let mut stateful_linker = linker.clone();
+        crate::state::add_sink_to_linker(&mut stateful_linker)
+            .map_err(|e| anyhow::anyhow!("cannot link dwcp:state/sink: {e:#}"))?;
         let aot = AotCache::open(aot_dir, &engine)?;
         let ticker = EpochTicker::start(engine.clone(), settings.epoch_tick)
             .map_err(|e| anyhow::anyhow!("cannot start the epoch thread: {e}"))?;
         Ok(Self {
             engine,
             linker,
+            stateful_linker,
             aot,
             metrics,
             settings,

@@ -24,6 +24,9 @@ pub struct GuestState {
     pub(crate) limiter: MemoryLimiter,
     /// When the current request's execution deadline passes.
     pub(crate) deadline: Instant,
+    /// A checkpoint being taken (stateful apps), between the guest's
+    /// `capture` and the sink it calls.
+    pub(crate) capture: Option<Box<crate::state::Capture>>,
     _live: LiveInstance,
 }
 
@@ -54,6 +57,7 @@ impl GuestState {
                 refused: false,
             },
             deadline: Instant::now(),
+            capture: None,
             _live: LiveInstance(metrics),
         }
     }

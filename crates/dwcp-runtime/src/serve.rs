@@ -20,6 +20,7 @@ use crate::engine::Runtime;
 use crate::guest::{EgressContext, GuestState};
 use crate::logs::{AppLog, DEFAULT_LOG_BYTES, LogStream};
 use crate::metrics::{RuntimeMetrics, TrapKind, VersionLabels};
+use crate::state::StateLayout;
 use crate::stats::AppStats;
 use dwcp_store::AppLimits;
 
@@ -29,9 +30,9 @@ use dwcp_store::AppLimits;
 struct DeadlineExceeded;
 
 /// An instance kept for further requests (`--reuse N`).
-struct Instance {
-    store: Store<GuestState>,
-    proxy: Proxy,
+pub(crate) struct Instance {
+    pub(crate) store: Store<GuestState>,
+    pub(crate) proxy: Proxy,
     served: u32,
     idle_since: Instant,
 }
@@ -40,7 +41,7 @@ struct Instance {
 const IDLE_TTL: Duration = Duration::from_secs(30);
 
 /// Why no instance could be created for a request.
-enum InstantiateError {
+pub(crate) enum InstantiateError {
     /// The node's instance pool is full.
     PoolFull,
     /// The guest was stopped while it initialised.
@@ -67,6 +68,8 @@ pub struct AppVersion {
     log: Arc<AppLog>,
     /// The app's recent activity; shared by its versions.
     stats: Arc<AppStats>,
+    /// For a stateful app's version: what a checkpoint of it holds.
+    pub(crate) state: Option<StateLayout>,
 }
 
 impl AppVersion {
@@ -95,6 +98,7 @@ impl AppVersion {
             env: Arc::new([]),
             log,
             stats: Arc::default(),
+            state: prepared.state,
         }
     }
 
@@ -113,6 +117,7 @@ impl AppVersion {
             env: self.env.clone(),
             log: self.log.clone(),
             stats: self.stats.clone(),
+            state: self.state.clone(),
         }
     }
 
@@ -174,6 +179,16 @@ impl AppVersion {
     }
 
     async fn instantiate(&self) -> Result<Instance, InstantiateError> {
+        self.instantiate_with_handle()
+            .await
+            .map(|(instance, _)| instance)
+    }
+
+    /// An instance, with the component instance behind it (what a stateful
+    /// key's state access is looked up in).
+    pub(crate) async fn instantiate_with_handle(
+        &self,
+    ) -> Result<(Instance, wasmtime::component::Instance), InstantiateError> {
         let started = Instant::now();
         let state = GuestState::new(
             self.limits.memory_bytes,
@@ -201,10 +216,13 @@ impl AppVersion {
             }
         });
         self.arm_deadline(&mut store);
-        let instantiated =
-            tokio::time::timeout(self.deadline(), self.pre.instantiate_async(&mut store)).await;
-        let proxy = match instantiated {
-            Ok(Ok(proxy)) => proxy,
+        let instantiated = tokio::time::timeout(
+            self.deadline(),
+            self.pre.instance_pre().instantiate_async(&mut store),
+        )
+        .await;
+        let handle = match instantiated {
+            Ok(Ok(handle)) => handle,
             Ok(Err(e))
                 if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
                     .is_some() =>
@@ -224,22 +242,29 @@ impl AppVersion {
                 ));
             }
         };
+        let proxy = match Proxy::new(&mut store, &handle) {
+            Ok(proxy) => proxy,
+            Err(e) => return Err(InstantiateError::Stopped(TrapKind::trap, describe(&e))),
+        };
         self.metrics
             .observe_instantiate(&self.labels, started.elapsed().as_secs_f64());
-        Ok(Instance {
-            store,
-            proxy,
-            served: 0,
-            idle_since: started,
-        })
+        Ok((
+            Instance {
+                store,
+                proxy,
+                served: 0,
+                idle_since: started,
+            },
+            handle,
+        ))
     }
 
-    fn arm_deadline(&self, store: &mut Store<GuestState>) {
+    pub(crate) fn arm_deadline(&self, store: &mut Store<GuestState>) {
         store.data_mut().deadline = Instant::now() + self.deadline();
         store.set_epoch_deadline(1);
     }
 
-    fn deadline(&self) -> Duration {
+    pub(crate) fn deadline(&self) -> Duration {
         Duration::from_millis(self.limits.deadline_ms)
     }
 
@@ -379,7 +404,7 @@ impl AppVersion {
     }
 
     /// The response to a request whose guest was stopped before answering.
-    fn failure_response(&self, kind: TrapKind) -> hyper::Response<ResponseBody> {
+    pub(crate) fn failure_response(&self, kind: TrapKind) -> hyper::Response<ResponseBody> {
         match kind {
             TrapKind::deadline => text_response(
                 504,
@@ -400,7 +425,7 @@ impl AppVersion {
         }
     }
 
-    fn report_stop(&self, kind: TrapKind, detail: &str) {
+    pub(crate) fn report_stop(&self, kind: TrapKind, detail: &str) {
         self.metrics.record_stop(&self.labels, kind);
         tracing::warn!(
             tenant = %self.labels.tenant,
@@ -455,7 +480,7 @@ impl Drop for AppVersion {
 }
 
 /// One line on what stopped a guest: the trap, not the whole Wasm backtrace.
-fn describe(error: &wasmtime::Error) -> String {
+pub(crate) fn describe(error: &wasmtime::Error) -> String {
     match error.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),
         None => error.root_cause().to_string(),
@@ -463,7 +488,7 @@ fn describe(error: &wasmtime::Error) -> String {
 }
 
 /// Names what stopped a guest, from the error its call ended with.
-fn classify(error: &wasmtime::Error, store: &Store<GuestState>) -> TrapKind {
+pub(crate) fn classify(error: &wasmtime::Error, store: &Store<GuestState>) -> TrapKind {
     if error.downcast_ref::<DeadlineExceeded>().is_some() {
         TrapKind::deadline
     } else if store.data().limiter.refused {

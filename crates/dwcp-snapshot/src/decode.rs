@@ -793,6 +793,17 @@ impl<'a> PageReader<'a> {
 /// Kept for the frame reader's bounds: MAX_FRAME_PAGES pages at most.
 const _: () = assert!(MAX_FRAME_PAGES * MAX_CLASS_ENTRY < u32::MAX as usize);
 
+/// The id of an encoded snapshot ([`crate::EncodeSummary::id`]), read from
+/// its trailer: what a delta of it names as its base. Only the trailer is
+/// looked at; [`decode_into`] checks that it matches the contents.
+pub fn snapshot_id(snapshot: &[u8]) -> Option<u64> {
+    let trailer = snapshot.len().checked_sub(16).map(|at| &snapshot[at..])?;
+    if &trailer[8..] != crate::format::END_MAGIC {
+        return None;
+    }
+    Some(u64::from_le_bytes(trailer[..8].try_into().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,7 +25,7 @@ mod format;
 
 pub use decode::{
     BaseInfo, DecodeError, DecodeLimits, Dictionaries, MemorySink, PageReader, SnapshotInfo,
-    decode, decode_into, no_dictionaries,
+    decode, decode_into, no_dictionaries, snapshot_id,
 };
 pub use dict::{DICTIONARY_SIZE, Dictionary};
 pub use encode::{Base, EncodeOptions, EncodeSummary, PageCounts, encode};

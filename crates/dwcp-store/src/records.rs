@@ -112,6 +112,36 @@ pub struct AppRecord {
     /// How many versions to keep (`None`: the node's `--keep-versions`).
     #[serde(default)]
     pub keep_versions: Option<u32>,
+    /// Set for a stateful app (`deploy --stateful`): one long-lived instance
+    /// per key, checkpointed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stateful: Option<StatefulSettings>,
+}
+
+/// How a stateful app's keys are addressed, checkpointed and hibernated.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StatefulSettings {
+    /// The request header that names the key.
+    pub key_header: String,
+    /// Checkpoint every N milliseconds (`None`: after every request, so an
+    /// acknowledged request is never lost).
+    #[serde(default)]
+    pub checkpoint_interval_ms: Option<u64>,
+    /// Checkpoints kept per key.
+    pub keep: u32,
+    /// A key idle this long is checkpointed and its instance dropped.
+    pub hibernate_after_ms: u64,
+}
+
+impl Default for StatefulSettings {
+    fn default() -> Self {
+        Self {
+            key_header: "x-dwcp-key".into(),
+            checkpoint_interval_ms: None,
+            keep: 5,
+            hibernate_after_ms: 300_000,
+        }
+    }
 }
 
 /// A secret as stored: sealed with the node's secrets key (AEAD), bound to
@@ -201,6 +231,7 @@ mod tests {
             config: Default::default(),
             secrets: Default::default(),
             keep_versions: None,
+            stateful: None,
         }
     }
 

@@ -34,7 +34,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    fn db(e: impl Into<redb::Error>) -> Self {
+    pub(crate) fn db(e: impl Into<redb::Error>) -> Self {
         StoreError::Db(e.into())
     }
 }
@@ -400,6 +400,7 @@ mod tests {
             config: Default::default(),
             secrets: Default::default(),
             keep_versions: None,
+            stateful: None,
         }
     }
 

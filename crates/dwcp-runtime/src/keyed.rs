@@ -1,0 +1,227 @@
+//! A stateful app's long-lived instance for one key.
+//!
+//! Unlike [`AppVersion::handle`], a request here runs to its end before the
+//! response leaves: the guest finishes, the response body is read whole
+//! (within the app's cap) and the caller can checkpoint the state the
+//! request left before it releases the answer.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
+use wasmtime::Store;
+use wasmtime_wasi_http::Error as HttpError;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::Proxy;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+
+use crate::body::{CappedBody, ResponseBody, text_response};
+use crate::guest::GuestState;
+use crate::metrics::TrapKind;
+use crate::serve::{AppVersion, InstantiateError, classify, describe};
+use crate::state::{Checkpoint, StateAccess, StateImage, decode_chain};
+
+/// A full snapshot every this many checkpoints: a restore decodes at most
+/// this many deltas, and pruning can drop old chains.
+pub const FULL_EVERY: u32 = 32;
+
+/// Why a key has no instance.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The node's instance pool is full.
+    #[error("the node has no free instance slot")]
+    PoolFull,
+    /// The guest was stopped (a trap, its deadline, its memory limit).
+    #[error("{1}")]
+    Stopped(TrapKind, String),
+    /// The version is not a stateful app's.
+    #[error("the version was not deployed as a stateful app")]
+    NotStateful,
+    /// Its saved state could not be put back.
+    #[error("cannot restore its state: {0}")]
+    Restore(String),
+}
+
+/// A key's instance: its store, its state access and the image of its last
+/// checkpoint (the base of the next delta).
+pub struct KeyInstance {
+    version: Arc<AppVersion>,
+    store: Store<GuestState>,
+    proxy: Proxy,
+    access: StateAccess,
+    image: Option<StateImage>,
+    /// Deltas written since the last full snapshot.
+    deltas: u32,
+}
+
+impl AppVersion {
+    /// A fresh instance of this (stateful) version for a key.
+    pub async fn key_instance(self: &Arc<Self>) -> Result<KeyInstance, KeyError> {
+        let layout = self.state.clone().ok_or(KeyError::NotStateful)?;
+        let (instance, handle) = match self.instantiate_with_handle().await {
+            Ok(pair) => pair,
+            Err(InstantiateError::PoolFull) => return Err(KeyError::PoolFull),
+            Err(InstantiateError::Stopped(kind, detail)) => {
+                self.report_stop(kind, &detail);
+                return Err(KeyError::Stopped(kind, detail));
+            }
+        };
+        let mut store = instance.store;
+        let access = StateAccess::new(&mut store, &handle, layout)
+            .map_err(|e| KeyError::Restore(format!("{e:#}")))?;
+        Ok(KeyInstance {
+            version: self.clone(),
+            store,
+            proxy: instance.proxy,
+            access,
+            image: None,
+            deltas: 0,
+        })
+    }
+}
+
+impl KeyInstance {
+    /// The version it is an instance of.
+    pub fn version(&self) -> &Arc<AppVersion> {
+        &self.version
+    }
+
+    /// Puts back the state a chain of snapshots holds (a full one, then
+    /// deltas, oldest first). On error the instance is unusable: drop it.
+    pub async fn restore(&mut self, chain: &[&[u8]]) -> Result<(), KeyError> {
+        let limits = dwcp_snapshot::DecodeLimits {
+            max_memory_bytes: self.version.limits().memory_bytes,
+            max_total_bytes: self.version.limits().memory_bytes,
+        };
+        let (image, globals) =
+            decode_chain(chain, &limits).map_err(|e| KeyError::Restore(format!("{e:#}")))?;
+        self.version.arm_deadline(&mut self.store);
+        self.access
+            .restore(&mut self.store, &image.memory, &globals)
+            .await
+            .map_err(|e| KeyError::Restore(format!("{e:#}")))?;
+        self.image = Some(image);
+        self.deltas = chain.len().saturating_sub(1) as u32;
+        Ok(())
+    }
+
+    /// Captures the state: a delta of the last checkpoint, or a full
+    /// snapshot every [`FULL_EVERY`] (or when `full`).
+    pub async fn checkpoint(&mut self, full: bool) -> Result<Checkpoint, KeyError> {
+        let delta = !full && self.image.is_some() && self.deltas + 1 < FULL_EVERY;
+        self.version.arm_deadline(&mut self.store);
+        let checkpoint = self
+            .access
+            .checkpoint(&mut self.store, &mut self.image, delta)
+            .await
+            .map_err(|e| KeyError::Stopped(TrapKind::trap, format!("checkpoint failed: {e:#}")))?;
+        self.deltas = if checkpoint.delta { self.deltas + 1 } else { 0 };
+        Ok(checkpoint)
+    }
+
+    /// Bytes of linear memory the instance holds (its last checkpoint's).
+    pub fn memory_bytes(&self) -> u64 {
+        self.image.as_ref().map_or(0, |i| i.memory.len() as u64)
+    }
+
+    /// Serves one request to its end and answers the whole response. On
+    /// `Err` the guest was stopped: drop the instance (its state since the
+    /// last checkpoint is lost, as the request was never acknowledged).
+    pub async fn serve<B>(
+        &mut self,
+        request: hyper::Request<B>,
+    ) -> Result<hyper::Response<ResponseBody>, hyper::Response<ResponseBody>>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<HttpError>,
+    {
+        let limits = *self.version.limits();
+        let declared = request
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limits.max_request_body) {
+            return Ok(text_response(
+                413,
+                &format!(
+                    "request body larger than this app's limit of {} bytes",
+                    limits.max_request_body
+                ),
+            ));
+        }
+        let cap = limits.max_request_body;
+        let request = request.map(move |body| {
+            CappedBody::new(body.map_err(Into::into), cap, move || {
+                HttpError::HttpRequestBodySize(Some(cap))
+            })
+        });
+        self.version.arm_deadline(&mut self.store);
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let http = self.store.data_mut();
+        let handles = http
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .and_then(|req| Ok((req, http.http().new_response_outparam(sender)?)));
+        let (req, out) = match handles {
+            Ok(handles) => handles,
+            Err(e) => {
+                return Ok(text_response(
+                    400,
+                    &format!("cannot pass the request on: {e}"),
+                ));
+            }
+        };
+
+        let deadline = self.version.deadline();
+        let call = self
+            .proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut self.store, req, out);
+        let max_response = limits.max_response_body;
+        // The body is read while the guest runs: it may write more than a
+        // pipe holds before it returns.
+        let read = async move {
+            let response = match receiver.await {
+                Ok(Ok(response)) => response,
+                Ok(Err(code)) => {
+                    return Err(format!("the app failed the request: {code:?}"));
+                }
+                Err(_) => return Err("the app returned without sending a response".into()),
+            };
+            let (parts, body) = response.into_parts();
+            let limit = usize::try_from(max_response).unwrap_or(usize::MAX);
+            match Limited::new(body, limit).collect().await {
+                Ok(collected) => Ok((parts, collected.to_bytes())),
+                Err(e) => Err(format!("the app's response body failed: {e}")),
+            }
+        };
+        let (called, read) = tokio::join!(tokio::time::timeout(deadline, call), read);
+        let stop = match called {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some((classify(&e, &self.store), describe(&e))),
+            Err(_) => Some((TrapKind::deadline, "execution deadline passed".to_string())),
+        };
+        if let Some((kind, detail)) = stop {
+            self.version.report_stop(kind, &detail);
+            return Err(self.version.failure_response(kind));
+        }
+        if !self.store.data().is_clean() {
+            // A resource left behind would leak across requests; the state
+            // is still what the guest made it, so this is only reported.
+            tracing::debug!("a stateful guest left resources behind after a request");
+        }
+        match read {
+            Ok((parts, body)) => {
+                let body = Full::new(body)
+                    .map_err(|never| match never {})
+                    .boxed_unsync();
+                Ok(hyper::Response::from_parts(parts, body))
+            }
+            Err(reason) => {
+                self.version.report_stop(TrapKind::no_response, &reason);
+                Err(text_response(500, &reason))
+            }
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! Capturing a live instance's state and putting it back into a fresh one.
+//!
+//! [`instrument`] rewrites a component once, at deploy, so that it exports
+//! `dwcp:state/access` and imports `dwcp:state/sink` (see `instrument.rs`).
+//! [`StateAccess`] drives those functions: [`StateAccess::checkpoint`]
+//! encodes the memory where it lies (the sink is handed a view of it, not a
+//! copy) as a delta of the previous checkpoint, and [`StateAccess::restore`]
+//! grows a fresh instance's memory, writes the decoded image into it through
+//! the canonical ABI and sets its globals. Nothing is compiled per key: a
+//! restored instance is an instance of the version's compiled component.
+//!
+//! State is only captured between requests, when no guest code runs and the
+//! guest's stack is unwound.
+
+mod instrument;
+
+use dwcp_snapshot::{
+    Base, BaseInfo, DecodeLimits, EncodeOptions, EncodeSummary, Global, GlobalKind, Mode,
+    PAGE_SIZE, decode_into, no_dictionaries,
+};
+use wasmtime::component::{Instance, Linker, TypedFunc, WasmList};
+use wasmtime::error::Context;
+use wasmtime::{AsContextMut, StoreContextMut};
+use wasmtime::{Result, bail};
+
+use crate::guest::GuestState;
+pub use instrument::{
+    ACCESS_INTERFACE, GlobalType, NotCapturable, SINK_INTERFACE, StateLayout, instrument,
+};
+
+/// A key's memory as of its last checkpoint: the base of the next delta.
+pub struct StateImage {
+    /// The snapshot id of that checkpoint.
+    pub id: u64,
+    /// The memory's bytes (empty for a component without memory).
+    pub memory: Vec<u8>,
+}
+
+/// A checkpoint taken, ready to store.
+pub struct Checkpoint {
+    /// The snapshot.
+    pub bytes: Vec<u8>,
+    /// What the encoder wrote.
+    pub summary: EncodeSummary,
+    /// Whether it is a delta of the previous image (else full).
+    pub delta: bool,
+}
+
+/// What a checkpoint in progress gathers, parked in the store while the
+/// guest's `capture` calls back into the sink.
+pub(crate) struct Capture {
+    layout_globals: Vec<GlobalType>,
+    globals: Vec<u64>,
+    image: Option<StateImage>,
+    delta: bool,
+    result: Option<Result<Checkpoint>>,
+}
+
+impl Capture {
+    /// Encodes `memory` (borrowed from the guest) with the globals already
+    /// received, then brings the image up to date for the next delta.
+    fn take_memory(&mut self, memory: &[u8]) -> Result<()> {
+        if !memory.len().is_multiple_of(PAGE_SIZE) {
+            bail!("memory of {} bytes is not whole pages", memory.len());
+        }
+        let globals = self.snapshot_globals()?;
+        let mut bytes = Vec::new();
+        let base_memories;
+        let base = match &self.image {
+            Some(image) if self.delta => {
+                base_memories = [image.memory.as_slice()];
+                Some(Base {
+                    id: image.id,
+                    memories: &base_memories,
+                })
+            }
+            _ => None,
+        };
+        let options = EncodeOptions {
+            mode: Mode::Fast,
+            base,
+            ..EncodeOptions::default()
+        };
+        let summary = dwcp_snapshot::encode(&mut bytes, &[memory], &globals, &options)?;
+        let delta = options.base.is_some();
+        // The image follows the memory: only changed pages are copied.
+        match &mut self.image {
+            Some(image) if image.memory.len() == memory.len() => {
+                for (old, new) in image
+                    .memory
+                    .chunks_exact_mut(PAGE_SIZE)
+                    .zip(memory.chunks_exact(PAGE_SIZE))
+                {
+                    if old != new {
+                        old.copy_from_slice(new);
+                    }
+                }
+                image.id = summary.id;
+            }
+            _ => {
+                self.image = Some(StateImage {
+                    id: summary.id,
+                    memory: memory.to_vec(),
+                })
+            }
+        }
+        self.result = Some(Ok(Checkpoint {
+            bytes,
+            summary,
+            delta,
+        }));
+        Ok(())
+    }
+
+    fn snapshot_globals(&self) -> Result<Vec<Global>> {
+        if self.globals.len() != self.layout_globals.len() {
+            bail!(
+                "{} globals captured, {} expected",
+                self.globals.len(),
+                self.layout_globals.len()
+            );
+        }
+        Ok(self
+            .layout_globals
+            .iter()
+            .zip(&self.globals)
+            .map(|(ty, bits)| {
+                let kind = match ty {
+                    GlobalType::I32 => GlobalKind::I32,
+                    GlobalType::I64 => GlobalKind::I64,
+                    GlobalType::F32 => GlobalKind::F32,
+                    GlobalType::F64 => GlobalKind::F64,
+                };
+                let mut value = [0u8; 16];
+                value[..8].copy_from_slice(&bits.to_le_bytes());
+                Global { kind, bits: value }
+            })
+            .collect())
+    }
+}
+
+/// Adds the host side of `dwcp:state/sink` to a linker.
+pub(crate) fn add_sink_to_linker(linker: &mut Linker<GuestState>) -> Result<()> {
+    let mut sink = linker.instance(SINK_INTERFACE)?;
+    sink.func_wrap(
+        "global",
+        |mut store: StoreContextMut<'_, GuestState>, (_index, bits): (u32, u64)| {
+            if let Some(capture) = store.data_mut().capture.as_mut() {
+                capture.globals.push(bits);
+            }
+            Ok(())
+        },
+    )?;
+    sink.func_wrap(
+        "memory",
+        |mut store: StoreContextMut<'_, GuestState>, (_index, data): (u32, WasmList<u8>)| {
+            // Outside a checkpoint (a guest calling its own accessor) this
+            // does nothing.
+            let Some(mut capture) = store.data_mut().capture.take() else {
+                return Ok(());
+            };
+            let memory = data.as_le_slice(&store);
+            if let Err(e) = capture.take_memory(memory) {
+                capture.result = Some(Err(e));
+            }
+            store.data_mut().capture = Some(capture);
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
+
+/// The functions of an instance's `dwcp:state/access`.
+#[derive(Clone)]
+pub struct StateAccess {
+    layout: StateLayout,
+    capture: TypedFunc<(), ()>,
+    set_global: TypedFunc<(u32, u64), ()>,
+    resize: TypedFunc<(u32, u32), (i32,)>,
+    seek: Option<TypedFunc<(u32,), ()>>,
+    load: Option<wasmtime::component::Func>,
+}
+
+impl StateAccess {
+    /// Finds the access functions of an instrumented instance.
+    pub fn new(
+        mut store: impl AsContextMut<Data = GuestState>,
+        instance: &Instance,
+        layout: StateLayout,
+    ) -> Result<Self> {
+        let mut store = store.as_context_mut();
+        let interface = instance
+            .get_export_index(&mut store, None, ACCESS_INTERFACE)
+            .context("the component does not export dwcp:state/access")?;
+        let mut func = |name: &str| {
+            let index = instance
+                .get_export_index(&mut store, Some(&interface), name)
+                .with_context(|| format!("dwcp:state/access has no `{name}`"))?;
+            instance
+                .get_func(&mut store, index)
+                .with_context(|| format!("`{name}` is not a function"))
+        };
+        let capture = func("capture")?;
+        let set_global = func("set-global")?;
+        let resize = func("resize")?;
+        let (seek, load) = if layout.memories == 1 {
+            (Some(func("seek-m0")?), Some(func("load-m0")?))
+        } else {
+            (None, None)
+        };
+        Ok(Self {
+            capture: capture.typed(&store)?,
+            set_global: set_global.typed(&store)?,
+            resize: resize.typed(&store)?,
+            seek: seek.map(|f| f.typed(&store)).transpose()?,
+            load,
+            layout,
+        })
+    }
+
+    /// Captures the instance's state: a delta of `image` when `delta` and
+    /// an image is given, else full. On success `image` holds the state just
+    /// captured; on failure it is gone (the next checkpoint is full).
+    pub async fn checkpoint(
+        &self,
+        mut store: impl AsContextMut<Data = GuestState>,
+        image: &mut Option<StateImage>,
+        delta: bool,
+    ) -> Result<Checkpoint> {
+        let mut store = store.as_context_mut();
+        store.data_mut().capture = Some(Box::new(Capture {
+            layout_globals: self.layout.globals.clone(),
+            globals: Vec::with_capacity(self.layout.globals.len()),
+            image: image.take(),
+            delta,
+            result: None,
+        }));
+        let called = self.capture.call_async(&mut store, ()).await;
+        let mut capture = store
+            .data_mut()
+            .capture
+            .take()
+            .context("the capture state went missing")?;
+        called.context("the guest's capture function failed")?;
+        if self.layout.memories == 0 {
+            capture.take_memory(&[])?;
+        }
+        let result = capture
+            .result
+            .take()
+            .context("the guest handed over no memory")?;
+        if result.is_ok() {
+            *image = capture.image.take();
+        }
+        result
+    }
+
+    /// Writes decoded state into a fresh instance of the same component.
+    pub async fn restore(
+        &self,
+        mut store: impl AsContextMut<Data = GuestState>,
+        memory: &[u8],
+        globals: &[Global],
+    ) -> Result<()> {
+        let mut store = store.as_context_mut();
+        if globals.len() != self.layout.globals.len() {
+            bail!(
+                "the snapshot holds {} globals, the component has {}",
+                globals.len(),
+                self.layout.globals.len()
+            );
+        }
+        if let (Some(seek), Some(load)) = (&self.seek, &self.load) {
+            let pages = u32::try_from(memory.len() / 65536).context("memory too large")?;
+            let (size,) = self.resize.call_async(&mut store, (0, pages)).await?;
+            if size != pages as i32 {
+                bail!(
+                    "cannot size the memory to {pages} pages (it has {size}): over the app's memory limit?"
+                );
+            }
+            seek.call_async(&mut store, (0,)).await?;
+            let load = load.typed::<(&[u8],), ()>(&store)?;
+            load.call_async(&mut store, (memory,)).await?;
+        } else if !memory.is_empty() {
+            bail!("the snapshot holds a memory, the component has none");
+        }
+        for (i, (global, ty)) in globals.iter().zip(&self.layout.globals).enumerate() {
+            let expected = match ty {
+                GlobalType::I32 => GlobalKind::I32,
+                GlobalType::I64 => GlobalKind::I64,
+                GlobalType::F32 => GlobalKind::F32,
+                GlobalType::F64 => GlobalKind::F64,
+            };
+            if global.kind != expected {
+                bail!(
+                    "global {i} is {:?} in the snapshot, {expected:?} in the component",
+                    global.kind
+                );
+            }
+            let mut bits = [0u8; 8];
+            bits.copy_from_slice(&global.bits[..8]);
+            self.set_global
+                .call_async(&mut store, (i as u32, u64::from_le_bytes(bits)))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Decodes a chain of snapshots (a full one, then deltas in order) into one
+/// memory image and the globals of the last.
+pub fn decode_chain(chain: &[&[u8]], limits: &DecodeLimits) -> Result<(StateImage, Vec<Global>)> {
+    let mut memories: Vec<Vec<u8>> = Vec::new();
+    let mut base: Option<BaseInfo> = None;
+    let mut globals = Vec::new();
+    for (i, bytes) in chain.iter().enumerate() {
+        let info = decode_into(
+            *bytes,
+            &mut memories,
+            base.as_ref(),
+            &no_dictionaries,
+            limits,
+        )
+        .with_context(|| format!("snapshot {} of {} in its chain", i + 1, chain.len()))?;
+        if info.memory_lengths.len() > 1 {
+            bail!("the snapshot holds {} memories", info.memory_lengths.len());
+        }
+        globals = info.globals;
+        base = Some(BaseInfo {
+            id: dwcp_snapshot::snapshot_id(bytes).context("a snapshot without a trailer")?,
+            lengths: info.memory_lengths,
+        });
+    }
+    let id = base.map_or(0, |b| b.id);
+    Ok((
+        StateImage {
+            id,
+            memory: memories.pop().unwrap_or_default(),
+        },
+        globals,
+    ))
+}

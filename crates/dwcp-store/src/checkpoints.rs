@@ -1,0 +1,298 @@
+//! Checkpoints of stateful apps' keys, in their own redb file.
+//!
+//! They live apart from `state.redb` because they are written on every
+//! request of a stateful app and can be large: the control state stays small
+//! to back up and quick to read. Each write is one redb transaction, durable
+//! when `put` returns (redb syncs on commit), so an acknowledged request's
+//! checkpoint survives a killed process.
+//!
+//! A key's checkpoints form a chain: a full snapshot now and then, each
+//! other one a delta of the one before it. Pruning keeps the last K and
+//! whatever their chains need.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::state::StoreError;
+
+/// Checkpoint metadata by (`tenant/app/key`, sequence number).
+const META: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("checkpoint_meta");
+/// Snapshot bytes, same keys.
+const DATA: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("checkpoint_data");
+
+/// The snapshots a restore decodes, oldest (the full one) first.
+pub type Chain = Vec<(CheckpointMeta, Vec<u8>)>;
+
+/// What one checkpoint is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    /// Its sequence number within the key, from 1.
+    pub seq: u64,
+    /// The app version whose instance it was taken from.
+    pub version: String,
+    /// The SHA-256 of the compiled artifact it restores into.
+    pub artifact_sha256: String,
+    /// The checkpoint it is a delta of (`None`: a full snapshot).
+    pub base: Option<u64>,
+    /// The snapshot's id (its checksum), what a delta names as its base.
+    pub snapshot_id: u64,
+    /// Encoded size in bytes.
+    pub bytes: u64,
+    /// Bytes of linear memory it holds.
+    pub memory_bytes: u64,
+    /// When it was taken (seconds since the epoch).
+    pub taken_at: u64,
+    /// Why: `request`, `interval`, `hibernate`, `drain`, `manual`, `restore`.
+    pub reason: String,
+}
+
+/// The checkpoints of every stateful key of a node, in `checkpoints.redb`.
+pub struct CheckpointStore {
+    db: Database,
+}
+
+/// `tenant/app/key`: tenant and app names hold no `/`, so this splits back.
+pub fn key_scope(tenant: &str, app: &str, key: &str) -> String {
+    format!("{tenant}/{app}/{key}")
+}
+
+impl CheckpointStore {
+    /// Opens (creating) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(StoreError::db)?;
+        let txn = db.begin_write().map_err(StoreError::db)?;
+        txn.open_table(META).map_err(StoreError::db)?;
+        txn.open_table(DATA).map_err(StoreError::db)?;
+        txn.commit().map_err(StoreError::db)?;
+        Ok(Self { db })
+    }
+
+    /// Stores a checkpoint of `scope` and prunes all but the last `keep`
+    /// (and what their chains need), in one durable transaction.
+    pub fn put(
+        &self,
+        scope: &str,
+        meta: &CheckpointMeta,
+        data: &[u8],
+        keep: usize,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(StoreError::db)?;
+        {
+            let mut metas = txn.open_table(META).map_err(StoreError::db)?;
+            let mut datas = txn.open_table(DATA).map_err(StoreError::db)?;
+            let value = serde_json::to_vec(meta).map_err(|source| StoreError::Decode {
+                key: scope.to_string(),
+                source,
+            })?;
+            metas
+                .insert((scope, meta.seq), value.as_slice())
+                .map_err(StoreError::db)?;
+            datas
+                .insert((scope, meta.seq), data)
+                .map_err(StoreError::db)?;
+            let all = list_in(&metas, scope)?;
+            for seq in prunable(&all, keep.max(1)) {
+                metas.remove((scope, seq)).map_err(StoreError::db)?;
+                datas.remove((scope, seq)).map_err(StoreError::db)?;
+            }
+        }
+        txn.commit().map_err(StoreError::db)
+    }
+
+    /// A key's checkpoints, oldest first.
+    pub fn list(&self, scope: &str) -> Result<Vec<CheckpointMeta>, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::db)?;
+        let metas = txn.open_table(META).map_err(StoreError::db)?;
+        list_in(&metas, scope)
+    }
+
+    /// Every key of `tenant/app` with its latest checkpoint.
+    pub fn keys(
+        &self,
+        tenant: &str,
+        app: &str,
+    ) -> Result<Vec<(String, CheckpointMeta)>, StoreError> {
+        let prefix = format!("{tenant}/{app}/");
+        let txn = self.db.begin_read().map_err(StoreError::db)?;
+        let metas = txn.open_table(META).map_err(StoreError::db)?;
+        let mut out: Vec<(String, CheckpointMeta)> = Vec::new();
+        for entry in metas
+            .range((prefix.as_str(), 0)..)
+            .map_err(StoreError::db)?
+        {
+            let (k, v) = entry.map_err(StoreError::db)?;
+            let (scope, _) = k.value();
+            let Some(key) = scope.strip_prefix(&prefix) else {
+                break;
+            };
+            let meta: CheckpointMeta = decode(scope, v.value())?;
+            match out.last_mut() {
+                Some((last, latest)) if last == key => *latest = meta,
+                _ => out.push((key.to_string(), meta)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The snapshots to decode, in order, to restore checkpoint `seq`: the
+    /// full one its chain starts from, then each delta.
+    pub fn chain(&self, scope: &str, seq: u64) -> Result<Option<Chain>, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::db)?;
+        let metas = txn.open_table(META).map_err(StoreError::db)?;
+        let datas = txn.open_table(DATA).map_err(StoreError::db)?;
+        let mut chain = Vec::new();
+        let mut next = Some(seq);
+        while let Some(seq) = next {
+            let Some(meta) = metas.get((scope, seq)).map_err(StoreError::db)? else {
+                return Ok(None);
+            };
+            let meta: CheckpointMeta = decode(scope, meta.value())?;
+            let Some(data) = datas.get((scope, seq)).map_err(StoreError::db)? else {
+                return Ok(None);
+            };
+            // A base must be older: a loop would be a damaged store.
+            if meta.base.is_some_and(|base| base >= seq) {
+                return Ok(None);
+            }
+            next = meta.base;
+            chain.push((meta, data.value().to_vec()));
+        }
+        chain.reverse();
+        Ok(Some(chain))
+    }
+
+    /// Removes every checkpoint of `scope`; answers how many there were.
+    pub fn remove_key(&self, scope: &str) -> Result<usize, StoreError> {
+        let txn = self.db.begin_write().map_err(StoreError::db)?;
+        let n = {
+            let mut metas = txn.open_table(META).map_err(StoreError::db)?;
+            let mut datas = txn.open_table(DATA).map_err(StoreError::db)?;
+            let all = list_in(&metas, scope)?;
+            for meta in &all {
+                metas.remove((scope, meta.seq)).map_err(StoreError::db)?;
+                datas.remove((scope, meta.seq)).map_err(StoreError::db)?;
+            }
+            all.len()
+        };
+        txn.commit().map_err(StoreError::db)?;
+        Ok(n)
+    }
+}
+
+fn list_in(
+    metas: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    scope: &str,
+) -> Result<Vec<CheckpointMeta>, StoreError> {
+    let mut out = Vec::new();
+    for entry in metas
+        .range((scope, 0)..=(scope, u64::MAX))
+        .map_err(StoreError::db)?
+    {
+        let (_, v) = entry.map_err(StoreError::db)?;
+        out.push(decode(scope, v.value())?);
+    }
+    Ok(out)
+}
+
+/// The sequence numbers to drop so that the last `keep` remain restorable:
+/// everything older than the oldest full snapshot their chains reach.
+fn prunable(all: &[CheckpointMeta], keep: usize) -> Vec<u64> {
+    if all.len() <= keep {
+        return Vec::new();
+    }
+    let oldest_kept = all.len() - keep;
+    // Walk back from the oldest kept one to the full snapshot it needs.
+    let mut start = oldest_kept;
+    while let Some(base) = all[start].base {
+        match all[..start].iter().rposition(|m| m.seq == base) {
+            Some(i) => start = i,
+            None => break,
+        }
+    }
+    all[..start].iter().map(|m| m.seq).collect()
+}
+
+fn decode(key: &str, bytes: &[u8]) -> Result<CheckpointMeta, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Decode {
+        key: key.to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(seq: u64, base: Option<u64>) -> CheckpointMeta {
+        CheckpointMeta {
+            seq,
+            version: "v1".into(),
+            artifact_sha256: "a".into(),
+            base,
+            snapshot_id: seq,
+            bytes: 1,
+            memory_bytes: 65536,
+            taken_at: 0,
+            reason: "request".into(),
+        }
+    }
+
+    #[test]
+    fn pruning_keeps_what_the_last_chains_need() {
+        // 1 full, 2..4 deltas, 5 full, 6 delta.
+        let all = vec![
+            meta(1, None),
+            meta(2, Some(1)),
+            meta(3, Some(2)),
+            meta(4, Some(3)),
+            meta(5, None),
+            meta(6, Some(5)),
+        ];
+        assert_eq!(prunable(&all, 2), vec![1, 2, 3, 4]);
+        // Keeping 3 keeps 4, whose chain goes back to 1.
+        assert!(prunable(&all, 3).is_empty());
+        assert!(prunable(&all, 10).is_empty());
+    }
+
+    #[test]
+    fn put_prunes_and_chain_reads_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(&dir.path().join("c.redb")).unwrap();
+        let scope = key_scope("t", "a", "k/1");
+        for seq in 1..=6u64 {
+            let base = if seq == 1 || seq == 5 {
+                None
+            } else {
+                Some(seq - 1)
+            };
+            store
+                .put(&scope, &meta(seq, base), &[seq as u8], 2)
+                .unwrap();
+        }
+        let seqs: Vec<u64> = store.list(&scope).unwrap().iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, vec![5, 6]);
+        let chain = store.chain(&scope, 6).unwrap().unwrap();
+        assert_eq!(
+            chain.iter().map(|(m, d)| (m.seq, d[0])).collect::<Vec<_>>(),
+            vec![(5, 5), (6, 6)]
+        );
+        // Another key of the same app and a key of another app stay apart.
+        store
+            .put(&key_scope("t", "a", "k2"), &meta(1, None), &[9], 2)
+            .unwrap();
+        store
+            .put(&key_scope("t", "ab", "k"), &meta(1, None), &[9], 2)
+            .unwrap();
+        let keys = store.keys("t", "a").unwrap();
+        assert_eq!(
+            keys.iter()
+                .map(|(k, m)| (k.as_str(), m.seq))
+                .collect::<Vec<_>>(),
+            vec![("k/1", 6), ("k2", 1)]
+        );
+        assert_eq!(store.remove_key(&scope).unwrap(), 2);
+        assert!(store.chain(&scope, 6).unwrap().is_none());
+    }
+}
