@@ -57,6 +57,14 @@ pub fn router(state: Arc<AdminState>, max_upload: usize) -> Router {
             "/v1/apps/{tenant}/{app}/versions",
             get(app_versions).post(deploy),
         )
+        .route(
+            "/v1/apps/{tenant}/{app}/snapshots",
+            get(list_snapshots).post(take_snapshots),
+        )
+        .route(
+            "/v1/apps/{tenant}/{app}/snapshots/restore",
+            post(restore_snapshots),
+        )
         .route("/v1/audit", get(audit_log))
         .route("/v1/gc", post(gc))
         .merge(crate::observe::routes())
@@ -169,10 +177,76 @@ struct DeployQuery {
     concurrency: Option<u32>,
     reuse: Option<u32>,
     preinit: Option<String>,
+    #[serde(default)]
+    stateful: bool,
+    key_header: Option<String>,
+    checkpoint: Option<String>,
+    keep_checkpoints: Option<u32>,
+    hibernate_after: Option<String>,
 }
 
 impl DeployQuery {
+    /// The stateful settings a deploy asks for (`None`: not `--stateful`).
+    fn stateful(&self) -> Result<Option<dwcp_store::StatefulSettings>, ControlError> {
+        if !self.stateful {
+            if self.key_header.is_some()
+                || self.checkpoint.is_some()
+                || self.keep_checkpoints.is_some()
+                || self.hibernate_after.is_some()
+            {
+                return Err(ControlError::BadOption(
+                    "--key-header, --checkpoint, --keep-checkpoints and --hibernate-after go with --stateful".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        let duration = |flag: &str, d: &str| {
+            humantime::parse_duration(d)
+                .map(|d| d.as_millis() as u64)
+                .map_err(|e| {
+                    ControlError::BadOption(format!(
+                        "{flag} `{d}`: {e} (write it as `5s` or `10m`)"
+                    ))
+                })
+        };
+        let mut settings = dwcp_store::StatefulSettings::default();
+        if let Some(header) = &self.key_header {
+            let header = header.to_ascii_lowercase();
+            if hyper::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                return Err(ControlError::BadOption(format!(
+                    "--key-header `{header}` is not a valid header name"
+                )));
+            }
+            settings.key_header = header;
+        }
+        match self.checkpoint.as_deref() {
+            None | Some("request") => {}
+            Some(every) => {
+                let ms = duration("--checkpoint", every)?;
+                if ms == 0 {
+                    return Err(ControlError::BadOption(
+                        "--checkpoint must be `request` or a positive duration".into(),
+                    ));
+                }
+                settings.checkpoint_interval_ms = Some(ms);
+            }
+        }
+        if let Some(keep) = self.keep_checkpoints {
+            if keep == 0 || keep > 1000 {
+                return Err(ControlError::BadOption(
+                    "--keep-checkpoints must be between 1 and 1000".into(),
+                ));
+            }
+            settings.keep = keep;
+        }
+        if let Some(after) = &self.hibernate_after {
+            settings.hibernate_after_ms = duration("--hibernate-after", after)?.max(1);
+        }
+        Ok(Some(settings))
+    }
+
     fn options(self) -> Result<DeployOptions, ControlError> {
+        let stateful = self.stateful()?;
         let memory_bytes = self
             .memory
             .map(|m| parse_size(&m).map_err(|e| format!("--memory: {e}")))
@@ -188,6 +262,7 @@ impl DeployQuery {
             .transpose()
             .map_err(ControlError::BadOption)?;
         Ok(DeployOptions {
+            stateful,
             version: self.version,
             memory_bytes,
             deadline_ms,
@@ -255,6 +330,11 @@ async fn set_limits(
         concurrency: q.concurrency,
         reuse: q.reuse,
         preinit: None,
+        stateful: false,
+        key_header: None,
+        checkpoint: None,
+        keep_checkpoints: None,
+        hibernate_after: None,
     }
     .options()?;
     options.allow_hosts = list(q.allow_host);
@@ -262,6 +342,49 @@ async fn set_limits(
     options.clear_egress = q.clear_egress.unwrap_or(false);
     options.keep_versions = q.keep_versions;
     Ok(axum::Json(state.control.set_limits(&id, options).await?))
+}
+
+/// Query of the snapshot endpoints: one key, or all; one checkpoint.
+#[derive(Deserialize)]
+struct SnapshotQuery {
+    key: Option<String>,
+    seq: Option<u64>,
+}
+
+async fn list_snapshots(
+    State(state): State<Arc<AdminState>>,
+    Path((tenant, app)): Path<(String, String)>,
+    Query(q): Query<SnapshotQuery>,
+) -> ApiResult<Vec<crate::KeyCheckpoint>> {
+    let id = app_id(&tenant, &app)?;
+    Ok(axum::Json(
+        state.control.list_snapshots(&id, q.key.as_deref())?,
+    ))
+}
+
+async fn take_snapshots(
+    State(state): State<Arc<AdminState>>,
+    Path((tenant, app)): Path<(String, String)>,
+    Query(q): Query<SnapshotQuery>,
+) -> ApiResult<Vec<crate::KeyCheckpoint>> {
+    let id = app_id(&tenant, &app)?;
+    Ok(axum::Json(
+        state.control.snapshot_keys(&id, q.key.as_deref()).await?,
+    ))
+}
+
+async fn restore_snapshots(
+    State(state): State<Arc<AdminState>>,
+    Path((tenant, app)): Path<(String, String)>,
+    Query(q): Query<SnapshotQuery>,
+) -> ApiResult<Vec<crate::KeyCheckpoint>> {
+    let id = app_id(&tenant, &app)?;
+    Ok(axum::Json(
+        state
+            .control
+            .restore_keys(&id, q.key.as_deref(), q.seq)
+            .await?,
+    ))
 }
 
 async fn restart_app(

@@ -23,6 +23,8 @@ pub struct LiveApp {
     pub slots: Arc<Semaphore>,
     /// The quota of the app's tenant, shared with its other apps.
     pub tenant: Arc<TenantGate>,
+    /// A stateful app's keys (`None`: a stateless app).
+    pub keyed: Option<Arc<crate::stateful::KeyedApp>>,
 }
 
 impl LiveApp {

@@ -92,6 +92,8 @@ pub struct DeployOptions {
     pub keep_versions: Option<u32>,
     /// Run this export once at deploy and serve the state it leaves (deploy only).
     pub preinit: Option<String>,
+    /// Deploy as a stateful app with these settings (deploy only).
+    pub stateful: Option<dwcp_store::StatefulSettings>,
 }
 
 /// What a deploy did.
@@ -201,6 +203,9 @@ pub struct VersionInfo {
     pub preinit: Option<String>,
     /// SHA-256 of the component as uploaded, when it differs from `sha256`.
     pub source_sha256: Option<String>,
+    /// For a stateful app: how many keys hold state on this version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys: Option<usize>,
 }
 
 /// How a node's control plane behaves, as `dwcp up` sets it.
@@ -244,6 +249,11 @@ pub struct Control {
     /// Pre-initializations run one at a time (each runs guest code for up
     /// to its deadline).
     preinit_lock: tokio::sync::Mutex<()>,
+    /// Checkpoints of stateful apps' keys.
+    pub(crate) checkpoints: Arc<dwcp_store::CheckpointStore>,
+    /// Stateful apps' keys, by `tenant/app`: they outlive a deploy, since
+    /// keys stay on the version their state belongs to.
+    pub(crate) keyed: std::sync::Mutex<HashMap<String, Arc<crate::stateful::KeyedApp>>>,
 }
 
 impl Control {
@@ -269,6 +279,10 @@ impl Control {
             settings,
             data_dir: data_dir.to_path_buf(),
             preinit_lock: tokio::sync::Mutex::new(()),
+            checkpoints: Arc::new(dwcp_store::CheckpointStore::open(
+                &data_dir.join("checkpoints.redb"),
+            )?),
+            keyed: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -279,7 +293,7 @@ impl Control {
             .ok_or_else(|| ControlError::NoApp(format!("{}/{}", record.tenant, record.app)))?;
         let sha = active.sha256.clone();
         let env = self.guest_env(record)?;
-        let prepared = self.runtime.prepare(&sha, || self.artifacts.get(&sha))?;
+        let prepared = self.prepare_version(record, &sha)?;
         let cache = prepared.cache;
         self.install(record, &active.version, prepared, env);
         Ok(cache)
@@ -299,12 +313,19 @@ impl Control {
         };
         let metrics = self.metrics.for_version(&labels);
         let telemetry = self.telemetry.for_app(&record.tenant, &record.app);
+        let artifact = record
+            .versions
+            .iter()
+            .find(|v| v.version == version)
+            .map_or("", |v| v.sha256.as_str());
         let version = Arc::new(
             AppVersion::new(&self.runtime, labels, prepared, record.limits)
                 .with_egress(self.egress_policy(record))
-                .with_env(env)
-                .with_telemetry(telemetry.log, telemetry.stats),
+                .with_env(env.clone())
+                .with_telemetry(telemetry.log.clone(), telemetry.stats.clone())
+                .with_artifact(artifact),
         );
+        let keyed = self.keyed_for(record, &version, &env);
         // Keep the slots of the version being replaced when the limit is
         // unchanged, so that old and new versions together still honour it.
         let slots = match self.apps.get_app(&record.tenant, &record.app) {
@@ -318,6 +339,7 @@ impl Control {
             metrics,
             slots,
             tenant: self.gate(&record.tenant),
+            keyed,
         });
         self.apps.insert(&record.tenant, &record.app, live);
     }
@@ -456,7 +478,7 @@ impl Control {
     /// The runtime's form of an app's stored egress settings. Rules were
     /// validated when set; one that no longer parses is dropped (denying
     /// more, never less) and logged.
-    fn egress_policy(&self, record: &AppRecord) -> EgressPolicy {
+    pub(crate) fn egress_policy(&self, record: &AppRecord) -> EgressPolicy {
         let mut policy = EgressPolicy {
             node_addrs: self.settings.node_addrs.clone(),
             ..EgressPolicy::default()
@@ -518,11 +540,18 @@ impl Control {
         } else {
             Arc::new(Semaphore::new(record.limits.concurrency as usize))
         };
+        if let Some(keyed) = &live.keyed {
+            if let Some(settings) = &record.stateful {
+                keyed.set_settings(settings.clone());
+            }
+            keyed.add_version(version.clone());
+        }
         Ok(Arc::new(LiveApp {
             version,
             metrics: live.metrics.clone(),
             slots,
             tenant: live.tenant.clone(),
+            keyed: live.keyed.clone(),
         }))
     }
 
@@ -705,7 +734,23 @@ impl Control {
         };
 
         let started = Instant::now();
-        let prepared = match self.runtime.prepare(&sha256, || Ok(bytes.clone())) {
+        if options.stateful.is_some()
+            && existing
+                .as_ref()
+                .is_some_and(|r| r.stateful.is_none() && !r.versions.is_empty())
+        {
+            return Err(ControlError::BadOption(format!(
+                "{id} is not a stateful app: deploy a stateful one under another name"
+            )));
+        }
+        let stateful =
+            options.stateful.is_some() || existing.as_ref().is_some_and(|r| r.stateful.is_some());
+        let prepared = if stateful {
+            self.runtime.prepare_stateful(&sha256, || Ok(bytes.clone()))
+        } else {
+            self.runtime.prepare(&sha256, || Ok(bytes.clone()))
+        };
+        let prepared = match prepared {
             Ok(prepared) => prepared,
             Err(e) => {
                 undo();
@@ -743,7 +788,11 @@ impl Control {
         });
         record.active = version.clone();
         record.limits = limits;
-        let pruned = record.prune_versions(self.keep_for(&record));
+        if let Some(settings) = options.stateful.clone() {
+            record.stateful = Some(settings);
+        }
+        let pruned =
+            record.prune_versions_except(self.keep_for(&record), &self.pinned_versions(&record));
         let env = match self.guest_env(&record) {
             Ok(env) => env,
             Err(e) => {
@@ -834,6 +883,7 @@ impl Control {
         };
         self.apps.remove(&id.tenant, &id.app);
         self.telemetry.remove(&id.tenant, &id.app);
+        self.forget_keys(&id.tenant, &id.app)?;
         self.remove_unused(record.versions.iter())?;
         tracing::info!(tenant = %id.tenant, app = %id.app, "deleted");
         Ok(record)
@@ -1016,7 +1066,8 @@ impl Control {
     async fn apply_retention(&self, id: &AppId) -> Result<(), ControlError> {
         let _serial = self.serial.lock().await;
         let mut record = self.record(id)?;
-        let pruned = record.prune_versions(self.keep_for(&record));
+        let pruned =
+            record.prune_versions_except(self.keep_for(&record), &self.pinned_versions(&record));
         if !pruned.is_empty() {
             self.state.put_app(&record)?;
             self.forget_versions(&record, &pruned);
@@ -1084,9 +1135,16 @@ impl Control {
     /// Every version of one app, oldest first.
     pub fn versions(&self, id: &AppId) -> Result<Vec<VersionInfo>, ControlError> {
         let r = self.record(id)?;
+        let keys = match r.stateful {
+            Some(_) => Some(self.keys_per_version(&r)?),
+            None => None,
+        };
         Ok(r.versions
             .iter()
             .map(|v| VersionInfo {
+                keys: keys
+                    .as_ref()
+                    .map(|k| k.get(&v.version).copied().unwrap_or(0)),
                 preinit: v.preinit.clone(),
                 source_sha256: v.source_sha256.clone(),
                 active: v.version == r.active,

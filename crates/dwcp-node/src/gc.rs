@@ -46,7 +46,8 @@ impl Control {
         };
         let mut used = HashSet::new();
         for mut record in self.state.apps(None)? {
-            let pruned = record.prune_versions(self.keep_for(&record));
+            let pruned = record
+                .prune_versions_except(self.keep_for(&record), &self.pinned_versions(&record));
             for v in &pruned {
                 report
                     .versions

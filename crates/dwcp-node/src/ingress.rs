@@ -117,7 +117,14 @@ pub async fn route(
     };
 
     // 5. An instance serves it, within the app's limits.
-    let response = version.handle(request, (permit, share)).await;
+    let response = match &app.keyed {
+        Some(keyed) => {
+            let response = keyed.handle(request, &version).await;
+            drop((permit, share));
+            response
+        }
+        None => version.handle(request, (permit, share)).await,
+    };
 
     // 6. Metrics.
     app.observe(response.status().as_u16(), started.elapsed().as_secs_f64());

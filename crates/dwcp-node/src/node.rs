@@ -164,6 +164,11 @@ impl Node {
                 config.drain_timeout,
             )?);
         }
+        threads.push(spawn_keys(
+            control.clone(),
+            shutdown.subscribe(),
+            config.drain_timeout,
+        )?);
         let load_report = control.load_all(config.compile_jobs)?;
         admin_state.ready.store(true, Ordering::Release);
         Ok(RunningNode {
@@ -261,6 +266,41 @@ fn spawn_ingress(
                 }
             });
             })?;
+    Ok(thread)
+}
+
+/// Stateful apps' keys: idle ones hibernated and interval checkpoints
+/// taken, on a thread of their own; at shutdown, every changed key is
+/// checkpointed (waiting for requests in flight, up to the drain timeout).
+fn spawn_keys(
+    control: Arc<Control>,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) -> anyhow::Result<JoinHandle<()>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let thread = std::thread::Builder::new()
+        .name("dwcp-keys".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let mut last_interval = std::collections::HashMap::new();
+                let mut tick = tokio::time::interval(Duration::from_millis(250));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => control.maintain_keys(&mut last_interval).await,
+                        _ = shutdown.changed() => break,
+                    }
+                }
+                match tokio::time::timeout(drain, control.drain_keys()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!("checkpointed {n} keys at shutdown"),
+                    Err(_) => tracing::warn!(
+                        "keys still busy after {drain:?}; their last checkpoints stand"
+                    ),
+                }
+            });
+        })?;
     Ok(thread)
 }
 

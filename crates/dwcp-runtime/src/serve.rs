@@ -70,6 +70,8 @@ pub struct AppVersion {
     stats: Arc<AppStats>,
     /// For a stateful app's version: what a checkpoint of it holds.
     pub(crate) state: Option<StateLayout>,
+    /// The SHA-256 of the artifact it runs (empty when not given).
+    artifact: Arc<str>,
 }
 
 impl AppVersion {
@@ -99,6 +101,7 @@ impl AppVersion {
             log,
             stats: Arc::default(),
             state: prepared.state,
+            artifact: Arc::from(""),
         }
     }
 
@@ -118,6 +121,7 @@ impl AppVersion {
             log: self.log.clone(),
             stats: self.stats.clone(),
             state: self.state.clone(),
+            artifact: self.artifact.clone(),
         }
     }
 
@@ -127,6 +131,23 @@ impl AppVersion {
         self.log = log;
         self.stats = stats;
         self
+    }
+
+    /// The same version, knowing the artifact it runs (what a stateful
+    /// key's checkpoints are bound to).
+    pub fn with_artifact(mut self, sha256: &str) -> Self {
+        self.artifact = Arc::from(sha256);
+        self
+    }
+
+    /// The SHA-256 of the artifact it runs, if it was given.
+    pub fn artifact(&self) -> &str {
+        &self.artifact
+    }
+
+    /// Whether it is a stateful app's version (one instance per key).
+    pub fn is_stateful(&self) -> bool {
+        self.state.is_some()
     }
 
     /// The app's log its guests write to.
@@ -404,7 +425,7 @@ impl AppVersion {
     }
 
     /// The response to a request whose guest was stopped before answering.
-    pub(crate) fn failure_response(&self, kind: TrapKind) -> hyper::Response<ResponseBody> {
+    pub fn failure_response(&self, kind: TrapKind) -> hyper::Response<ResponseBody> {
         match kind {
             TrapKind::deadline => text_response(
                 504,

@@ -175,8 +175,19 @@ impl AppRecord {
     /// before it (where an undo returns to) are always kept, whatever
     /// `keep` says.
     pub fn prune_versions(&mut self, keep: usize) -> Vec<VersionRecord> {
+        self.prune_versions_except(keep, &[])
+    }
+
+    /// [`AppRecord::prune_versions`], keeping also the versions `pinned`
+    /// names (a stateful app's versions that keys hold state on).
+    pub fn prune_versions_except(&mut self, keep: usize, pinned: &[String]) -> Vec<VersionRecord> {
         let active = self.versions.iter().position(|v| v.version == self.active);
-        let protected = |i: usize| active.is_some_and(|a| i == a || i + 1 == a);
+        let pinned_at: Vec<bool> = self
+            .versions
+            .iter()
+            .map(|v| pinned.contains(&v.version))
+            .collect();
+        let protected = |i: usize| active.is_some_and(|a| i == a || i + 1 == a) || pinned_at[i];
         let first_kept = self.versions.len().saturating_sub(keep);
         let mut pruned = Vec::new();
         let mut i = 0;

@@ -53,6 +53,19 @@ pub enum Command {
     ///
     /// Example: dwcp versions demo/hello --json
     Versions(AppArg),
+    /// Checkpoint a stateful app's live keys now (one key with --key).
+    ///
+    /// Example: dwcp snapshot demo/counter --key alice
+    Snapshot(KeyArgs),
+    /// List a stateful app's checkpoints (one key's with --key).
+    ///
+    /// Example: dwcp snapshots demo/counter --key alice
+    Snapshots(KeyArgs),
+    /// Put a stateful app's keys (one with --key) back to a checkpoint: its
+    /// sequence number from `dwcp snapshots`, or the latest one.
+    ///
+    /// Example: dwcp restore demo/counter --key alice 12
+    Restore(RestoreArgs),
     /// Delete an app with its versions, artifacts and compiled code.
     ///
     /// Example: dwcp delete demo/hello
@@ -180,9 +193,55 @@ pub struct DeployArgs {
     /// leaves (default export: `wizer-initialize`; another: `--preinit=NAME`).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "wizer-initialize", value_name = "FUNC")]
     pub preinit: Option<String>,
+    #[command(flatten)]
+    pub state: StatefulFlags,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A stateful app and, optionally, one of its keys.
+#[derive(Args, Debug)]
+pub struct KeyArgs {
+    /// TENANT/APP.
+    pub app: String,
+    /// Only this key.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Print JSON: an array of {key, seq, version, artifact_sha256, base, snapshot_id, bytes, memory_bytes, taken_at, reason}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `dwcp restore`'s arguments.
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub target: KeyArgs,
+    /// The checkpoint's sequence number (default: the latest).
+    pub snapshot: Option<u64>,
+}
+
+/// How a stateful app keeps its keys (`deploy --stateful`).
+#[derive(Args, Debug, Default)]
+pub struct StatefulFlags {
+    /// One long-lived instance per key, its memory kept across requests and
+    /// checkpointed (the key comes from --key-header).
+    #[arg(long)]
+    pub stateful: bool,
+    /// The request header that names the key.
+    #[arg(long, value_name = "NAME", requires = "stateful")]
+    pub key_header: Option<String>,
+    /// When to checkpoint: `request` (after each, before the response: the
+    /// default) or a period such as `5s`.
+    #[arg(long, value_name = "WHEN", requires = "stateful")]
+    pub checkpoint: Option<String>,
+    /// Checkpoints kept per key (default 5).
+    #[arg(long, value_name = "N", requires = "stateful")]
+    pub keep_checkpoints: Option<u32>,
+    /// Hibernate a key idle this long: checkpoint it and free its instance (default 5m).
+    #[arg(long, value_name = "DURATION", requires = "stateful")]
+    pub hibernate_after: Option<String>,
 }
 
 /// An app's limits, as `deploy` and `apps set` take them; one left out

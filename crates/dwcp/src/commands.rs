@@ -28,6 +28,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Status(arg) => status(&client(), &cli.tenant, arg),
         Command::Versions(arg) => versions(&client(), &cli.tenant, arg),
+        Command::Snapshot(args) => crate::keys::snapshot(&client(), &cli.tenant, args),
+        Command::Snapshots(args) => crate::keys::snapshots(&client(), &cli.tenant, args),
+        Command::Restore(args) => crate::keys::restore(&client(), &cli.tenant, args),
         Command::Delete(arg) => {
             let (tenant, app) = split_app(&cli.tenant, &arg.app)?;
             let out: Value = client().delete(&format!("/v1/apps/{tenant}/{app}"))?;
@@ -90,6 +93,25 @@ fn deploy(client: &AdminClient, default_tenant: &str, args: DeployArgs) -> anyho
             query.push('&');
         }
         query.push_str(&format!("preinit={}", percent_encode(func)));
+    }
+    let state = &args.state;
+    if state.stateful {
+        let mut add = |key: &str, value: Option<String>| {
+            if let Some(v) = value {
+                if !query.is_empty() {
+                    query.push('&');
+                }
+                query.push_str(&format!("{key}={}", percent_encode(&v)));
+            }
+        };
+        add("stateful", Some("true".into()));
+        add("key_header", state.key_header.clone());
+        add("checkpoint", state.checkpoint.clone());
+        add(
+            "keep_checkpoints",
+            state.keep_checkpoints.map(|k| k.to_string()),
+        );
+        add("hibernate_after", state.hibernate_after.clone());
     }
     let path = format!("/v1/apps/{tenant}/{app}/versions?{query}");
     let out: Value = client.upload(&path, bytes)?;
@@ -566,9 +588,15 @@ fn versions(client: &AdminClient, default_tenant: &str, arg: AppArg) -> anyhow::
     }
     let mut table = Table::new();
     *table.style_mut() = NOTHING;
-    table.set_header(["", "VERSION", "SHA256", "SIZE", "DEPLOYED", "PREINIT"]);
-    for v in versions.as_array().cloned().unwrap_or_default() {
-        table.add_row([
+    let versions = versions.as_array().cloned().unwrap_or_default();
+    let stateful = versions.iter().any(|v| v.get("keys").is_some());
+    let mut header = vec!["", "VERSION", "SHA256", "SIZE", "DEPLOYED", "PREINIT"];
+    if stateful {
+        header.push("KEYS");
+    }
+    table.set_header(header);
+    for v in versions {
+        let mut row = vec![
             if v["active"].as_bool() == Some(true) {
                 "*".into()
             } else {
@@ -579,7 +607,11 @@ fn versions(client: &AdminClient, default_tenant: &str, arg: AppArg) -> anyhow::
             bytes(v["size"].as_u64()),
             age(v["deployed_at"].as_u64()),
             v["preinit"].as_str().unwrap_or("-").to_string(),
-        ]);
+        ];
+        if stateful {
+            row.push(text(&v["keys"]));
+        }
+        table.add_row(row);
     }
     println!("{table}");
     Ok(())
@@ -593,18 +625,18 @@ pub(crate) fn text(v: &Value) -> String {
     }
 }
 
-fn short_hash(sha: &str) -> String {
+pub(crate) fn short_hash(sha: &str) -> String {
     format!("sha256:{}", &sha[..sha.len().min(12)])
 }
 
-fn bytes(n: Option<u64>) -> String {
+pub(crate) fn bytes(n: Option<u64>) -> String {
     n.map_or_else(
         || "-".into(),
         |n| bytesize::ByteSize::b(n).display().iec().to_string(),
     )
 }
 
-fn age(unix: Option<u64>) -> String {
+pub(crate) fn age(unix: Option<u64>) -> String {
     let Some(t) = unix.filter(|t| *t > 0) else {
         return "-".into();
     };

@@ -7,6 +7,7 @@ mod bench_codec;
 mod cli;
 mod client;
 mod commands;
+mod keys;
 mod observe;
 mod up;
 

@@ -34,6 +34,8 @@ pub struct StateImage {
     pub id: u64,
     /// The memory's bytes (empty for a component without memory).
     pub memory: Vec<u8>,
+    /// Whether the component has a memory (it may be empty).
+    pub has_memory: bool,
 }
 
 /// A checkpoint taken, ready to store.
@@ -50,6 +52,7 @@ pub struct Checkpoint {
 /// guest's `capture` calls back into the sink.
 pub(crate) struct Capture {
     layout_globals: Vec<GlobalType>,
+    has_memory: bool,
     globals: Vec<u64>,
     image: Option<StateImage>,
     delta: bool,
@@ -68,7 +71,11 @@ impl Capture {
         let base_memories;
         let base = match &self.image {
             Some(image) if self.delta => {
-                base_memories = [image.memory.as_slice()];
+                base_memories = if self.has_memory {
+                    vec![image.memory.as_slice()]
+                } else {
+                    Vec::new()
+                };
                 Some(Base {
                     id: image.id,
                     memories: &base_memories,
@@ -81,7 +88,8 @@ impl Capture {
             base,
             ..EncodeOptions::default()
         };
-        let summary = dwcp_snapshot::encode(&mut bytes, &[memory], &globals, &options)?;
+        let memories: &[&[u8]] = if self.has_memory { &[memory] } else { &[] };
+        let summary = dwcp_snapshot::encode(&mut bytes, memories, &globals, &options)?;
         let delta = options.base.is_some();
         // The image follows the memory: only changed pages are copied.
         match &mut self.image {
@@ -101,6 +109,7 @@ impl Capture {
                 self.image = Some(StateImage {
                     id: summary.id,
                     memory: memory.to_vec(),
+                    has_memory: self.has_memory,
                 })
             }
         }
@@ -230,6 +239,7 @@ impl StateAccess {
         let mut store = store.as_context_mut();
         store.data_mut().capture = Some(Box::new(Capture {
             layout_globals: self.layout.globals.clone(),
+            has_memory: self.layout.memories == 1,
             globals: Vec::with_capacity(self.layout.globals.len()),
             image: image.take(),
             delta,
@@ -313,6 +323,7 @@ pub fn decode_chain(chain: &[&[u8]], limits: &DecodeLimits) -> Result<(StateImag
     let mut memories: Vec<Vec<u8>> = Vec::new();
     let mut base: Option<BaseInfo> = None;
     let mut globals = Vec::new();
+    let mut has_memory = false;
     for (i, bytes) in chain.iter().enumerate() {
         let info = decode_into(
             *bytes,
@@ -326,6 +337,7 @@ pub fn decode_chain(chain: &[&[u8]], limits: &DecodeLimits) -> Result<(StateImag
             bail!("the snapshot holds {} memories", info.memory_lengths.len());
         }
         globals = info.globals;
+        has_memory = info.memory_lengths.len() == 1;
         base = Some(BaseInfo {
             id: dwcp_snapshot::snapshot_id(bytes).context("a snapshot without a trailer")?,
             lengths: info.memory_lengths,
@@ -336,6 +348,7 @@ pub fn decode_chain(chain: &[&[u8]], limits: &DecodeLimits) -> Result<(StateImag
         StateImage {
             id,
             memory: memories.pop().unwrap_or_default(),
+            has_memory,
         },
         globals,
     ))

@@ -1,0 +1,613 @@
+//! Stateful apps: one long-lived instance per key, checkpointed into the
+//! node's [`CheckpointStore`], hibernated when idle and woken on demand.
+//!
+//! A request names its key in a header (`x-dwcp-key` unless the app says
+//! otherwise). Each key has a slot behind an async mutex: requests to one
+//! key run one at a time, in the order they arrived (tokio's mutex is
+//! fair). The slot holds the key's live instance, if it has one; without
+//! one, the next request wakes the key from its latest checkpoint into a
+//! fresh instance of the version that checkpoint belongs to (keys stay on
+//! their version; new keys go to the active one). With per-request
+//! checkpoints (the default) the response leaves only once the state it
+//! produced is durable: an acknowledged request is never lost.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dwcp_runtime::{AppVersion, KeyError, KeyInstance, ResponseBody, text_response};
+use dwcp_store::{CheckpointMeta, CheckpointStore, StatefulSettings, key_scope, unix_now};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, RETRY_AFTER};
+use serde::Serialize;
+
+/// Longest key a request may name, in bytes.
+pub const MAX_KEY_LEN: usize = 128;
+
+/// One key's slot.
+#[derive(Default)]
+struct KeySlot {
+    live: Option<KeyInstance>,
+    /// The key's newest checkpoint; `None` until read from the store, then
+    /// `Some(None)` for a key without one.
+    latest: Option<Option<CheckpointMeta>>,
+    /// The checkpoint the live instance's state last matched: the base of
+    /// its next delta.
+    base: Option<u64>,
+    /// Served requests since the last checkpoint.
+    dirty: bool,
+    last_used: Option<Instant>,
+}
+
+/// A stateful app's keys, across its versions.
+pub struct KeyedApp {
+    tenant: String,
+    app: String,
+    settings: Mutex<StatefulSettings>,
+    checkpoints: Arc<CheckpointStore>,
+    /// Every version that serves keys: the active one and those keys stay on.
+    versions: Mutex<HashMap<String, Arc<AppVersion>>>,
+    keys: Mutex<HashMap<String, Arc<tokio::sync::Mutex<KeySlot>>>>,
+}
+
+/// What `dwcp snapshots` lists: a key's checkpoint.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyCheckpoint {
+    /// The key.
+    pub key: String,
+    /// The checkpoint.
+    #[serde(flatten)]
+    pub meta: CheckpointMeta,
+}
+
+/// Why a key's state could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyedError {
+    /// No such key or checkpoint.
+    #[error("{0}")]
+    NotFound(String),
+    /// The store failed.
+    #[error("checkpoint store: {0}")]
+    Store(#[from] dwcp_store::StoreError),
+    /// The instance failed.
+    #[error("{0}")]
+    Instance(String),
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl KeyedApp {
+    /// The keys of `tenant/app`, checkpointed in `checkpoints`.
+    pub fn new(
+        tenant: &str,
+        app: &str,
+        settings: StatefulSettings,
+        checkpoints: Arc<CheckpointStore>,
+    ) -> Self {
+        Self {
+            tenant: tenant.to_string(),
+            app: app.to_string(),
+            settings: Mutex::new(settings),
+            checkpoints,
+            versions: Mutex::default(),
+            keys: Mutex::default(),
+        }
+    }
+
+    /// Replaces the app's settings (header, checkpoint policy, hibernation).
+    pub fn set_settings(&self, settings: StatefulSettings) {
+        *lock(&self.settings) = settings;
+    }
+
+    fn settings(&self) -> StatefulSettings {
+        lock(&self.settings).clone()
+    }
+
+    /// Makes `version` available to the keys whose state belongs to it.
+    pub fn add_version(&self, version: Arc<AppVersion>) {
+        lock(&self.versions).insert(version.labels().version.clone(), version);
+    }
+
+    /// Whether `name` is loaded.
+    pub fn has_version(&self, name: &str) -> bool {
+        lock(&self.versions).contains_key(name)
+    }
+
+    /// `tenant/app`.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.tenant, self.app)
+    }
+
+    fn slot(&self, key: &str) -> Arc<tokio::sync::Mutex<KeySlot>> {
+        lock(&self.keys).entry(key.to_string()).or_default().clone()
+    }
+
+    fn scope(&self, key: &str) -> String {
+        key_scope(&self.tenant, &self.app, key)
+    }
+
+    /// Serves a request to the key it names; `active` serves new keys.
+    pub async fn handle(
+        &self,
+        request: hyper::Request<Incoming>,
+        active: &Arc<AppVersion>,
+    ) -> hyper::Response<ResponseBody> {
+        let settings = self.settings();
+        let key = match request.headers().get(settings.key_header.as_str()) {
+            Some(value) => match valid_key(value) {
+                Some(key) => key.to_string(),
+                None => {
+                    return text_response(
+                        400,
+                        &format!(
+                            "the `{}` header must be 1 to {MAX_KEY_LEN} visible ASCII characters",
+                            settings.key_header
+                        ),
+                    );
+                }
+            },
+            None => {
+                return text_response(
+                    400,
+                    &format!(
+                        "this app is stateful: name the key its state belongs to in the `{}` header",
+                        settings.key_header
+                    ),
+                );
+            }
+        };
+        let slot = self.slot(&key);
+        let mut slot = slot.lock().await;
+        if slot.live.is_none()
+            && let Err(response) = self.wake(&key, &mut slot, active).await
+        {
+            return response;
+        }
+        let Some(live) = slot.live.as_mut() else {
+            return text_response(500, "the key has no instance");
+        };
+        let response = match live.serve(request).await {
+            Ok(response) => response,
+            Err(failure) => {
+                // The state since the last checkpoint goes with the guest;
+                // the next request resumes from that checkpoint.
+                slot.live = None;
+                return failure;
+            }
+        };
+        slot.last_used = Some(Instant::now());
+        slot.dirty = true;
+        if settings.checkpoint_interval_ms.is_none()
+            && let Err(e) = self.checkpoint(&key, &mut slot, "request").await
+        {
+            tracing::warn!(tenant = %self.tenant, app = %self.app, key, "checkpoint failed: {e}");
+            slot.live = None;
+            return text_response(
+                500,
+                &format!("the request's state could not be saved, so it was not applied: {e}"),
+            );
+        }
+        response
+    }
+
+    /// Gives the key a live instance: its latest checkpoint restored into
+    /// a fresh instance of that checkpoint's version, or (a new key) a
+    /// fresh instance of the active version.
+    async fn wake(
+        &self,
+        key: &str,
+        slot: &mut KeySlot,
+        active: &Arc<AppVersion>,
+    ) -> Result<(), hyper::Response<ResponseBody>> {
+        let scope = self.scope(key);
+        if slot.latest.is_none() {
+            let checkpoints = self.checkpoints.clone();
+            let scope = scope.clone();
+            let list = tokio::task::spawn_blocking(move || checkpoints.list(&scope))
+                .await
+                .map_err(|e| text_response(500, &format!("checkpoint store task failed: {e}")))?
+                .map_err(|e| text_response(500, &format!("checkpoint store: {e}")))?;
+            slot.latest = Some(list.last().cloned());
+        }
+        let latest = slot.latest.clone().flatten();
+        let version = match &latest {
+            None => active.clone(),
+            Some(meta) => match lock(&self.versions).get(&meta.version) {
+                Some(version) => version.clone(),
+                None => {
+                    return Err(text_response(
+                        503,
+                        &format!(
+                            "key `{key}` holds state of version {}, which this node has not loaded",
+                            meta.version
+                        ),
+                    ));
+                }
+            },
+        };
+        let mut live = self.instance(&version).await?;
+        slot.base = None;
+        if let Some(meta) = &latest {
+            // The newest checkpoint whose chain decodes: a damaged one is
+            // passed over (and said so), the one before it used.
+            let mut seqs: Vec<u64> = {
+                let checkpoints = self.checkpoints.clone();
+                let scope = scope.clone();
+                tokio::task::spawn_blocking(move || checkpoints.list(&scope))
+                    .await
+                    .map_err(|e| text_response(500, &format!("checkpoint store task failed: {e}")))?
+                    .map_err(|e| text_response(500, &format!("checkpoint store: {e}")))?
+                    .iter()
+                    .filter(|m| m.version == meta.version)
+                    .map(|m| m.seq)
+                    .collect()
+            };
+            seqs.reverse();
+            let mut restored = false;
+            for seq in seqs {
+                match self.restore_into(&scope, seq, &mut live).await {
+                    Ok(()) => {
+                        slot.base = Some(seq);
+                        restored = true;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(tenant = %self.tenant, app = %self.app, key, seq, "checkpoint refused: {e}");
+                        version.log().push(
+                            &Arc::from(version.labels().version.as_str()),
+                            dwcp_runtime::LogStream::Node,
+                            format!(
+                                "key {key}: checkpoint {seq} refused ({e}); trying the one before"
+                            ),
+                        );
+                        // A failed restore may have written part of the
+                        // state: start again from a fresh instance.
+                        live = self.instance(&version).await?;
+                    }
+                }
+            }
+            if !restored {
+                return Err(text_response(
+                    500,
+                    &format!(
+                        "key `{key}`: none of its checkpoints can be restored (see `dwcp logs`)"
+                    ),
+                ));
+            }
+        }
+        slot.live = Some(live);
+        slot.dirty = false;
+        Ok(())
+    }
+
+    /// A fresh instance of `version`; when the pool is full, the app's
+    /// least recently used key is hibernated to make room, once.
+    async fn instance(
+        &self,
+        version: &Arc<AppVersion>,
+    ) -> Result<KeyInstance, hyper::Response<ResponseBody>> {
+        let mut retried = false;
+        loop {
+            match version.key_instance().await {
+                Ok(live) => return Ok(live),
+                Err(KeyError::PoolFull) if !retried && self.hibernate_lru().await => {
+                    retried = true;
+                }
+                Err(KeyError::PoolFull) => {
+                    let mut response =
+                        text_response(503, "the node has no free instance slot; retry later");
+                    response
+                        .headers_mut()
+                        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                    return Err(response);
+                }
+                Err(KeyError::Stopped(kind, _)) => return Err(version.failure_response(kind)),
+                Err(e) => return Err(text_response(500, &e.to_string())),
+            }
+        }
+    }
+
+    async fn restore_into(
+        &self,
+        scope: &str,
+        seq: u64,
+        live: &mut KeyInstance,
+    ) -> Result<(), String> {
+        let checkpoints = self.checkpoints.clone();
+        let owned = scope.to_string();
+        let chain = tokio::task::spawn_blocking(move || checkpoints.chain(&owned, seq))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "its chain is incomplete".to_string())?;
+        let artifact = live.version().artifact();
+        if let Some((meta, _)) = chain.iter().find(|(m, _)| m.artifact_sha256 != artifact) {
+            return Err(format!(
+                "it was taken from artifact {}, this version runs {artifact}",
+                meta.artifact_sha256
+            ));
+        }
+        let bytes: Vec<&[u8]> = chain.iter().map(|(_, data)| data.as_slice()).collect();
+        live.restore(&bytes).await.map_err(|e| e.to_string())
+    }
+
+    /// Checkpoints the key's live instance now.
+    async fn checkpoint(
+        &self,
+        key: &str,
+        slot: &mut KeySlot,
+        reason: &str,
+    ) -> Result<CheckpointMeta, KeyedError> {
+        let Some(live) = slot.live.as_mut() else {
+            return Err(KeyedError::NotFound(format!("key `{key}` is not live")));
+        };
+        let full = slot.base.is_none();
+        let checkpoint = live
+            .checkpoint(full)
+            .await
+            .map_err(|e| KeyedError::Instance(e.to_string()))?;
+        let previous = slot.latest.clone().flatten();
+        let meta = CheckpointMeta {
+            seq: previous.as_ref().map_or(1, |m| m.seq + 1),
+            version: live.version().labels().version.clone(),
+            artifact_sha256: live.version().artifact().to_string(),
+            base: if checkpoint.delta { slot.base } else { None },
+            snapshot_id: checkpoint.summary.id,
+            bytes: checkpoint.bytes.len() as u64,
+            memory_bytes: checkpoint.summary.input_bytes,
+            taken_at: unix_now(),
+            reason: reason.to_string(),
+        };
+        let keep = self.settings().keep as usize;
+        let checkpoints = self.checkpoints.clone();
+        let scope = self.scope(key);
+        let stored = meta.clone();
+        tokio::task::spawn_blocking(move || {
+            checkpoints.put(&scope, &stored, &checkpoint.bytes, keep)
+        })
+        .await
+        .map_err(|e| KeyedError::Instance(format!("checkpoint task failed: {e}")))??;
+        slot.base = Some(meta.seq);
+        slot.latest = Some(Some(meta.clone()));
+        slot.dirty = false;
+        Ok(meta)
+    }
+
+    /// Checkpoints (if it changed) and drops the least recently used live
+    /// key that is not busy; answers whether one was.
+    async fn hibernate_lru(&self) -> bool {
+        let slots: Vec<(String, Arc<tokio::sync::Mutex<KeySlot>>)> = lock(&self.keys)
+            .iter()
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
+        let mut oldest: Option<(Instant, String, tokio::sync::OwnedMutexGuard<KeySlot>)> = None;
+        for (key, slot) in slots {
+            let Ok(guard) = slot.try_lock_owned() else {
+                continue;
+            };
+            let Some(used) = guard.last_used.filter(|_| guard.live.is_some()) else {
+                continue;
+            };
+            if oldest.as_ref().is_none_or(|(t, _, _)| used < *t) {
+                oldest = Some((used, key, guard));
+            }
+        }
+        let Some((_, key, mut guard)) = oldest else {
+            return false;
+        };
+        self.hibernate(&key, &mut guard).await
+    }
+
+    async fn hibernate(&self, key: &str, slot: &mut KeySlot) -> bool {
+        if slot.dirty
+            && let Err(e) = self.checkpoint(key, slot, "hibernate").await
+        {
+            tracing::warn!(tenant = %self.tenant, app = %self.app, key, "cannot hibernate: {e}");
+            return false;
+        }
+        slot.live = None;
+        true
+    }
+
+    /// Periodic work: checkpoints keys changed since their last checkpoint
+    /// (interval mode) and hibernates keys idle for longer than allowed.
+    pub async fn maintain(&self, now: Instant, last_interval: &mut Instant) {
+        let settings = self.settings();
+        let interval_due = settings
+            .checkpoint_interval_ms
+            .is_some_and(|ms| now.duration_since(*last_interval) >= Duration::from_millis(ms));
+        if interval_due {
+            *last_interval = now;
+        }
+        let idle = Duration::from_millis(settings.hibernate_after_ms);
+        let slots: Vec<(String, Arc<tokio::sync::Mutex<KeySlot>>)> = lock(&self.keys)
+            .iter()
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
+        for (key, slot) in slots {
+            let Ok(mut slot) = slot.try_lock() else {
+                continue;
+            };
+            if slot.live.is_none() {
+                continue;
+            }
+            if slot
+                .last_used
+                .is_some_and(|used| now.duration_since(used) >= idle)
+            {
+                self.hibernate(&key, &mut slot).await;
+            } else if interval_due
+                && slot.dirty
+                && let Err(e) = self.checkpoint(&key, &mut slot, "interval").await
+            {
+                tracing::warn!(tenant = %self.tenant, app = %self.app, key, "checkpoint failed: {e}");
+            }
+        }
+    }
+
+    /// Checkpoints every live key that changed since its last checkpoint
+    /// (at shutdown), waiting for keys busy with a request.
+    pub async fn drain(&self) -> usize {
+        let slots: Vec<(String, Arc<tokio::sync::Mutex<KeySlot>>)> = lock(&self.keys)
+            .iter()
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
+        let mut saved = 0;
+        for (key, slot) in slots {
+            let mut slot = slot.lock().await;
+            if slot.live.is_some() && slot.dirty {
+                match self.checkpoint(&key, &mut slot, "drain").await {
+                    Ok(_) => saved += 1,
+                    Err(e) => {
+                        tracing::warn!(tenant = %self.tenant, app = %self.app, key, "checkpoint at shutdown failed: {e}")
+                    }
+                }
+            }
+        }
+        saved
+    }
+
+    /// Checkpoints live keys now (`key`, or every live one); answers the
+    /// latest checkpoint of each key asked for.
+    pub async fn snapshot(&self, key: Option<&str>) -> Result<Vec<KeyCheckpoint>, KeyedError> {
+        let keys: Vec<String> = match key {
+            Some(key) => vec![key.to_string()],
+            None => self
+                .checkpoints
+                .keys(&self.tenant, &self.app)?
+                .into_iter()
+                .map(|(k, _)| k)
+                .chain(lock(&self.keys).keys().cloned())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+        };
+        let mut out = Vec::new();
+        for key in keys {
+            let slot = self.slot(&key);
+            let mut slot = slot.lock().await;
+            let meta = if slot.live.is_some() {
+                self.checkpoint(&key, &mut slot, "manual").await?
+            } else {
+                match self.checkpoints.list(&self.scope(&key))?.pop() {
+                    Some(meta) => meta,
+                    None => {
+                        return Err(KeyedError::NotFound(format!("no key `{key}`")));
+                    }
+                }
+            };
+            out.push(KeyCheckpoint { key, meta });
+        }
+        Ok(out)
+    }
+
+    /// The stored checkpoints of `key`, or of every key.
+    pub fn list(&self, key: Option<&str>) -> Result<Vec<KeyCheckpoint>, KeyedError> {
+        let keys: Vec<String> = match key {
+            Some(key) => vec![key.to_string()],
+            None => self
+                .checkpoints
+                .keys(&self.tenant, &self.app)?
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect(),
+        };
+        let mut out = Vec::new();
+        for key in keys {
+            for meta in self.checkpoints.list(&self.scope(&key))? {
+                out.push(KeyCheckpoint {
+                    key: key.clone(),
+                    meta,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Puts `key` (or every key) back to checkpoint `seq` (default: its
+    /// latest): the live instance is dropped, and the chosen state becomes
+    /// the key's newest checkpoint, which the next request wakes from.
+    pub async fn restore(
+        &self,
+        key: Option<&str>,
+        seq: Option<u64>,
+    ) -> Result<Vec<KeyCheckpoint>, KeyedError> {
+        let keys: Vec<String> = match key {
+            Some(key) => vec![key.to_string()],
+            None => self
+                .checkpoints
+                .keys(&self.tenant, &self.app)?
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect(),
+        };
+        let mut out = Vec::new();
+        for key in keys {
+            let slot = self.slot(&key);
+            let mut slot = slot.lock().await;
+            let scope = self.scope(&key);
+            let all = self.checkpoints.list(&scope)?;
+            let latest = all
+                .last()
+                .cloned()
+                .ok_or_else(|| KeyedError::NotFound(format!("key `{key}` has no checkpoint")))?;
+            let target = match seq {
+                None => latest.clone(),
+                Some(seq) => all.iter().find(|m| m.seq == seq).cloned().ok_or_else(|| {
+                    KeyedError::NotFound(format!("key `{key}` has no checkpoint {seq}"))
+                })?,
+            };
+            slot.live = None;
+            slot.dirty = false;
+            let meta = if target.seq == latest.seq {
+                latest
+            } else {
+                // Re-encode the chosen state as a new full checkpoint: it
+                // becomes the newest, and the history before it stays.
+                let chain = self
+                    .checkpoints
+                    .chain(&scope, target.seq)?
+                    .ok_or_else(|| KeyedError::NotFound("its chain is incomplete".into()))?;
+                let bytes: Vec<&[u8]> = chain.iter().map(|(_, d)| d.as_slice()).collect();
+                let (image, globals) =
+                    dwcp_runtime::state::decode_chain(&bytes, &Default::default())
+                        .map_err(|e| KeyedError::Instance(format!("cannot decode it: {e:#}")))?;
+                let mut encoded = Vec::new();
+                let memories: &[&[u8]] = if image.has_memory {
+                    &[image.memory.as_slice()]
+                } else {
+                    &[]
+                };
+                let summary =
+                    dwcp_snapshot::encode(&mut encoded, memories, &globals, &Default::default())
+                        .map_err(|e| KeyedError::Instance(e.to_string()))?;
+                let meta = CheckpointMeta {
+                    seq: latest.seq + 1,
+                    base: None,
+                    snapshot_id: summary.id,
+                    bytes: encoded.len() as u64,
+                    memory_bytes: summary.input_bytes,
+                    taken_at: unix_now(),
+                    reason: format!("restore of {}", target.seq),
+                    ..target
+                };
+                self.checkpoints
+                    .put(&scope, &meta, &encoded, self.settings().keep as usize + 1)?;
+                meta
+            };
+            slot.latest = Some(Some(meta.clone()));
+            slot.base = None;
+            out.push(KeyCheckpoint { key, meta });
+        }
+        Ok(out)
+    }
+}
+
+/// The key a header names, if it is a usable one.
+fn valid_key(value: &HeaderValue) -> Option<&str> {
+    let key = value.to_str().ok()?;
+    (!key.is_empty() && key.len() <= MAX_KEY_LEN && key.bytes().all(|b| b.is_ascii_graphic()))
+        .then_some(key)
+}
