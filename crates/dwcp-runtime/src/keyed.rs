@@ -22,9 +22,15 @@ use crate::metrics::TrapKind;
 use crate::serve::{AppVersion, InstantiateError, classify, describe};
 use crate::state::{Checkpoint, StateAccess, StateImage, decode_chain};
 
-/// A full snapshot every this many checkpoints: a restore decodes at most
-/// this many deltas, and pruning can drop old chains.
-pub const FULL_EVERY: u32 = 32;
+/// A full snapshot at the latest after this many deltas: a restore decodes
+/// at most this many, and pruning can drop old chains.
+pub const MAX_DELTAS: u32 = 1000;
+
+/// ... or once the deltas since the last full snapshot add up to this share
+/// of its size. A full snapshot of a large heap pauses its key for a while
+/// (hundreds of milliseconds for 64 MiB), so it is taken when the chain
+/// has grown costly to restore and to keep, not on a fixed count.
+pub const DELTAS_PER_FULL: f64 = 0.5;
 
 /// Why a key has no instance.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +59,9 @@ pub struct KeyInstance {
     image: Option<StateImage>,
     /// Deltas written since the last full snapshot.
     deltas: u32,
+    /// Size of the last full snapshot, and of the deltas since.
+    full_bytes: u64,
+    delta_bytes: u64,
 }
 
 impl AppVersion {
@@ -77,6 +86,8 @@ impl AppVersion {
             access,
             image: None,
             deltas: 0,
+            full_bytes: 0,
+            delta_bytes: 0,
         })
     }
 }
@@ -103,20 +114,34 @@ impl KeyInstance {
             .map_err(|e| KeyError::Restore(format!("{e:#}")))?;
         self.image = Some(image);
         self.deltas = chain.len().saturating_sub(1) as u32;
+        self.full_bytes = chain.first().map_or(0, |c| c.len() as u64);
+        self.delta_bytes = chain.iter().skip(1).map(|c| c.len() as u64).sum();
         Ok(())
     }
 
     /// Captures the state: a delta of the last checkpoint, or a full
-    /// snapshot every [`FULL_EVERY`] (or when `full`).
+    /// snapshot when asked (`full`), when there is nothing to be a delta of,
+    /// or when the chain has grown past [`MAX_DELTAS`] or
+    /// [`DELTAS_PER_FULL`].
     pub async fn checkpoint(&mut self, full: bool) -> Result<Checkpoint, KeyError> {
-        let delta = !full && self.image.is_some() && self.deltas + 1 < FULL_EVERY;
+        let chain_too_long = self.deltas >= MAX_DELTAS
+            || self.delta_bytes as f64 > self.full_bytes as f64 * DELTAS_PER_FULL;
+        let delta = !full && self.image.is_some() && !chain_too_long;
         self.version.arm_deadline(&mut self.store);
         let checkpoint = self
             .access
             .checkpoint(&mut self.store, &mut self.image, delta)
             .await
             .map_err(|e| KeyError::Stopped(TrapKind::trap, format!("checkpoint failed: {e:#}")))?;
-        self.deltas = if checkpoint.delta { self.deltas + 1 } else { 0 };
+        let size = checkpoint.bytes.len() as u64;
+        if checkpoint.delta {
+            self.deltas += 1;
+            self.delta_bytes += size;
+        } else {
+            self.deltas = 0;
+            self.delta_bytes = 0;
+            self.full_bytes = size;
+        }
         Ok(checkpoint)
     }
 

@@ -38,7 +38,7 @@ pub use deploy::{DeployError, Prepared, check_component_bytes};
 pub use egress::{EgressPolicy, HostRule, MAX_EGRESS_RESPONSE, parse_cidr};
 pub use engine::{Runtime, RuntimeSettings};
 pub use guest::GuestState;
-pub use keyed::{FULL_EVERY, KeyError, KeyInstance};
+pub use keyed::{DELTAS_PER_FULL, KeyError, KeyInstance, MAX_DELTAS};
 pub use logs::{AppLog, DEFAULT_LOG_BYTES, LogLine, LogStream};
 pub use metrics::TrapKind;
 pub use metrics::{RuntimeMetrics, VersionLabels};

@@ -12,11 +12,17 @@ pub(crate) enum Prelim {
     Other,
 }
 
-/// Classifies one page. The zero test comes first and reads the page as
-/// words, OR-ing blocks of them so that it vectorizes: most of a heap is
-/// zero, and this is the loop that sees every byte.
+/// Classifies one page. Against a base, equality comes first (a delta's
+/// pages are mostly unchanged). The zero test reads the page as words,
+/// OR-ing blocks of them so that it vectorizes: most of a heap is zero, and
+/// this is the loop that sees every byte of a full snapshot.
 pub(crate) fn classify(page: &[u8], base: Option<&[u8]>) -> Prelim {
     debug_assert_eq!(page.len(), PAGE_SIZE);
+    // Unchanged first: in a delta most pages are, and then the copy the
+    // caller keeps of the memory need not be touched for them.
+    if base == Some(page) {
+        return Prelim::Same;
+    }
     let first = word(page, 0);
     if repeats(page, first) {
         return if first == 0 {
@@ -24,9 +30,6 @@ pub(crate) fn classify(page: &[u8], base: Option<&[u8]>) -> Prelim {
         } else {
             Prelim::Fill(first)
         };
-    }
-    if base == Some(page) {
-        return Prelim::Same;
     }
     Prelim::Other
 }

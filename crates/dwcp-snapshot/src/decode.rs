@@ -423,8 +423,14 @@ fn read_frame<R: Read>(
     let (table, payload) = body.split_at(table_len);
     let mut r = Reader::new(table);
     let mut classes = Vec::with_capacity(pages);
-    for _ in 0..pages {
-        classes.push(Class::read(&mut r)?);
+    while classes.len() < pages {
+        let (class, n) = Class::read_run(&mut r)?;
+        if n > (pages - classes.len()) as u64 {
+            return Err(DecodeError::Malformed(
+                "a run of pages past the frame's end".into(),
+            ));
+        }
+        classes.extend(std::iter::repeat_n(class, n as usize));
     }
     if !r.is_empty() {
         return Err(DecodeError::Malformed(

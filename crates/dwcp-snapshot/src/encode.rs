@@ -111,6 +111,29 @@ pub fn encode<W: Write>(
     globals: &[Global],
     options: &EncodeOptions<'_>,
 ) -> io::Result<EncodeSummary> {
+    encode_inner(out, memories, globals, options, None)
+}
+
+/// [`encode`], also listing in `changed` the pages (memory, page) that
+/// differ from the base (every page, without one): what a caller keeping
+/// a copy of the memory as the next base must copy.
+pub fn encode_tracked<W: Write>(
+    out: W,
+    memories: &[&[u8]],
+    globals: &[Global],
+    options: &EncodeOptions<'_>,
+    changed: &mut Vec<(u32, u64)>,
+) -> io::Result<EncodeSummary> {
+    encode_inner(out, memories, globals, options, Some(changed))
+}
+
+fn encode_inner<W: Write>(
+    out: W,
+    memories: &[&[u8]],
+    globals: &[Global],
+    options: &EncodeOptions<'_>,
+    mut changed: Option<&mut Vec<(u32, u64)>>,
+) -> io::Result<EncodeSummary> {
     if memories.len() > MAX_MEMORIES || globals.len() > MAX_GLOBALS {
         return Err(invalid(format!(
             "at most {MAX_MEMORIES} memories and {MAX_GLOBALS} globals"
@@ -217,6 +240,11 @@ pub fn encode<W: Write>(
                             }
                         };
                         count(&mut pages, class);
+                        if let Some(changed) = changed.as_deref_mut()
+                            && class != Class::Same
+                        {
+                            changed.push((f.memory, page));
+                        }
                         class
                     })
                     .collect()
@@ -365,8 +393,8 @@ fn build_frame(
     let mut table = Vec::with_capacity(classes.len() * 2);
     let data_pages = classes.iter().filter(|c| c.has_data()).count();
     let mut block = Vec::with_capacity(data_pages * PAGE_SIZE);
+    Class::write_table(classes, &mut table);
     for (i, class) in classes.iter().enumerate() {
-        class.write(&mut table);
         let page = place.first + i as u64;
         match class {
             Class::Data => block.extend_from_slice(page_of(memory, page)),

@@ -10,7 +10,7 @@ pub(crate) const END_MAGIC: &[u8; 8] = b"DWCPEND1";
 pub(crate) const FRAME_MAGIC: &[u8; 4] = b"FRM1";
 pub(crate) const INDEX_MAGIC: &[u8; 4] = b"IDX1";
 /// The format version this crate writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// Pages per frame at most (1 MiB).
 pub const MAX_FRAME_PAGES: usize = 256;
 pub(crate) const MAX_MEMORIES: usize = 64;
@@ -124,6 +124,54 @@ impl Class {
         }
     }
 
+    /// Writes a frame's class table: runs of `same` or `zero` pages as one
+    /// entry (a delta of a large, mostly unchanged memory is mostly runs).
+    pub(crate) fn write_table(classes: &[Class], out: &mut Vec<u8>) {
+        let mut i = 0;
+        while i < classes.len() {
+            let class = classes[i];
+            let run = classes[i..].iter().take_while(|c| **c == class).count();
+            match class {
+                Class::Same if run > 1 => {
+                    out.push(6);
+                    write_varint(out, run as u64);
+                }
+                Class::Zero if run > 1 => {
+                    out.push(7);
+                    write_varint(out, run as u64);
+                }
+                _ => {
+                    class.write(out);
+                    i += 1;
+                    continue;
+                }
+            }
+            i += run;
+        }
+    }
+
+    /// Reads one entry of a class table: a class and how many pages it
+    /// covers (more than one for a run).
+    pub(crate) fn read_run(cur: &mut Reader<'_>) -> Result<(Self, u64), DecodeError> {
+        let run = |cur: &mut Reader<'_>, class| -> Result<(Self, u64), DecodeError> {
+            match cur.varint()? {
+                0 => Err(DecodeError::Malformed("empty run of pages".into())),
+                n => Ok((class, n)),
+            }
+        };
+        match cur.peek_u8()? {
+            6 => {
+                cur.u8()?;
+                run(cur, Class::Same)
+            }
+            7 => {
+                cur.u8()?;
+                run(cur, Class::Zero)
+            }
+            _ => Ok((Self::read(cur)?, 1)),
+        }
+    }
+
     pub(crate) fn read(cur: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(match cur.u8()? {
             0 => Class::Zero,
@@ -181,6 +229,14 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.bytes(1)?[0])
+    }
+
+    /// The next byte, left unread.
+    pub(crate) fn peek_u8(&self) -> Result<u8, DecodeError> {
+        self.buf
+            .get(self.pos)
+            .copied()
+            .ok_or(DecodeError::Truncated)
     }
 
     pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {

@@ -28,5 +28,5 @@ pub use decode::{
     decode, decode_into, no_dictionaries, snapshot_id,
 };
 pub use dict::{DICTIONARY_SIZE, Dictionary};
-pub use encode::{Base, EncodeOptions, EncodeSummary, PageCounts, encode};
+pub use encode::{Base, EncodeOptions, EncodeSummary, PageCounts, encode, encode_tracked};
 pub use format::{FORMAT_VERSION, Global, GlobalKind, MAX_FRAME_PAGES, Mode, PAGE_SIZE};

@@ -21,6 +21,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Restart(args) => restart(args),
         BenchCommand::Codec(args) => crate::bench_codec::run(args),
         BenchCommand::Preinit(args) => preinit(args),
+        BenchCommand::State(args) => crate::bench_state::run(args),
         BenchCommand::NativeHello { addr } => native_hello(addr),
     }
 }
@@ -118,7 +119,7 @@ fn instantiate_samples(
 }
 
 /// A node in this process on free ports, and a client of its admin API.
-fn node_in_process(dir: &Path) -> anyhow::Result<(dwcp_node::RunningNode, AdminClient)> {
+pub(crate) fn node_in_process(dir: &Path) -> anyhow::Result<(dwcp_node::RunningNode, AdminClient)> {
     let mut config = dwcp_node::NodeConfig::new(dir.to_path_buf());
     config.http = "127.0.0.1:0".parse()?;
     config.admin = "127.0.0.1:0".parse()?;

@@ -426,6 +426,10 @@ pub enum BenchCommand {
     ///
     /// Example: dwcp bench codec --json out.json   (or: dwcp bench codec img0.bin img1.bin …)
     Codec(CodecArgs),
+    /// Stateful keys: checkpoint pause, wake from hibernation, hibernated keys per node.
+    ///
+    /// Example: dwcp bench state --state-mib 64 --wake-mib 1 --keys 100000
+    State(StateBenchArgs),
     /// Serve a native hyper hello-world (the ceiling `bench http` measures).
     #[command(hide = true)]
     NativeHello {
@@ -443,6 +447,32 @@ pub struct PreinitArgs {
     /// Requests timed for each deployment.
     #[arg(long, default_value_t = 50)]
     pub requests: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct StateBenchArgs {
+    /// The stateful guest (`POST /?pad=N` sizes its heap).
+    #[arg(long, default_value = "target/examples/counter.wasm")]
+    pub component: PathBuf,
+    /// Memory of the key whose checkpoint pause is measured, in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub state_mib: u64,
+    /// Memory of the key woken from hibernation, in MiB.
+    #[arg(long, default_value_t = 1)]
+    pub wake_mib: u64,
+    /// Checkpoints and wakes timed.
+    #[arg(long, default_value_t = 200)]
+    pub iterations: u32,
+    /// Keys created and hibernated on a node (0: skip).
+    #[arg(long, default_value_t = 10_000)]
+    pub keys: u64,
+    /// Client connections creating them.
+    #[arg(long, default_value_t = 4)]
+    pub clients: u64,
+    /// Where the data goes (default: the system's temporary directory; its
+    /// filesystem decides what a sync costs).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_codec;
+mod bench_state;
 mod cli;
 mod client;
 mod commands;

@@ -1,8 +1,9 @@
 //! `counter`: a stateful guest (`dwcp deploy --stateful`). Each key has its
 //! own instance, so the count below is per key: POST adds one and answers
-//! the new count, GET answers the current one. `POST /?pad=N` also grows a
-//! heap buffer to N bytes (kept, filled with a pattern that changes with
-//! the count), to give checkpoints something to carry.
+//! the new count, GET answers the current one. `POST /?pad=N` also sizes a
+//! heap buffer to N bytes, filled with a pattern, to give checkpoints
+//! something to carry; each POST then changes 16 places in it (at most 16
+//! pages), as a real heap changes a little between requests.
 
 use std::cell::RefCell;
 
@@ -22,6 +23,7 @@ impl Guest for Counter {
         let pad = path
             .split_once("pad=")
             .and_then(|(_, n)| n.split('&').next()?.parse::<usize>().ok());
+        let post = matches!(request.method(), Method::Post);
         let count = match request.method() {
             Method::Post => COUNT.with_borrow_mut(|c| {
                 *c += 1;
@@ -33,17 +35,52 @@ impl Guest for Counter {
                 return;
             }
         };
-        if let Some(len) = pad {
-            PAD.with_borrow_mut(|pad| {
-                pad.resize(len, 0);
-                // One byte in 64 changes per count: a heap that is mostly
-                // the same between checkpoints, as real ones are.
-                for i in (0..len).step_by(64) {
-                    pad[i] = (i as u64 ^ count) as u8;
+        PAD.with_borrow_mut(|buf| {
+            if let Some(len) = pad {
+                let old = buf.len();
+                buf.resize(len, 0);
+                // Words of a small vocabulary in a pseudo-random order:
+                // text-like, compressible, not periodic.
+                const WORDS: [&[u8]; 8] = [
+                    b"state ",
+                    b"of ",
+                    b"the ",
+                    b"key ",
+                    b"counter ",
+                    b"request ",
+                    b"heap ",
+                    b"page ",
+                ];
+                let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ old as u64;
+                let mut at = old;
+                while at < len {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    for &b in WORDS[(x % 8) as usize] {
+                        if at < len {
+                            buf[at] = b;
+                            at += 1;
+                        }
+                    }
                 }
-            });
-        }
-        dwcp_guest::respond(out, 200, &[("content-type", "text/plain")], format!("{count}\n").as_bytes());
+            }
+            if !buf.is_empty() && post {
+                for spot in 0..16u64 {
+                    let at = (count
+                        .wrapping_mul(2_654_435_761)
+                        .wrapping_add(spot * 40_503)) as usize
+                        % buf.len();
+                    buf[at] = count as u8;
+                }
+            }
+        });
+        dwcp_guest::respond(
+            out,
+            200,
+            &[("content-type", "text/plain")],
+            format!("{count}\n").as_bytes(),
+        );
     }
 }
 

@@ -43,7 +43,12 @@ impl Guest for Echo {
             headers,
             body_length
         );
-        dwcp_guest::respond(out, 200, &[("content-type", "application/json")], json.as_bytes());
+        dwcp_guest::respond(
+            out,
+            200,
+            &[("content-type", "application/json")],
+            json.as_bytes(),
+        );
     }
 }
 

@@ -8,9 +8,16 @@ struct Env;
 
 impl Guest for Env {
     fn handle(_request: IncomingRequest, out: ResponseOutparam) {
-        let mut vars: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}\n")).collect();
+        let mut vars: Vec<String> = std::env::vars()
+            .map(|(k, v)| format!("{k}={v}\n"))
+            .collect();
         vars.sort();
-        dwcp_guest::respond(out, 200, &[("content-type", "text/plain")], vars.concat().as_bytes());
+        dwcp_guest::respond(
+            out,
+            200,
+            &[("content-type", "text/plain")],
+            vars.concat().as_bytes(),
+        );
     }
 }
 

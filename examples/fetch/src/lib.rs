@@ -58,7 +58,9 @@ fn fetch(url: &str) -> Result<(u16, Vec<u8>), String> {
     let status = response.status();
     let mut body = Vec::new();
     let incoming = response.consume().map_err(|()| "no body".to_string())?;
-    let mut stream = incoming.stream().map_err(|()| "no body stream".to_string())?;
+    let mut stream = incoming
+        .stream()
+        .map_err(|()| "no body stream".to_string())?;
     stream.read_to_end(&mut body).map_err(|e| e.to_string())?;
     Ok((status, body))
 }

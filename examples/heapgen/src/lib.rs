@@ -19,7 +19,9 @@ thread_local! {
 }
 
 fn value(key: u64, version: u32) -> String {
-    const NAMES: [&str; 8] = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"];
+    const NAMES: [&str; 8] = [
+        "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
+    ];
     format!(
         "user-{key}:{}@example.com:v{version}:{}",
         NAMES[(key % 8) as usize],

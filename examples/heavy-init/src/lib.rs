@@ -87,7 +87,12 @@ impl exports::wasi::http::incoming_handler::Guest for HeavyInit {
             Some(p) => format!("prime {n} is {p}\n"),
             None => format!("there are {} primes below {LIMIT}\n", primes.len()),
         };
-        dwcp_guest::respond(out, 200, &[("content-type", "text/plain")], answer.as_bytes());
+        dwcp_guest::respond(
+            out,
+            200,
+            &[("content-type", "text/plain")],
+            answer.as_bytes(),
+        );
     }
 }
 

@@ -7,7 +7,12 @@ struct Hello;
 
 impl Guest for Hello {
     fn handle(_request: IncomingRequest, out: ResponseOutparam) {
-        dwcp_guest::respond(out, 200, &[("content-type", "text/plain")], b"Hello, world!\n");
+        dwcp_guest::respond(
+            out,
+            200,
+            &[("content-type", "text/plain")],
+            b"Hello, world!\n",
+        );
     }
 }
 

@@ -33,7 +33,10 @@ impl Guest for Kv {
                     .unwrap_or(0);
                 ENTRIES.with_borrow_mut(|e| {
                     for i in 0..n {
-                        e.insert(format!("key-{i:08}"), format!("value {i} {}", i * 7919).into_bytes());
+                        e.insert(
+                            format!("key-{i:08}"),
+                            format!("value {i} {}", i * 7919).into_bytes(),
+                        );
                     }
                 });
                 let len = ENTRIES.with_borrow(|e| e.len());
@@ -45,7 +48,12 @@ impl Guest for Kv {
                 dwcp_guest::respond(out, 204, &[], b"");
             }
             (Method::Get, name) => match ENTRIES.with_borrow(|e| e.get(name).cloned()) {
-                Some(value) => dwcp_guest::respond(out, 200, &[("content-type", "application/octet-stream")], &value),
+                Some(value) => dwcp_guest::respond(
+                    out,
+                    200,
+                    &[("content-type", "application/octet-stream")],
+                    &value,
+                ),
                 None => dwcp_guest::respond(out, 404, &text, b"no such entry\n"),
             },
             (Method::Delete, name) => {

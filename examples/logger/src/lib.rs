@@ -24,7 +24,12 @@ impl Guest for Logger {
         drop(stdout);
         eprintln!("served {path}");
         let answer = format!("logged {lines} lines\n");
-        dwcp_guest::respond(out, 200, &[("content-type", "text/plain")], answer.as_bytes());
+        dwcp_guest::respond(
+            out,
+            200,
+            &[("content-type", "text/plain")],
+            answer.as_bytes(),
+        );
     }
 }
 

@@ -89,20 +89,22 @@ impl Capture {
             ..EncodeOptions::default()
         };
         let memories: &[&[u8]] = if self.has_memory { &[memory] } else { &[] };
-        let summary = dwcp_snapshot::encode(&mut bytes, memories, &globals, &options)?;
+        let mut changed = Vec::new();
+        let summary =
+            dwcp_snapshot::encode_tracked(&mut bytes, memories, &globals, &options, &mut changed)?;
         let delta = options.base.is_some();
-        // The image follows the memory: only changed pages are copied.
+        // The image follows the memory: only the pages the encoder found
+        // changed are copied.
         match &mut self.image {
-            Some(image) if image.memory.len() == memory.len() => {
-                for (old, new) in image
-                    .memory
-                    .chunks_exact_mut(PAGE_SIZE)
-                    .zip(memory.chunks_exact(PAGE_SIZE))
-                {
-                    if old != new {
-                        old.copy_from_slice(new);
-                    }
+            Some(image) if delta && image.memory.len() == memory.len() => {
+                for (_, page) in changed {
+                    let at = page as usize * PAGE_SIZE;
+                    image.memory[at..at + PAGE_SIZE].copy_from_slice(&memory[at..at + PAGE_SIZE]);
                 }
+                image.id = summary.id;
+            }
+            Some(image) if image.memory.len() == memory.len() => {
+                image.memory.copy_from_slice(memory);
                 image.id = summary.id;
             }
             _ => {
