@@ -34,6 +34,7 @@ const DEMO: &[(&str, &[&str])] = &[
     ("flood", &[]),
     ("logger", &[]),
     ("heavy-init", &["--preinit"]),
+    ("counter", &["--stateful"]),
 ];
 
 fn main() -> anyhow::Result<()> {
@@ -286,6 +287,9 @@ fn demo(root: &Path) -> anyhow::Result<()> {
     println!("  curl -i -H 'Host: trap.demo.localhost' {http}/    # 500: trap");
     println!(
         "  curl -H 'Host: heavy-init.demo.localhost' '{http}/?n=1000'  # its table built at deploy (--preinit)"
+    );
+    println!(
+        "  curl -X POST -H 'Host: counter.demo.localhost' -H 'x-dwcp-key: alice' {http}/  # a count per key, kept across restarts"
     );
     println!("  {} --admin {admin} logs demo/logger", dwcp.display());
     println!("  {} --admin {admin} apps", dwcp.display());

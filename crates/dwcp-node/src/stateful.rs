@@ -426,6 +426,7 @@ impl KeyedApp {
             .iter()
             .map(|(k, s)| (k.clone(), s.clone()))
             .collect();
+        let mut hibernated = Vec::new();
         for (key, slot) in slots {
             let Ok(mut slot) = slot.try_lock() else {
                 continue;
@@ -437,12 +438,31 @@ impl KeyedApp {
                 .last_used
                 .is_some_and(|used| now.duration_since(used) >= idle)
             {
-                self.hibernate(&key, &mut slot).await;
+                if self.hibernate(&key, &mut slot).await {
+                    hibernated.push(key.clone());
+                }
             } else if interval_due
                 && slot.dirty
                 && let Err(e) = self.checkpoint(&key, &mut slot, "interval").await
             {
                 tracing::warn!(tenant = %self.tenant, app = %self.app, key, "checkpoint failed: {e}");
+            }
+        }
+        self.forget_slots(&hibernated);
+    }
+
+    /// Drops the slots of hibernated keys nobody waits on: a hibernated key
+    /// is its checkpoints on disk and nothing in memory (its next request
+    /// reads its latest checkpoint from the store). A slot a request holds
+    /// or waits for (a reference besides the map's) stays.
+    fn forget_slots(&self, keys: &[String]) {
+        let mut map = lock(&self.keys);
+        for key in keys {
+            let idle = map.get(key).is_some_and(|slot| {
+                Arc::strong_count(slot) == 1 && slot.try_lock().is_ok_and(|s| s.live.is_none())
+            });
+            if idle {
+                map.remove(key);
             }
         }
     }

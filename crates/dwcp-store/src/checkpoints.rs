@@ -25,6 +25,9 @@ const DATA: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("checkpoi
 /// The snapshots a restore decodes, oldest (the full one) first.
 pub type Chain = Vec<(CheckpointMeta, Vec<u8>)>;
 
+/// Memory redb may cache of the checkpoints file.
+const CACHE_BYTES: usize = 64 << 20;
+
 /// What one checkpoint is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckpointMeta {
@@ -61,7 +64,12 @@ pub fn key_scope(tenant: &str, app: &str, key: &str) -> String {
 impl CheckpointStore {
     /// Opens (creating) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(StoreError::db)?;
+        // A bounded cache: hibernated keys cost disk, not memory. Wakes read
+        // a key's chain once; what they need is the key's latest pages.
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(StoreError::db)?;
         let txn = db.begin_write().map_err(StoreError::db)?;
         txn.open_table(META).map_err(StoreError::db)?;
         txn.open_table(DATA).map_err(StoreError::db)?;
