@@ -1045,6 +1045,7 @@ impl Control {
         for app in &apps {
             self.apps.remove(&app.tenant, &app.app);
             self.telemetry.remove(&app.tenant, &app.app);
+            self.forget_keys(&app.tenant, &app.app)?;
         }
         self.remove_unused(apps.iter().flat_map(|a| &a.versions))?;
         if let Ok(mut gates) = self.gates.lock() {

@@ -119,7 +119,7 @@ pub async fn route(
     // 5. An instance serves it, within the app's limits.
     let response = match &app.keyed {
         Some(keyed) => {
-            let response = keyed.handle(request, &version).await;
+            let response = keyed.clone().handle(request, version.clone()).await;
             drop((permit, share));
             response
         }

@@ -63,14 +63,14 @@ impl Control {
         };
         keyed.set_settings(settings);
         keyed.add_version(version.clone());
-        let held = match self.keys_per_version(record) {
+        let held = match self.checkpoints.versions(&record.tenant, &record.app) {
             Ok(held) => held,
             Err(e) => {
-                tracing::warn!(tenant = %record.tenant, app = %record.app, "cannot list the app's keys: {e}");
-                HashMap::new()
+                tracing::warn!(tenant = %record.tenant, app = %record.app, "cannot list the versions the app's keys hold state on: {e}");
+                Default::default()
             }
         };
-        for name in held.keys() {
+        for name in &held {
             if keyed.has_version(name) {
                 continue;
             }
@@ -102,14 +102,19 @@ impl Control {
         Some(keyed)
     }
 
-    /// The versions of `record` that keys hold state on: never pruned.
+    /// The versions of `record` that any checkpoint belongs to: never
+    /// pruned. If the checkpoint store cannot tell, every version is.
     pub(crate) fn pinned_versions(&self, record: &AppRecord) -> Vec<String> {
         if record.stateful.is_none() {
             return Vec::new();
         }
-        self.keys_per_version(record)
-            .map(|held| held.into_keys().collect())
-            .unwrap_or_default()
+        match self.checkpoints.versions(&record.tenant, &record.app) {
+            Ok(held) => held.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!(tenant = %record.tenant, app = %record.app, "cannot list the versions keys hold state on; pruning none: {e}");
+                record.versions.iter().map(|v| v.version.clone()).collect()
+            }
+        }
     }
 
     /// How many keys hold state on each version of a stateful app.

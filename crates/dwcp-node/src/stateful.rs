@@ -36,6 +36,8 @@ struct KeySlot {
     base: Option<u64>,
     /// Served requests since the last checkpoint.
     dirty: bool,
+    /// The live instance was just restored from a checkpoint.
+    woken: bool,
     last_used: Option<Instant>,
 }
 
@@ -128,8 +130,22 @@ impl KeyedApp {
         key_scope(&self.tenant, &self.app, key)
     }
 
-    /// Serves a request to the key it names; `active` serves new keys.
+    /// Serves a request to the key it names; `active` serves new keys. The
+    /// work runs on a task of its own: a client that goes away does not
+    /// stop its guest halfway through a request (the instance would then
+    /// hold a half-applied state that a later checkpoint could save).
     pub async fn handle(
+        self: Arc<Self>,
+        request: hyper::Request<Incoming>,
+        active: Arc<AppVersion>,
+    ) -> hyper::Response<ResponseBody> {
+        match tokio::spawn(async move { self.serve(request, &active).await }).await {
+            Ok(response) => response,
+            Err(e) => text_response(500, &format!("the key's task failed: {e}")),
+        }
+    }
+
+    async fn serve(
         &self,
         request: hyper::Request<Incoming>,
         active: &Arc<AppVersion>,
@@ -165,6 +181,13 @@ impl KeyedApp {
         {
             return response;
         }
+        let woken_with_resources = slot.woken
+            && slot
+                .latest
+                .as_ref()
+                .and_then(Option::as_ref)
+                .is_some_and(|m| m.resources);
+        slot.woken = false;
         let Some(live) = slot.live.as_mut() else {
             return text_response(500, "the key has no instance");
         };
@@ -174,6 +197,14 @@ impl KeyedApp {
                 // The state since the last checkpoint goes with the guest;
                 // the next request resumes from that checkpoint.
                 slot.live = None;
+                if woken_with_resources {
+                    return text_response(
+                        500,
+                        &format!(
+                            "key `{key}` was woken from a checkpoint taken while its guest held host resources (a cached stdout stream, say), which a checkpoint cannot carry; the guest failed on one (see docs/stateful.md)"
+                        ),
+                    );
+                }
                 return failure;
             }
         };
@@ -245,15 +276,19 @@ impl KeyedApp {
                     .collect()
             };
             seqs.reverse();
+            let newest = seqs.first().copied();
             let mut restored = false;
             for seq in seqs {
                 match self.restore_into(&scope, seq, &mut live).await {
                     Ok(()) => {
-                        slot.base = Some(seq);
+                        // After passing a damaged one over, the next
+                        // checkpoint is full: a delta of this older one
+                        // would hang off a chain pruning does not protect.
+                        slot.base = (Some(seq) == newest).then_some(seq);
                         restored = true;
                         break;
                     }
-                    Err(e) => {
+                    Err(KeyError::Damaged(e)) => {
                         tracing::warn!(tenant = %self.tenant, app = %self.app, key, seq, "checkpoint refused: {e}");
                         version.log().push(
                             &Arc::from(version.labels().version.as_str()),
@@ -266,6 +301,16 @@ impl KeyedApp {
                         // state: start again from a fresh instance.
                         live = self.instance(&version).await?;
                     }
+                    Err(e) => {
+                        // Not damage (the store failed, the memory limit
+                        // is now lower, the guest trapped): an older
+                        // checkpoint would silently lose state.
+                        tracing::warn!(tenant = %self.tenant, app = %self.app, key, seq, "cannot restore: {e}");
+                        return Err(text_response(
+                            503,
+                            &format!("key `{key}` cannot be woken: {e}"),
+                        ));
+                    }
                 }
             }
             if !restored {
@@ -277,6 +322,7 @@ impl KeyedApp {
                 ));
             }
         }
+        slot.woken = latest.is_some();
         slot.live = Some(live);
         slot.dirty = false;
         Ok(())
@@ -314,23 +360,23 @@ impl KeyedApp {
         scope: &str,
         seq: u64,
         live: &mut KeyInstance,
-    ) -> Result<(), String> {
+    ) -> Result<(), KeyError> {
         let checkpoints = self.checkpoints.clone();
         let owned = scope.to_string();
         let chain = tokio::task::spawn_blocking(move || checkpoints.chain(&owned, seq))
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| "its chain is incomplete".to_string())?;
+            .map_err(|e| KeyError::Restore(e.to_string()))?
+            .map_err(|e| KeyError::Restore(e.to_string()))?
+            .ok_or_else(|| KeyError::Damaged("its chain is incomplete".into()))?;
         let artifact = live.version().artifact();
         if let Some((meta, _)) = chain.iter().find(|(m, _)| m.artifact_sha256 != artifact) {
-            return Err(format!(
+            return Err(KeyError::Restore(format!(
                 "it was taken from artifact {}, this version runs {artifact}",
                 meta.artifact_sha256
-            ));
+            )));
         }
         let bytes: Vec<&[u8]> = chain.iter().map(|(_, data)| data.as_slice()).collect();
-        live.restore(&bytes).await.map_err(|e| e.to_string())
+        live.restore(&bytes).await
     }
 
     /// Checkpoints the key's live instance now.
@@ -344,6 +390,10 @@ impl KeyedApp {
             return Err(KeyedError::NotFound(format!("key `{key}` is not live")));
         };
         let full = slot.base.is_none();
+        // Until this checkpoint is stored, none is the base of the next:
+        // the instance's image moves on as it is captured, so after a
+        // failure (or a cancelled task) the next checkpoint must be full.
+        let base = slot.base.take();
         let checkpoint = live
             .checkpoint(full)
             .await
@@ -353,12 +403,13 @@ impl KeyedApp {
             seq: previous.as_ref().map_or(1, |m| m.seq + 1),
             version: live.version().labels().version.clone(),
             artifact_sha256: live.version().artifact().to_string(),
-            base: if checkpoint.delta { slot.base } else { None },
+            base: if checkpoint.delta { base } else { None },
             snapshot_id: checkpoint.summary.id,
             bytes: checkpoint.bytes.len() as u64,
             memory_bytes: checkpoint.summary.input_bytes,
             taken_at: unix_now(),
             reason: reason.to_string(),
+            resources: live.holds_resources(),
         };
         let keep = self.settings().keep as usize;
         let checkpoints = self.checkpoints.clone();
@@ -401,6 +452,10 @@ impl KeyedApp {
     }
 
     async fn hibernate(&self, key: &str, slot: &mut KeySlot) -> bool {
+        // A guest that keeps host resources would lose them: it stays live.
+        if slot.live.as_ref().is_some_and(KeyInstance::holds_resources) {
+            return false;
+        }
         if slot.dirty
             && let Err(e) = self.checkpoint(key, slot, "hibernate").await
         {
@@ -475,18 +530,33 @@ impl KeyedApp {
             .map(|(k, s)| (k.clone(), s.clone()))
             .collect();
         let mut saved = 0;
+        // Idle keys first, then those busy with a request: one slow key
+        // does not hold the others past the drain timeout.
+        let mut busy = Vec::new();
         for (key, slot) in slots {
-            let mut slot = slot.lock().await;
-            if slot.live.is_some() && slot.dirty {
-                match self.checkpoint(&key, &mut slot, "drain").await {
-                    Ok(_) => saved += 1,
-                    Err(e) => {
-                        tracing::warn!(tenant = %self.tenant, app = %self.app, key, "checkpoint at shutdown failed: {e}")
-                    }
-                }
+            match slot.clone().try_lock_owned() {
+                Ok(mut guard) => saved += self.drain_one(&key, &mut guard).await,
+                Err(_) => busy.push((key, slot)),
             }
         }
+        for (key, slot) in busy {
+            let mut guard = slot.lock().await;
+            saved += self.drain_one(&key, &mut guard).await;
+        }
         saved
+    }
+
+    async fn drain_one(&self, key: &str, slot: &mut KeySlot) -> usize {
+        if slot.live.is_none() || !slot.dirty {
+            return 0;
+        }
+        match self.checkpoint(key, slot, "drain").await {
+            Ok(_) => 1,
+            Err(e) => {
+                tracing::warn!(tenant = %self.tenant, app = %self.app, key, "checkpoint at shutdown failed: {e}");
+                0
+            }
+        }
     }
 
     /// Checkpoints live keys now (`key`, or every live one); answers the
@@ -579,8 +649,12 @@ impl KeyedApp {
                     KeyedError::NotFound(format!("key `{key}` has no checkpoint {seq}"))
                 })?,
             };
-            slot.live = None;
-            slot.dirty = false;
+            if !self.has_version(&target.version) {
+                return Err(KeyedError::NotFound(format!(
+                    "checkpoint {} of key `{key}` belongs to version {}, which is not loaded",
+                    target.seq, target.version
+                )));
+            }
             let meta = if target.seq == latest.seq {
                 latest
             } else {
@@ -617,6 +691,9 @@ impl KeyedApp {
                     .put(&scope, &meta, &encoded, self.settings().keep as usize + 1)?;
                 meta
             };
+            // Only now, with the chosen state stored, is the live one let go.
+            slot.live = None;
+            slot.dirty = false;
             slot.latest = Some(Some(meta.clone()));
             slot.base = None;
             out.push(KeyCheckpoint { key, meta });

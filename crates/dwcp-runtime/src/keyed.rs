@@ -44,7 +44,12 @@ pub enum KeyError {
     /// The version is not a stateful app's.
     #[error("the version was not deployed as a stateful app")]
     NotStateful,
-    /// Its saved state could not be put back.
+    /// Its saved state is damaged: it does not decode (a checksum, a
+    /// length, a missing base). An older checkpoint may serve.
+    #[error("its checkpoint is damaged: {0}")]
+    Damaged(String),
+    /// Its saved state could not be put back into the instance (over the
+    /// memory limit, a trap): nothing is wrong with the checkpoint.
     #[error("cannot restore its state: {0}")]
     Restore(String),
 }
@@ -62,6 +67,8 @@ pub struct KeyInstance {
     /// Size of the last full snapshot, and of the deltas since.
     full_bytes: u64,
     delta_bytes: u64,
+    /// Whether the app's log was told the guest keeps host resources.
+    warned_resources: bool,
 }
 
 impl AppVersion {
@@ -88,6 +95,7 @@ impl AppVersion {
             deltas: 0,
             full_bytes: 0,
             delta_bytes: 0,
+            warned_resources: false,
         })
     }
 }
@@ -105,8 +113,16 @@ impl KeyInstance {
             max_memory_bytes: self.version.limits().memory_bytes,
             max_total_bytes: self.version.limits().memory_bytes,
         };
-        let (image, globals) =
-            decode_chain(chain, &limits).map_err(|e| KeyError::Restore(format!("{e:#}")))?;
+        let (image, globals) = decode_chain(chain, &limits).map_err(|e| {
+            // Over the memory limit (`DecodeError::Limit`) is the app's
+            // setting, not damage.
+            let text = format!("{e:#}");
+            if text.contains("over a limit") {
+                KeyError::Restore(text)
+            } else {
+                KeyError::Damaged(text)
+            }
+        })?;
         self.version.arm_deadline(&mut self.store);
         self.access
             .restore(&mut self.store, &image.memory, &globals)
@@ -143,6 +159,14 @@ impl KeyInstance {
             self.full_bytes = size;
         }
         Ok(checkpoint)
+    }
+
+    /// Whether the guest keeps host resources between requests (Rust's
+    /// standard library caches its stdout and stderr streams, for one): a
+    /// snapshot does not carry them, so such a key is kept live rather than
+    /// hibernated, and a wake after a crash may fail.
+    pub fn holds_resources(&self) -> bool {
+        !self.store.data().is_clean()
     }
 
     /// Bytes of linear memory the instance holds (its last checkpoint's).
@@ -199,14 +223,13 @@ impl KeyInstance {
         };
 
         let deadline = self.version.deadline();
-        let call = self
-            .proxy
-            .wasi_http_incoming_handler()
-            .call_handle(&mut self.store, req, out);
+        let started = std::time::Instant::now();
         let max_response = limits.max_response_body;
-        // The body is read while the guest runs: it may write more than a
-        // pipe holds before it returns.
-        let read = async move {
+        // The body is read on a task of its own while the guest runs: it
+        // may write more than a pipe holds before it returns. If the guest
+        // fails, the read is abandoned (its channel may never close while
+        // the store lives).
+        let read = tokio::spawn(async move {
             let response = match receiver.await {
                 Ok(Ok(response)) => response,
                 Ok(Err(code)) => {
@@ -220,21 +243,39 @@ impl KeyInstance {
                 Ok(collected) => Ok((parts, collected.to_bytes())),
                 Err(e) => Err(format!("the app's response body failed: {e}")),
             }
-        };
-        let (called, read) = tokio::join!(tokio::time::timeout(deadline, call), read);
-        let stop = match called {
+        });
+        let call = self
+            .proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut self.store, req, out);
+        let stop = match tokio::time::timeout(deadline, call).await {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some((classify(&e, &self.store), describe(&e))),
             Err(_) => Some((TrapKind::deadline, "execution deadline passed".to_string())),
         };
         if let Some((kind, detail)) = stop {
+            read.abort();
             self.version.report_stop(kind, &detail);
             return Err(self.version.failure_response(kind));
         }
-        if !self.store.data().is_clean() {
-            // A resource left behind would leak across requests; the state
-            // is still what the guest made it, so this is only reported.
-            tracing::debug!("a stateful guest left resources behind after a request");
+        // The guest returned: its body is complete or it kept the body's
+        // handle, which would keep the read waiting; the rest of the
+        // deadline bounds it.
+        let left = deadline.saturating_sub(started.elapsed());
+        let read = match tokio::time::timeout(left, read).await {
+            Ok(Ok(read)) => read,
+            Ok(Err(e)) => Err(format!("reading the response failed: {e}")),
+            Err(_) => Err("the app returned without finishing its response body".into()),
+        };
+        if !self.store.data().is_clean() && !self.warned_resources {
+            // Handles the guest keeps (a cached stdout stream, a body) do
+            // not survive a checkpoint: after a wake they name nothing.
+            self.warned_resources = true;
+            self.version.log().push(
+                &Arc::from(self.version.labels().version.as_str()),
+                crate::logs::LogStream::Node,
+                "the guest keeps host resources between requests (a cached stdout stream, a body, a pollable): a checkpoint cannot carry them, so its keys stay live instead of hibernating, and a key woken after a crash may fail on its first use of one".into(),
+            );
         }
         match read {
             Ok((parts, body)) => {

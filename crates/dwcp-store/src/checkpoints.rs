@@ -49,6 +49,10 @@ pub struct CheckpointMeta {
     pub taken_at: u64,
     /// Why: `request`, `interval`, `hibernate`, `drain`, `manual`, `restore`.
     pub reason: String,
+    /// The guest held host resources when it was taken (handles a snapshot
+    /// does not carry; a wake from it may fail on their first use).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resources: bool,
 }
 
 /// The checkpoints of every stateful key of a node, in `checkpoints.redb`.
@@ -140,6 +144,31 @@ impl CheckpointStore {
                 Some((last, latest)) if last == key => *latest = meta,
                 _ => out.push((key.to_string(), meta)),
             }
+        }
+        Ok(out)
+    }
+
+    /// The versions any stored checkpoint of `tenant/app` belongs to (a
+    /// restore may go back to any of them).
+    pub fn versions(
+        &self,
+        tenant: &str,
+        app: &str,
+    ) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        let prefix = format!("{tenant}/{app}/");
+        let txn = self.db.begin_read().map_err(StoreError::db)?;
+        let metas = txn.open_table(META).map_err(StoreError::db)?;
+        let mut out = std::collections::BTreeSet::new();
+        for entry in metas
+            .range((prefix.as_str(), 0)..)
+            .map_err(StoreError::db)?
+        {
+            let (k, v) = entry.map_err(StoreError::db)?;
+            let (scope, _) = k.value();
+            if !scope.starts_with(&prefix) {
+                break;
+            }
+            out.insert(decode(scope, v.value())?.version);
         }
         Ok(out)
     }
@@ -244,6 +273,7 @@ mod tests {
             memory_bytes: 65536,
             taken_at: 0,
             reason: "request".into(),
+            resources: false,
         }
     }
 

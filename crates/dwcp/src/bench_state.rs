@@ -127,6 +127,7 @@ async fn pause(
         memory_bytes: full.summary.input_bytes,
         taken_at: 0,
         reason: "bench".into(),
+        resources: false,
     };
     store.put("bench/state/k", &meta, &full.bytes, 5)?;
     let (mut pauses, mut writes, mut sizes) = (Vec::new(), Vec::new(), 0u64);

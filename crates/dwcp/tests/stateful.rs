@@ -66,6 +66,10 @@ fn keys_have_their_own_state_and_requests_without_a_key_get_400() {
     }
     assert_eq!(keyed(&node, "POST", "/", "bob").text(), "1\n");
     assert_eq!(keyed(&node, "GET", "/", "alice").text(), "3\n");
+    // A guest that traps mid-request: 500, and the key resumes from its
+    // last checkpoint, without what the failed request did.
+    assert_eq!(keyed(&node, "POST", "/?panic", "alice").status, 500);
+    assert_eq!(keyed(&node, "POST", "/", "alice").text(), "4\n");
 
     let missing = node.request("POST", "counter.demo.localhost", "/", b"");
     assert_eq!(missing.status, 400);
@@ -119,8 +123,9 @@ fn keys_have_their_own_state_and_requests_without_a_key_get_400() {
     ]))
     .unwrap();
     let list = list.as_array().unwrap();
-    // One per request: a GET changes the guest's stack and heap too.
-    assert_eq!(list.len(), 4, "{list:?}");
+    // One per answered request (a GET changes the guest's stack and heap
+    // too); none for the one that trapped.
+    assert_eq!(list.len(), 5, "{list:?}");
     assert!(list[0]["base"].is_null());
     assert_eq!(list[2]["base"], list[1]["seq"]);
     let table = node.cli_ok(&["snapshots", "demo/counter"]);
@@ -387,4 +392,44 @@ fn snapshot_and_restore_commands() {
     );
     let out = node.cli(&["snapshots", "demo/hello"]);
     assert!(!out.status.success());
+}
+
+#[test]
+fn a_guest_that_keeps_host_resources_stays_live_instead_of_hibernating() {
+    // Rust's standard library caches its stdout and stderr streams: handles
+    // a checkpoint cannot carry. Such a key is not hibernated, and keeps
+    // printing.
+    let dir = data_dir();
+    let node = TestNode::start(dir.path());
+    node.deploy(
+        "demo/logger",
+        "logger",
+        &["--stateful", "--hibernate-after", "200ms"],
+    );
+    let get = || {
+        keyed_in(
+            node.http,
+            "x-dwcp-key",
+            "GET",
+            "logger.demo.localhost",
+            "/?lines=2",
+            "k",
+            b"",
+        )
+        .unwrap()
+    };
+    assert_eq!(get().status, 200);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(
+        node.metric("dwcp_live_instances"),
+        1.0,
+        "the key stayed live"
+    );
+    assert_eq!(get().status, 200);
+    let logs = node.cli_ok(&["logs", "demo/logger"]);
+    assert_eq!(logs.matches("line 2 of 2").count(), 2, "{logs}");
+    assert!(logs.contains("host resources"), "{logs}");
+    let snapshots: serde_json::Value =
+        serde_json::from_str(&node.cli_ok(&["snapshots", "demo/logger", "--json"])).unwrap();
+    assert_eq!(snapshots[0]["resources"], true);
 }

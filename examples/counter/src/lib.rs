@@ -3,7 +3,9 @@
 //! the new count, GET answers the current one. `POST /?pad=N` also sizes a
 //! heap buffer to N bytes, filled with a pattern, to give checkpoints
 //! something to carry; each POST then changes 16 places in it (at most 16
-//! pages), as a real heap changes a little between requests.
+//! pages), as a real heap changes a little between requests. `POST /?panic`
+//! adds one and then panics: the guest traps, and its key must resume from
+//! its last checkpoint, without that increment.
 
 use std::cell::RefCell;
 
@@ -75,6 +77,9 @@ impl Guest for Counter {
                 }
             }
         });
+        if path.contains("panic") {
+            panic!("asked to panic at count {count}");
+        }
         dwcp_guest::respond(
             out,
             200,

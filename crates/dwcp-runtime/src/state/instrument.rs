@@ -164,11 +164,7 @@ pub fn instrument(component: &[u8]) -> Result<(Vec<u8>, StateLayout), NotCaptura
                     .get(unchecked_range.clone())
                     .ok_or_else(|| NotCapturable("a component runs past its end".into()))?;
                 rest = &rest[unchecked_range.len()..];
-                for payload in Parser::new(0).parse_all(bytes) {
-                    if let Payload::ModuleSection { .. } = payload? {
-                        return refuse("it nests a component with modules of its own");
-                    }
-                }
+                check_nested(bytes)?;
                 out.section(&RawSection {
                     id: wasm_encoder::ComponentSectionId::Component as u8,
                     data: bytes,
@@ -232,7 +228,16 @@ fn count_section(
                 counts.core_instances += 1;
             }
         }
-        Payload::ComponentInstanceSection(reader) => counts.instances += reader.count(),
+        Payload::ComponentInstanceSection(reader) => {
+            for instance in reader.clone() {
+                if let wasmparser::ComponentInstance::Instantiate { args, .. } = instance?
+                    && args.iter().any(|a| a.kind == ComponentExternalKind::Module)
+                {
+                    return refuse("it passes a module to a nested component");
+                }
+                counts.instances += 1;
+            }
+        }
         Payload::ComponentAliasSection(reader) => {
             for alias in reader.clone() {
                 match alias? {
@@ -275,6 +280,39 @@ fn count_section(
             return refuse("it has a component start function");
         }
         _ => {}
+    }
+    Ok(())
+}
+
+/// Refuses a nested component that could instantiate a module: one of its
+/// own, an imported one or an outer one (its instances would hold state
+/// the accessor cannot reach).
+fn check_nested(bytes: &[u8]) -> Result<(), NotCapturable> {
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload? {
+            Payload::ModuleSection { .. } => {
+                return refuse("it nests a component with modules of its own");
+            }
+            Payload::ComponentImportSection(reader) => {
+                for import in reader {
+                    if import?.ty.kind() == ComponentExternalKind::Module {
+                        return refuse("it nests a component that imports a module");
+                    }
+                }
+            }
+            Payload::ComponentAliasSection(reader) => {
+                for alias in reader {
+                    if let ComponentAlias::Outer {
+                        kind: ComponentOuterAliasKind::CoreModule,
+                        ..
+                    } = alias?
+                    {
+                        return refuse("it nests a component that reaches an outer module");
+                    }
+                }
+            }
+            _ => {}
+        }
     }
     Ok(())
 }
