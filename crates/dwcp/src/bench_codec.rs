@@ -2,17 +2,21 @@
 //! bytes in the same run, full snapshots and incremental series apart.
 //!
 //! The corpus is real heaps: `heapgen`, a Rust guest (a core module), is
-//! run in wasmtime and its linear memory copied between calls, as a
-//! checkpoint would see it. Or any raw memory images given on the command
-//! line, successive images of one instance in order.
+//! run in wasmtime and its linear memory copied between calls; and the
+//! `kv` and `counter` example components, deployed stateful in this
+//! process, their memory captured by DWCP's own checkpoints. Or any raw
+//! memory images given on the command line, successive images of one
+//! instance in order.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use dwcp_snapshot::{
     Base, DecodeLimits, Dictionary, EncodeOptions, Mode, PAGE_SIZE, decode, encode,
 };
+use http_body_util::BodyExt;
 use serde::Serialize;
 
 use crate::cli::CodecArgs;
@@ -208,7 +212,9 @@ fn measure(
 pub fn run(args: CodecArgs) -> anyhow::Result<()> {
     let series = if args.files.is_empty() {
         eprintln!("taking the corpus from {}…", args.guest.display());
-        corpus(&args.guest)?
+        let mut series = corpus(&args.guest)?;
+        series.extend(stateful_corpus(&args.examples)?);
+        series
     } else {
         vec![Series {
             name: "images given".into(),
@@ -365,6 +371,106 @@ fn read_image(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 fn wasm_error(e: wasmtime::Error) -> anyhow::Error {
     anyhow::anyhow!("heapgen: {e:#}")
+}
+
+/// Checkpoints of the `kv` and `counter` components, as a node takes them:
+/// each image is the memory a full checkpoint holds, decoded.
+fn stateful_corpus(examples: &Path) -> anyhow::Result<Vec<Series>> {
+    use dwcp_runtime::{AppLimits, AppVersion, KeyInstance, Runtime, RuntimeSettings};
+    let dir = tempfile::tempdir()?;
+    let settings = RuntimeSettings {
+        pool_instances: 8,
+        max_memory: 1 << 30,
+        ..Default::default()
+    };
+    let runtime = Runtime::new(settings, dir.path(), Default::default())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let version = |name: &str| -> anyhow::Result<Option<Arc<AppVersion>>> {
+        let path = examples.join(format!("{name}.wasm"));
+        let Ok(bytes) = std::fs::read(&path) else {
+            eprintln!(
+                "  {} is missing: its series is left out (`cargo xtask examples`)",
+                path.display()
+            );
+            return Ok(None);
+        };
+        let prepared = runtime.prepare_stateful(name, || Ok(bytes))?;
+        let labels = dwcp_runtime::VersionLabels {
+            tenant: "bench".into(),
+            app: name.into(),
+            version: "v1".into(),
+        };
+        let limits = AppLimits {
+            memory_bytes: 1 << 30,
+            deadline_ms: 60_000,
+            ..Default::default()
+        };
+        Ok(Some(Arc::new(AppVersion::new(
+            &runtime, labels, prepared, limits,
+        ))))
+    };
+    async fn post(key: &mut KeyInstance, path: &str) -> anyhow::Result<()> {
+        let request = hyper::Request::builder()
+            .method("POST")
+            .uri(format!("http://localhost{path}"))
+            .body(
+                http_body_util::Full::new(bytes::Bytes::new())
+                    .map_err(|never| -> wasmtime_wasi_http::Error { match never {} }),
+            )?;
+        match key.serve(request).await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) | Err(r) => bail!("{path}: {}", r.status()),
+        }
+    }
+    async fn image(key: &mut KeyInstance) -> anyhow::Result<Vec<u8>> {
+        let checkpoint = key.checkpoint(true).await?;
+        let (image, _) =
+            dwcp_runtime::state::decode_chain(&[checkpoint.bytes.as_slice()], &Default::default())
+                .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        Ok(image.memory)
+    }
+    let mut out = Vec::new();
+    if let Some(kv) = version("kv")? {
+        let images = rt.block_on(async {
+            let mut key = kv.key_instance().await?;
+            post(&mut key, "/fill?n=100000").await?;
+            let mut images = vec![image(&mut key).await?];
+            for round in 1..=5 {
+                post(
+                    &mut key,
+                    &format!("/churn?updates=500&inserts=200&seed={round}"),
+                )
+                .await?;
+                images.push(image(&mut key).await?);
+            }
+            anyhow::Ok(images)
+        })?;
+        out.push(Series {
+            name: "kv component (100k entries), checkpointed".into(),
+            images,
+        });
+    }
+    if let Some(counter) = version("counter")? {
+        let images = rt.block_on(async {
+            let mut key = counter.key_instance().await?;
+            post(&mut key, &format!("/?pad={}", 32 << 20)).await?;
+            let mut images = vec![image(&mut key).await?];
+            for _ in 0..3 {
+                post(&mut key, "/").await?;
+                images.push(image(&mut key).await?);
+            }
+            anyhow::Ok(images)
+        })?;
+        out.push(Series {
+            name: "counter component (32 MiB heap), checkpointed".into(),
+            images,
+        });
+    }
+    runtime.shutdown();
+    Ok(out)
 }
 
 /// Runs heapgen and copies its memory between calls.

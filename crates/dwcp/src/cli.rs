@@ -482,9 +482,13 @@ pub struct CodecArgs {
     /// Also write the results as JSON to this file: {"full": [ROW…], "incremental": [ROW…]}.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// The guest the corpus is taken from.
+    /// The core-module guest part of the corpus is taken from.
     #[arg(long, default_value = "target/examples/heapgen.core.wasm")]
     pub guest: PathBuf,
+    /// Where the `kv` and `counter` components are (the rest of the corpus:
+    /// their checkpoints).
+    #[arg(long, default_value = "target/examples")]
+    pub examples: PathBuf,
     /// zstd level of the dense mode.
     #[arg(long, default_value_t = 3)]
     pub dense_level: i32,

@@ -1,7 +1,9 @@
 //! `kv`: a stateful guest (`dwcp deploy --stateful`): a key-value store per
 //! key. `PUT /NAME` stores the body under NAME, `GET /NAME` answers it (404
 //! when absent), `DELETE /NAME` removes it, `GET /` answers how many entries
-//! there are. `POST /fill?n=N` stores N generated entries (for benchmarks).
+//! there are. `POST /fill?n=N` stores N generated entries `key-00000000`…;
+//! `POST /churn?updates=U&inserts=I&seed=S` rewrites U of them and adds I
+//! new ones (for benchmarks: a busy store between checkpoints).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -36,6 +38,38 @@ impl Guest for Kv {
                         e.insert(
                             format!("key-{i:08}"),
                             format!("value {i} {}", i * 7919).into_bytes(),
+                        );
+                    }
+                });
+                let len = ENTRIES.with_borrow(|e| e.len());
+                dwcp_guest::respond(out, 200, &text, format!("{len}\n").as_bytes());
+            }
+            (Method::Post, "churn") => {
+                let param = |name: &str| {
+                    query
+                        .split('&')
+                        .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                let (updates, inserts, seed) = (param("updates"), param("inserts"), param("seed"));
+                ENTRIES.with_borrow_mut(|e| {
+                    let len = e.len().max(1) as u64;
+                    let mut x = seed | 1;
+                    for _ in 0..updates {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let i = x % len;
+                        e.insert(
+                            format!("key-{i:08}"),
+                            format!("value {i} round {seed}").into_bytes(),
+                        );
+                    }
+                    for i in 0..inserts {
+                        e.insert(
+                            format!("new-{seed}-{i}"),
+                            format!("inserted {i} in round {seed}").into_bytes(),
                         );
                     }
                 });
