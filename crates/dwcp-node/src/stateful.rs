@@ -593,9 +593,9 @@ impl KeyedApp {
         Ok(out)
     }
 
-    /// The stored checkpoints of `key`, or of every key.
-    pub fn list(&self, key: Option<&str>) -> Result<Vec<KeyCheckpoint>, KeyedError> {
-        let keys: Vec<String> = match key {
+    /// `key`, or every key with a stored checkpoint.
+    fn stored_keys(&self, key: Option<&str>) -> Result<Vec<String>, KeyedError> {
+        Ok(match key {
             Some(key) => vec![key.to_string()],
             None => self
                 .checkpoints
@@ -603,7 +603,12 @@ impl KeyedApp {
                 .into_iter()
                 .map(|(k, _)| k)
                 .collect(),
-        };
+        })
+    }
+
+    /// The stored checkpoints of `key`, or of every key.
+    pub fn list(&self, key: Option<&str>) -> Result<Vec<KeyCheckpoint>, KeyedError> {
+        let keys = self.stored_keys(key)?;
         let mut out = Vec::new();
         for key in keys {
             for meta in self.checkpoints.list(&self.scope(&key))? {
@@ -624,15 +629,7 @@ impl KeyedApp {
         key: Option<&str>,
         seq: Option<u64>,
     ) -> Result<Vec<KeyCheckpoint>, KeyedError> {
-        let keys: Vec<String> = match key {
-            Some(key) => vec![key.to_string()],
-            None => self
-                .checkpoints
-                .keys(&self.tenant, &self.app)?
-                .into_iter()
-                .map(|(k, _)| k)
-                .collect(),
-        };
+        let keys = self.stored_keys(key)?;
         let mut out = Vec::new();
         for key in keys {
             let slot = self.slot(&key);

@@ -16,10 +16,10 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::Proxy;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
-use crate::body::{CappedBody, ResponseBody, text_response};
+use crate::body::{ResponseBody, text_response};
 use crate::guest::GuestState;
 use crate::metrics::TrapKind;
-use crate::serve::{AppVersion, InstantiateError, classify, describe};
+use crate::serve::{AppVersion, InstantiateError, cap_request, classify, describe};
 use crate::state::{Checkpoint, StateAccess, StateImage, decode_chain};
 
 /// A full snapshot at the latest after this many deltas: a restore decodes
@@ -186,25 +186,10 @@ impl KeyInstance {
         B::Error: Into<HttpError>,
     {
         let limits = *self.version.limits();
-        let declared = request
-            .headers()
-            .get(hyper::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limits.max_request_body) {
-            return Ok(text_response(
-                413,
-                &format!(
-                    "request body larger than this app's limit of {} bytes",
-                    limits.max_request_body
-                ),
-            ));
-        }
-        let cap = limits.max_request_body;
-        let request = request.map(move |body| {
-            CappedBody::new(body.map_err(Into::into), cap, move || {
-                HttpError::HttpRequestBodySize(Some(cap))
-            })
-        });
+        let request = match cap_request(request, &limits) {
+            Ok(request) => request,
+            Err(too_large) => return Ok(*too_large),
+        };
         self.version.arm_deadline(&mut self.store);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let http = self.store.data_mut();

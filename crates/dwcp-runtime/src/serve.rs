@@ -303,25 +303,10 @@ impl AppVersion {
         B::Error: Into<HttpError>,
     {
         let limits = self.limits;
-        let declared = request
-            .headers()
-            .get(hyper::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limits.max_request_body) {
-            return text_response(
-                413,
-                &format!(
-                    "request body larger than this app's limit of {} bytes",
-                    limits.max_request_body
-                ),
-            );
-        }
-        let cap = limits.max_request_body;
-        let request = request.map(move |body| {
-            CappedBody::new(body.map_err(Into::into), cap, move || {
-                HttpError::HttpRequestBodySize(Some(cap))
-            })
-        });
+        let request = match cap_request(request, &limits) {
+            Ok(request) => request,
+            Err(too_large) => return *too_large,
+        };
 
         let mut instance = match self.take_idle() {
             Some(mut instance) => {
@@ -498,6 +483,42 @@ impl Drop for AppVersion {
         let idle = self.idle.get_mut().map_or(0, |idle| idle.len());
         self.idle_total.fetch_sub(idle, Ordering::Relaxed);
     }
+}
+
+/// A request body as a guest reads it: its errors as wasi:http's, capped.
+pub(crate) type CappedRequestBody<B> =
+    CappedBody<http_body_util::combinators::MapErr<B, fn(<B as Body>::Error) -> HttpError>>;
+
+/// The request with its body capped at the app's limit (the body fails
+/// past it), or the 413 its declared length already earns.
+pub(crate) fn cap_request<B>(
+    request: hyper::Request<B>,
+    limits: &AppLimits,
+) -> Result<hyper::Request<CappedRequestBody<B>>, Box<hyper::Response<ResponseBody>>>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<HttpError>,
+{
+    let declared = request
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limits.max_request_body) {
+        return Err(Box::new(text_response(
+            413,
+            &format!(
+                "request body larger than this app's limit of {} bytes",
+                limits.max_request_body
+            ),
+        )));
+    }
+    let cap = limits.max_request_body;
+    let into: fn(B::Error) -> HttpError = Into::into;
+    Ok(request.map(move |body| {
+        CappedBody::new(body.map_err(into), cap, move || {
+            HttpError::HttpRequestBodySize(Some(cap))
+        })
+    }))
 }
 
 /// One line on what stopped a guest: the trap, not the whole Wasm backtrace.
