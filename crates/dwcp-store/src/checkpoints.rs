@@ -11,6 +11,7 @@
 //! whatever their chains need.
 
 use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -58,6 +59,37 @@ pub struct CheckpointMeta {
 /// The checkpoints of every stateful key of a node, in `checkpoints.redb`.
 pub struct CheckpointStore {
     db: Database,
+    /// Checkpoints waiting for the next group commit.
+    queue: Mutex<Queue>,
+    /// Signalled after each group commit.
+    committed: Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    pending: Vec<Pending>,
+    /// A caller is committing a batch now.
+    committing: bool,
+}
+
+/// A checkpoint waiting to be committed.
+struct Pending {
+    scope: String,
+    seq: u64,
+    meta: Vec<u8>,
+    data: Vec<u8>,
+    keep: usize,
+    done: Arc<Done>,
+}
+
+/// The outcome of the commit a checkpoint went into.
+#[derive(Default)]
+struct Done {
+    outcome: OnceLock<Result<(), String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// `tenant/app/key`: tenant and app names hold no `/`, so this splits back.
@@ -78,11 +110,21 @@ impl CheckpointStore {
         txn.open_table(META).map_err(StoreError::db)?;
         txn.open_table(DATA).map_err(StoreError::db)?;
         txn.commit().map_err(StoreError::db)?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            queue: Mutex::default(),
+            committed: Condvar::new(),
+        })
     }
 
     /// Stores a checkpoint of `scope` and prunes all but the last `keep`
-    /// (and what their chains need), in one durable transaction.
+    /// (and what their chains need); durable when it returns.
+    ///
+    /// Checkpoints of different keys that arrive together are committed in
+    /// one transaction (group commit): the first caller to find no commit
+    /// running commits everything queued, the others wait for its outcome.
+    /// A sync per request would otherwise cap a node's stateful requests at
+    /// one per sync, whatever the number of keys. Blocking.
     pub fn put(
         &self,
         scope: &str,
@@ -90,24 +132,69 @@ impl CheckpointStore {
         data: &[u8],
         keep: usize,
     ) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(meta).map_err(|source| StoreError::Decode {
+            key: scope.to_string(),
+            source,
+        })?;
+        let done = Arc::new(Done::default());
+        let mut queue = lock(&self.queue);
+        queue.pending.push(Pending {
+            scope: scope.to_string(),
+            seq: meta.seq,
+            meta: value,
+            data: data.to_vec(),
+            keep: keep.max(1),
+            done: done.clone(),
+        });
+        if queue.committing {
+            // Another caller commits; ours goes in its next batch.
+            while done.outcome.get().is_none() {
+                queue = self
+                    .committed
+                    .wait(queue)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+        } else {
+            queue.committing = true;
+            while !queue.pending.is_empty() {
+                let batch = std::mem::take(&mut queue.pending);
+                drop(queue);
+                let outcome = self.commit(&batch).map_err(|e| e.to_string());
+                for pending in &batch {
+                    let _ = pending.done.outcome.set(outcome.clone());
+                }
+                queue = lock(&self.queue);
+                self.committed.notify_all();
+            }
+            queue.committing = false;
+        }
+        drop(queue);
+        match done.outcome.get() {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(StoreError::Commit(e.clone())),
+            None => Err(StoreError::Commit("the commit went missing".into())),
+        }
+    }
+
+    /// One durable transaction with every checkpoint of `batch`.
+    fn commit(&self, batch: &[Pending]) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(StoreError::db)?;
         {
             let mut metas = txn.open_table(META).map_err(StoreError::db)?;
             let mut datas = txn.open_table(DATA).map_err(StoreError::db)?;
-            let value = serde_json::to_vec(meta).map_err(|source| StoreError::Decode {
-                key: scope.to_string(),
-                source,
-            })?;
-            metas
-                .insert((scope, meta.seq), value.as_slice())
-                .map_err(StoreError::db)?;
-            datas
-                .insert((scope, meta.seq), data)
-                .map_err(StoreError::db)?;
-            let all = list_in(&metas, scope)?;
-            for seq in prunable(&all, keep.max(1)) {
-                metas.remove((scope, seq)).map_err(StoreError::db)?;
-                datas.remove((scope, seq)).map_err(StoreError::db)?;
+            for p in batch {
+                let scope = p.scope.as_str();
+                metas
+                    .insert((scope, p.seq), p.meta.as_slice())
+                    .map_err(StoreError::db)?;
+                datas
+                    .insert((scope, p.seq), p.data.as_slice())
+                    .map_err(StoreError::db)?;
+                let all = list_in(&metas, scope)?;
+                for seq in prunable(&all, p.keep) {
+                    metas.remove((scope, seq)).map_err(StoreError::db)?;
+                    datas.remove((scope, seq)).map_err(StoreError::db)?;
+                }
             }
         }
         txn.commit().map_err(StoreError::db)
@@ -292,6 +379,35 @@ mod tests {
         // Keeping 3 keeps 4, whose chain goes back to 1.
         assert!(prunable(&all, 3).is_empty());
         assert!(prunable(&all, 10).is_empty());
+    }
+
+    #[test]
+    fn concurrent_puts_are_all_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(CheckpointStore::open(&dir.path().join("c.redb")).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let scope = key_scope("t", "a", &format!("k{t}"));
+                    for seq in 1..=20u64 {
+                        let base = (seq > 1).then(|| seq - 1);
+                        store
+                            .put(&scope, &meta(seq, base), &[t as u8], 100)
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        for t in 0..8u8 {
+            let scope = key_scope("t", "a", &format!("k{t}"));
+            let chain = store.chain(&scope, 20).unwrap().unwrap();
+            assert_eq!(chain.len(), 20);
+            assert!(chain.iter().all(|(_, d)| d == &[t]));
+        }
     }
 
     #[test]

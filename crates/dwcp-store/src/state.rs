@@ -23,6 +23,10 @@ pub enum StoreError {
     /// The database failed.
     #[error("state database: {0}")]
     Db(#[from] redb::Error),
+    /// A group commit of checkpoints failed (the reason, shared by every
+    /// checkpoint of the batch).
+    #[error("checkpoint store: {0}")]
+    Commit(String),
     /// A stored record could not be decoded.
     #[error("state record `{key}` is unreadable: {source}")]
     Decode {
