@@ -365,21 +365,44 @@ impl Compressor {
         }
     }
 
-    fn compress(&self, block: &[u8]) -> io::Result<(Codec, Vec<u8>)> {
-        let (codec, packed) = match (self.mode, &self.dictionary) {
-            (Mode::Fast, _) => (Codec::Lz4, lz4_flex::block::compress(block)),
-            (Mode::Dense, None) => (Codec::Zstd, zstd::bulk::compress(block, self.level)?),
+    /// Compresses `block` into `out` (cleared first); `Stored` means it did
+    /// not pay, and the block is to be stored as it is (`out` unused).
+    fn compress(&self, block: &[u8], out: &mut Vec<u8>) -> io::Result<Codec> {
+        out.clear();
+        let codec = match (self.mode, &self.dictionary) {
+            (Mode::Fast, _) => {
+                // Into a buffer the thread keeps: a fresh megabyte per frame
+                // is a megabyte of page faults.
+                out.resize(lz4_flex::block::get_maximum_output_size(block.len()), 0);
+                let n = lz4_flex::block::compress_into(block, out)
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+                out.truncate(n);
+                Codec::Lz4
+            }
+            (Mode::Dense, None) => {
+                *out = zstd::bulk::compress(block, self.level)?;
+                Codec::Zstd
+            }
             (Mode::Dense, Some(dict)) => {
                 let mut c = zstd::bulk::Compressor::with_prepared_dictionary(dict)?;
-                (Codec::ZstdDict, c.compress(block)?)
+                *out = c.compress(block)?;
+                Codec::ZstdDict
             }
         };
-        if packed.len() as f64 > block.len() as f64 * STORE_ABOVE {
-            Ok((Codec::Stored, block.to_vec()))
+        if out.len() as f64 > block.len() as f64 * STORE_ABOVE {
+            Ok(Codec::Stored)
         } else {
-            Ok((codec, packed))
+            Ok(codec)
         }
     }
+}
+
+thread_local! {
+    /// Per-thread buffers of `build_frame`: the frame's pages before
+    /// compression, and after.
+    static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<u8>)> = const {
+        std::cell::RefCell::new((Vec::new(), Vec::new()))
+    };
 }
 
 fn build_frame(
@@ -389,11 +412,24 @@ fn build_frame(
     base: Option<Base<'_>>,
     compressor: &Compressor,
 ) -> io::Result<Vec<u8>> {
+    SCRATCH.with_borrow_mut(|(block, packed)| {
+        build_frame_with(place, classes, memories, base, compressor, block, packed)
+    })
+}
+
+fn build_frame_with(
+    place: &FramePlace,
+    classes: &[Class],
+    memories: &[&[u8]],
+    base: Option<Base<'_>>,
+    compressor: &Compressor,
+    block: &mut Vec<u8>,
+    packed: &mut Vec<u8>,
+) -> io::Result<Vec<u8>> {
     let memory = memories[place.memory as usize];
     let mut table = Vec::with_capacity(classes.len() * 2);
-    let data_pages = classes.iter().filter(|c| c.has_data()).count();
-    let mut block = Vec::with_capacity(data_pages * PAGE_SIZE);
     Class::write_table(classes, &mut table);
+    block.clear();
     for (i, class) in classes.iter().enumerate() {
         let page = place.first + i as u64;
         match class {
@@ -408,15 +444,20 @@ fn build_frame(
             _ => {}
         }
     }
-    let (codec, payload) = if block.is_empty() {
-        (Codec::Stored, Vec::new())
+    let (codec, payload): (Codec, &[u8]) = if block.is_empty() {
+        (Codec::Stored, &[])
     } else {
-        compressor.compress(&block)?
+        match compressor.compress(block, packed)? {
+            Codec::Stored => (Codec::Stored, block.as_slice()),
+            codec => (codec, packed.as_slice()),
+        }
     };
-    let mut body = table;
-    let table_len = body.len();
-    body.extend_from_slice(&payload);
-    let mut frame = Vec::with_capacity(crate::format::FRAME_HEADER_LEN + body.len());
+    let table_len = table.len();
+    let mut hash = Xxh3::new();
+    hash.update(&table);
+    hash.update(payload);
+    let sum = hash.digest();
+    let mut frame = Vec::with_capacity(crate::format::FRAME_HEADER_LEN + table_len + payload.len());
     frame.extend_from_slice(FRAME_MAGIC);
     frame.extend_from_slice(&place.memory.to_le_bytes());
     frame.extend_from_slice(&place.first.to_le_bytes());
@@ -425,7 +466,8 @@ fn build_frame(
     frame.extend_from_slice(&(table_len as u32).to_le_bytes());
     frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     frame.extend_from_slice(&(block.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&checksum(&body).to_le_bytes());
-    frame.extend_from_slice(&body);
+    frame.extend_from_slice(&sum.to_le_bytes());
+    frame.extend_from_slice(&table);
+    frame.extend_from_slice(payload);
     Ok(frame)
 }
