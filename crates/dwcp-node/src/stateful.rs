@@ -564,16 +564,16 @@ impl KeyedApp {
     pub async fn snapshot(&self, key: Option<&str>) -> Result<Vec<KeyCheckpoint>, KeyedError> {
         let keys: Vec<String> = match key {
             Some(key) => vec![key.to_string()],
+            // Keys with checkpoints, and live ones without one yet.
             None => self
-                .checkpoints
-                .keys(&self.tenant, &self.app)?
+                .stored_keys(None)?
                 .into_iter()
-                .map(|(k, _)| k)
                 .chain(lock(&self.keys).keys().cloned())
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .collect(),
         };
+        let every = key.is_none();
         let mut out = Vec::new();
         for key in keys {
             let slot = self.slot(&key);
@@ -583,6 +583,8 @@ impl KeyedApp {
             } else {
                 match self.checkpoints.list(&self.scope(&key))?.pop() {
                     Some(meta) => meta,
+                    // A key that never got an instance (its wake failed).
+                    None if every => continue,
                     None => {
                         return Err(KeyedError::NotFound(format!("no key `{key}`")));
                     }
