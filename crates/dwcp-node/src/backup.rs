@@ -7,7 +7,9 @@
 //!    fingerprint of the key that sealed the secrets;
 //! 2. `state.json`: tenants, apps (versions, limits, egress, config, sealed
 //!    secrets) and the audit log, read in one transaction;
-//! 3. `artifacts/<sha256>.wasm`: every component a stored version uses.
+//! 3. `artifacts/<sha256>.wasm`: every component a stored version uses;
+//! 4. `checkpoints.bin`: every checkpoint of stateful apps' keys (format 2),
+//!    read in one transaction of the checkpoint store.
 //!
 //! Secrets stay sealed and the key is not in the archive: a backup that
 //! leaks leaks no secret. Restoring them needs the same `keys/secrets.key`,
@@ -40,7 +42,10 @@ const MAX_ARTIFACT: u64 = 4 << 30;
 const MAX_STATE: u64 = 1 << 30;
 
 /// The archive format this `dwcp` writes and reads.
-pub const BACKUP_FORMAT: u32 = 1;
+pub const BACKUP_FORMAT: u32 = 2;
+
+/// The archive entry with keys' checkpoints.
+const CHECKPOINTS_ENTRY: &str = "checkpoints.bin";
 
 /// What a backup holds: the first entry of the archive.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,6 +68,9 @@ pub struct BackupManifest {
     pub secrets_key: String,
     /// The artifacts inside, by SHA-256.
     pub artifacts: Vec<String>,
+    /// Checkpoints of stateful apps' keys inside (format 2).
+    #[serde(default)]
+    pub checkpoints: u64,
 }
 
 /// Where a backup's artifacts are linked while it is written (removed
@@ -103,6 +111,16 @@ impl Control {
                 std::fs::copy(&from, &to)?;
             }
         }
+        // Keys' checkpoints, staged as one file (their size must be known
+        // before the tar entry is written). A delete is kept out by the
+        // lock; checkpoints taken meanwhile are in or not, whole.
+        let checkpoints = {
+            let mut file =
+                std::io::BufWriter::new(File::create(staging.path().join(CHECKPOINTS_ENTRY))?);
+            let n = self.checkpoints.export(&mut file)?;
+            file.flush()?;
+            n
+        };
         let manifest = BackupManifest {
             format: BACKUP_FORMAT,
             created_at: unix_now(),
@@ -113,6 +131,7 @@ impl Control {
             secrets: state.apps.iter().map(|a| a.secrets.len()).sum(),
             secrets_key: self.secrets.fingerprint().to_string(),
             artifacts: hashes.into_iter().collect(),
+            checkpoints,
         };
         Ok(BackupSource {
             manifest,
@@ -154,6 +173,9 @@ impl BackupSource {
             let size = file.metadata()?.len();
             add(&mut tar, &format!("artifacts/{hash}.wasm"), size, &mut file)?;
         }
+        let mut file = File::open(self.staging.path().join(CHECKPOINTS_ENTRY))?;
+        let size = file.metadata()?.len();
+        add(&mut tar, CHECKPOINTS_ENTRY, size, &mut file)?;
         tar.into_inner()?.flush()
     }
 }
@@ -233,6 +255,9 @@ pub fn restore(path: &Path, data_dir: &Path) -> anyhow::Result<BackupManifest> {
 
     let artifacts = BlobStore::open(data_dir.join("artifacts"), "wasm")?;
     let mut restored = BTreeSet::new();
+    let checkpoints_partial = data_dir.join("checkpoints.redb.restoring");
+    let _ = std::fs::remove_file(&checkpoints_partial);
+    let mut checkpoints_restored = None;
     for entry in entries {
         let mut entry = entry.with_context(broken)?;
         let name = entry
@@ -240,6 +265,21 @@ pub fn restore(path: &Path, data_dir: &Path) -> anyhow::Result<BackupManifest> {
             .ok()
             .and_then(|p| p.to_str().map(str::to_string))
             .unwrap_or_default();
+        if name == CHECKPOINTS_ENTRY {
+            let store = dwcp_store::CheckpointStore::open(&checkpoints_partial)?;
+            let n = store
+                .import(&mut entry)
+                .map_err(|e| anyhow::anyhow!("{}: checkpoints: {e}", broken()))?;
+            if n != manifest.checkpoints {
+                bail!(
+                    "{}: {n} checkpoints where the manifest says {}",
+                    broken(),
+                    manifest.checkpoints
+                );
+            }
+            checkpoints_restored = Some(n);
+            continue;
+        }
         let Some(hash) = name
             .strip_prefix("artifacts/")
             .and_then(|n| n.strip_suffix(".wasm"))
@@ -282,6 +322,17 @@ pub fn restore(path: &Path, data_dir: &Path) -> anyhow::Result<BackupManifest> {
         }
     }
 
+    if manifest.format >= 2 && checkpoints_restored.is_none() {
+        bail!(
+            "{} is incomplete: the keys' checkpoints are missing",
+            path.display()
+        );
+    }
+    // The checkpoints first, the state last: a node finds no state (and
+    // so no restore) until everything is in place.
+    if checkpoints_restored.is_some() {
+        std::fs::rename(&checkpoints_partial, data_dir.join("checkpoints.redb"))?;
+    }
     let partial = data_dir.join("state.redb.restoring");
     let _ = std::fs::remove_file(&partial);
     StateStore::open(&partial)?.import(&state)?;

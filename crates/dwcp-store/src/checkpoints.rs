@@ -200,6 +200,111 @@ impl CheckpointStore {
         txn.commit().map_err(StoreError::db)
     }
 
+    /// Writes every checkpoint, read in one transaction, to `out` as
+    /// records (`scope`, `seq`, metadata, snapshot: each length-prefixed,
+    /// little-endian); answers how many. What `dwcp backup` carries.
+    pub fn export(&self, out: &mut dyn std::io::Write) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::db)?;
+        let metas = txn.open_table(META).map_err(StoreError::db)?;
+        let datas = txn.open_table(DATA).map_err(StoreError::db)?;
+        let mut n = 0;
+        for entry in metas.iter().map_err(StoreError::db)? {
+            let (k, meta) = entry.map_err(StoreError::db)?;
+            let (scope, seq) = k.value();
+            let Some(data) = datas.get((scope, seq)).map_err(StoreError::db)? else {
+                continue;
+            };
+            let io = |e: std::io::Error| StoreError::Commit(format!("export: {e}"));
+            out.write_all(&(scope.len() as u32).to_le_bytes())
+                .map_err(io)?;
+            out.write_all(scope.as_bytes()).map_err(io)?;
+            out.write_all(&seq.to_le_bytes()).map_err(io)?;
+            out.write_all(&(meta.value().len() as u32).to_le_bytes())
+                .map_err(io)?;
+            out.write_all(meta.value()).map_err(io)?;
+            out.write_all(&(data.value().len() as u64).to_le_bytes())
+                .map_err(io)?;
+            out.write_all(data.value()).map_err(io)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Reads records [`CheckpointStore::export`] wrote and stores them, a
+    /// batch per transaction; answers how many. Every length is checked
+    /// before it is used, and every record's metadata must decode.
+    pub fn import(&self, input: &mut dyn std::io::Read) -> Result<u64, String> {
+        fn exact(input: &mut dyn std::io::Read, n: usize) -> Result<Vec<u8>, String> {
+            use std::io::Read as _;
+            // Grows as bytes arrive: a length is not trusted for an allocation.
+            let mut buf = Vec::new();
+            std::io::Read::take(input, n as u64)
+                .read_to_end(&mut buf)
+                .map_err(|e| e.to_string())?;
+            if buf.len() != n {
+                return Err("the checkpoints end early".into());
+            }
+            Ok(buf)
+        }
+        fn le<const N: usize>(input: &mut dyn std::io::Read) -> Result<[u8; N], String> {
+            let mut b = [0u8; N];
+            input.read_exact(&mut b).map_err(|e| e.to_string())?;
+            Ok(b)
+        }
+        let mut n = 0u64;
+        let mut batch: Vec<(String, u64, Vec<u8>, Vec<u8>)> = Vec::new();
+        loop {
+            let mut first = [0u8; 1];
+            if input.read(&mut first).map_err(|e| e.to_string())? == 0 {
+                break;
+            }
+            let rest: [u8; 3] = le(input)?;
+            let scope_len = u32::from_le_bytes([first[0], rest[0], rest[1], rest[2]]) as usize;
+            if scope_len > 1024 {
+                return Err(format!("a key name of {scope_len} bytes"));
+            }
+            let scope = String::from_utf8(exact(input, scope_len)?)
+                .map_err(|_| "a key name that is not UTF-8".to_string())?;
+            let seq = u64::from_le_bytes(le(input)?);
+            let meta_len = u32::from_le_bytes(le(input)?) as usize;
+            if meta_len > 1 << 20 {
+                return Err(format!("checkpoint metadata of {meta_len} bytes"));
+            }
+            let meta = exact(input, meta_len)?;
+            decode(&scope, &meta).map_err(|e| e.to_string())?;
+            let data_len = u64::from_le_bytes(le(input)?);
+            if data_len > 8 << 30 {
+                return Err(format!("a checkpoint of {data_len} bytes"));
+            }
+            let data = exact(input, data_len as usize)?;
+            batch.push((scope, seq, meta, data));
+            n += 1;
+            if batch.len() >= 256 {
+                self.insert_all(&std::mem::take(&mut batch))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        self.insert_all(&batch).map_err(|e| e.to_string())?;
+        Ok(n)
+    }
+
+    fn insert_all(&self, batch: &[(String, u64, Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(StoreError::db)?;
+        {
+            let mut metas = txn.open_table(META).map_err(StoreError::db)?;
+            let mut datas = txn.open_table(DATA).map_err(StoreError::db)?;
+            for (scope, seq, meta, data) in batch {
+                metas
+                    .insert((scope.as_str(), *seq), meta.as_slice())
+                    .map_err(StoreError::db)?;
+                datas
+                    .insert((scope.as_str(), *seq), data.as_slice())
+                    .map_err(StoreError::db)?;
+            }
+        }
+        txn.commit().map_err(StoreError::db)
+    }
+
     /// A key's checkpoints, oldest first.
     pub fn list(&self, scope: &str) -> Result<Vec<CheckpointMeta>, StoreError> {
         let txn = self.db.begin_read().map_err(StoreError::db)?;
@@ -379,6 +484,34 @@ mod tests {
         // Keeping 3 keeps 4, whose chain goes back to 1.
         assert!(prunable(&all, 3).is_empty());
         assert!(prunable(&all, 10).is_empty());
+    }
+
+    #[test]
+    fn export_then_import_gives_the_same_checkpoints_and_damage_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = CheckpointStore::open(&dir.path().join("a.redb")).unwrap();
+        for (key, n) in [("k1", 3u64), ("k/2", 2)] {
+            let scope = key_scope("t", "a", key);
+            for seq in 1..=n {
+                let base = (seq > 1).then(|| seq - 1);
+                from.put(&scope, &meta(seq, base), &[seq as u8; 100], 10)
+                    .unwrap();
+            }
+        }
+        let mut bytes = Vec::new();
+        assert_eq!(from.export(&mut bytes).unwrap(), 5);
+        let to = CheckpointStore::open(&dir.path().join("b.redb")).unwrap();
+        assert_eq!(to.import(&mut bytes.as_slice()).unwrap(), 5);
+        assert_eq!(to.keys("t", "a").unwrap(), from.keys("t", "a").unwrap());
+        let scope = key_scope("t", "a", "k1");
+        assert_eq!(to.chain(&scope, 3).unwrap(), from.chain(&scope, 3).unwrap());
+        let cut = &bytes[..bytes.len() - 10];
+        let other = CheckpointStore::open(&dir.path().join("c.redb")).unwrap();
+        assert!(other.import(&mut &cut[..]).is_err());
+        let mut garbage = bytes.clone();
+        garbage[0] = 0xff;
+        garbage[1] = 0xff;
+        assert!(other.import(&mut garbage.as_slice()).is_err());
     }
 
     #[test]

@@ -370,11 +370,12 @@ fn backup(client: &AdminClient, file: &std::path::Path) -> anyhow::Result<()> {
     std::fs::rename(&partial, file)
         .with_context(|| format!("cannot rename {} to {}", partial.display(), file.display()))?;
     println!(
-        "backup of {} tenant(s), {} app(s), {} version(s), {} sealed secret(s) written to {} ({})",
+        "backup of {} tenant(s), {} app(s), {} version(s), {} sealed secret(s), {} checkpoint(s) written to {} ({})",
         manifest.tenants,
         manifest.apps,
         manifest.versions,
         manifest.secrets,
+        manifest.checkpoints,
         file.display(),
         bytes(Some(bytes_written))
     );

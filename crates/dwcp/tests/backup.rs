@@ -75,7 +75,7 @@ fn a_backup_taken_while_serving_restores_everything() {
     assert!(load.join().expect("load thread") > 0);
     assert_eq!(failures.load(Ordering::Relaxed), 0);
     assert!(
-        out.contains("1 tenant(s), 2 app(s), 3 version(s), 1 sealed secret(s)"),
+        out.contains("1 tenant(s), 2 app(s), 3 version(s), 1 sealed secret(s), 0 checkpoint(s)"),
         "{out}"
     );
     assert!(!source_dir.path().join("node.tar.partial").exists());
@@ -252,4 +252,36 @@ fn a_backup_that_cannot_be_taken_leaves_no_file() {
     );
     assert!(!archive.exists());
     assert!(!dir.path().join("node.tar.partial").exists());
+}
+
+#[test]
+fn a_backup_carries_the_state_of_stateful_keys() {
+    let source_dir = data_dir();
+    let source = TestNode::start(source_dir.path());
+    source.deploy("demo/counter", "counter", &["--stateful"]);
+    let post = |node: &TestNode, key: &str| {
+        let reply = common::request_with(
+            node.http,
+            "POST",
+            "counter.demo.localhost",
+            "/",
+            &[("x-dwcp-key", key)],
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        reply.text()
+    };
+    for _ in 0..3 {
+        post(&source, "alice");
+    }
+    post(&source, "bob");
+    let archive = source_dir.path().join("node.tar");
+    let out = source.cli_ok(&["backup", archive.to_str().expect("utf-8")]);
+    assert!(out.contains("4 checkpoint(s)"), "{out}");
+    drop(source);
+
+    let target_dir = data_dir();
+    let archive_arg = archive.to_str().expect("utf-8");
+    let target = TestNode::start_with(target_dir.path(), &["--restore", archive_arg]);
+    assert_eq!(post(&target, "alice"), "4\n");
+    assert_eq!(post(&target, "bob"), "2\n");
 }
