@@ -503,7 +503,7 @@ impl Control {
     }
 
     /// The quota gate of `tenant`, made from its stored quota on first use.
-    fn gate(&self, tenant: &str) -> Arc<TenantGate> {
+    pub(crate) fn gate(&self, tenant: &str) -> Arc<TenantGate> {
         let quota = || {
             self.state
                 .tenant(tenant)

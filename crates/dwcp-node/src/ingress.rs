@@ -9,7 +9,6 @@ use hyper::header::{HOST, HeaderValue, RETRY_AFTER};
 
 use crate::apps::{AppTable, Unavailable};
 use crate::host::{app_key, split_key};
-use crate::tenants::QuotaExceeded;
 
 /// How long a request waits for a concurrency slot before it gets 503.
 const SLOT_WAIT: Duration = Duration::from_secs(1);
@@ -95,15 +94,19 @@ pub async fn route(
     };
 
     // 4. Room in the tenant's quota, without waiting: a tenant at its quota
-    //    is at it because of its own load.
+    //    is at it because of its own load. (A stateful app's key holds its
+    //    share for as long as its instance lives: see `stateful.rs`.)
+    if let Some(keyed) = &app.keyed {
+        let response = keyed.clone().handle(request, version.clone()).await;
+        drop(permit);
+        app.observe(response.status().as_u16(), started.elapsed().as_secs_f64());
+        return response;
+    }
     let share = match app.tenant.try_enter(version.limits().memory_bytes) {
         Ok(share) => share,
         Err(full) => {
             let tenant = &version.labels().tenant;
-            let reason = match full {
-                QuotaExceeded::Instances(n) => format!("its quota of {n} instances"),
-                QuotaExceeded::Memory(m) => format!("its memory quota of {m} bytes"),
-            };
+            let reason = full.describe();
             let mut response = text_response(
                 503,
                 &format!("tenant `{tenant}` is at {reason}; retry later"),
@@ -117,14 +120,7 @@ pub async fn route(
     };
 
     // 5. An instance serves it, within the app's limits.
-    let response = match &app.keyed {
-        Some(keyed) => {
-            let response = keyed.clone().handle(request, version.clone()).await;
-            drop((permit, share));
-            response
-        }
-        None => version.handle(request, (permit, share)).await,
-    };
+    let response = version.handle(request, (permit, share)).await;
 
     // 6. Metrics.
     app.observe(response.status().as_u16(), started.elapsed().as_secs_f64());

@@ -21,6 +21,8 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, RETRY_AFTER};
 use serde::Serialize;
 
+use crate::tenants::{TenantGate, TenantSlot};
+
 /// Longest key a request may name, in bytes.
 pub const MAX_KEY_LEN: usize = 128;
 
@@ -28,6 +30,9 @@ pub const MAX_KEY_LEN: usize = 128;
 #[derive(Default)]
 struct KeySlot {
     live: Option<KeyInstance>,
+    /// The live instance's place in its tenant's quota, held as long as
+    /// the instance lives (between requests too).
+    share: Option<TenantSlot>,
     /// The key's newest checkpoint; `None` until read from the store, then
     /// `Some(None)` for a key without one.
     latest: Option<Option<CheckpointMeta>>,
@@ -41,9 +46,20 @@ struct KeySlot {
     last_used: Option<Instant>,
 }
 
+impl KeySlot {
+    /// Drops the live instance and its quota share: the key's state is its
+    /// last checkpoint.
+    fn let_go(&mut self) {
+        self.live = None;
+        self.share = None;
+    }
+}
+
 /// A stateful app's keys, across its versions.
 pub struct KeyedApp {
     tenant: String,
+    /// The tenant's quota: every live key's instance counts in it.
+    gate: Arc<TenantGate>,
     app: String,
     settings: Mutex<StatefulSettings>,
     checkpoints: Arc<CheckpointStore>,
@@ -87,9 +103,11 @@ impl KeyedApp {
         app: &str,
         settings: StatefulSettings,
         checkpoints: Arc<CheckpointStore>,
+        gate: Arc<TenantGate>,
     ) -> Self {
         Self {
             tenant: tenant.to_string(),
+            gate,
             app: app.to_string(),
             settings: Mutex::new(settings),
             checkpoints,
@@ -196,7 +214,7 @@ impl KeyedApp {
             Err(failure) => {
                 // The state since the last checkpoint goes with the guest;
                 // the next request resumes from that checkpoint.
-                slot.live = None;
+                slot.let_go();
                 if woken_with_resources {
                     return text_response(
                         500,
@@ -214,7 +232,7 @@ impl KeyedApp {
             && let Err(e) = self.checkpoint(&key, &mut slot, "request").await
         {
             tracing::warn!(tenant = %self.tenant, app = %self.app, key, "checkpoint failed: {e}");
-            slot.live = None;
+            slot.let_go();
             return text_response(
                 500,
                 &format!("the request's state could not be saved, so it was not applied: {e}"),
@@ -258,7 +276,7 @@ impl KeyedApp {
                 }
             },
         };
-        let mut live = self.instance(&version).await?;
+        let (mut live, mut share) = self.instance(&version).await?;
         slot.base = None;
         if let Some(meta) = &latest {
             // The newest checkpoint whose chain decodes: a damaged one is
@@ -298,8 +316,10 @@ impl KeyedApp {
                             ),
                         );
                         // A failed restore may have written part of the
-                        // state: start again from a fresh instance.
-                        live = self.instance(&version).await?;
+                        // state: start again from a fresh instance (the
+                        // old one and its share let go first).
+                        drop((live, share));
+                        (live, share) = self.instance(&version).await?;
                     }
                     Err(e) => {
                         // Not damage (the store failed, the memory limit
@@ -324,30 +344,49 @@ impl KeyedApp {
         }
         slot.woken = latest.is_some();
         slot.live = Some(live);
+        slot.share = Some(share);
         slot.dirty = false;
         Ok(())
     }
 
-    /// A fresh instance of `version`; when the pool is full, the app's
-    /// least recently used key is hibernated to make room, once.
+    /// A fresh instance of `version` with its share of the tenant's quota;
+    /// when the quota or the node's pool is full, the app's least recently
+    /// used idle key is hibernated to make room, once.
     async fn instance(
         &self,
         version: &Arc<AppVersion>,
-    ) -> Result<KeyInstance, hyper::Response<ResponseBody>> {
+    ) -> Result<(KeyInstance, TenantSlot), hyper::Response<ResponseBody>> {
+        let busy = |reason: String| {
+            let mut response = text_response(503, &reason);
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        };
         let mut retried = false;
+        let share = loop {
+            match self.gate.try_enter(version.limits().memory_bytes) {
+                Ok(share) => break share,
+                Err(_) if !retried && self.hibernate_lru().await => retried = true,
+                Err(full) => {
+                    return Err(busy(format!(
+                        "tenant `{}` is at {} (live keys count); retry later",
+                        self.tenant,
+                        full.describe()
+                    )));
+                }
+            }
+        };
         loop {
             match version.key_instance().await {
-                Ok(live) => return Ok(live),
+                Ok(live) => return Ok((live, share)),
                 Err(KeyError::PoolFull) if !retried && self.hibernate_lru().await => {
                     retried = true;
                 }
                 Err(KeyError::PoolFull) => {
-                    let mut response =
-                        text_response(503, "the node has no free instance slot; retry later");
-                    response
-                        .headers_mut()
-                        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-                    return Err(response);
+                    return Err(busy(
+                        "the node has no free instance slot; retry later".into(),
+                    ));
                 }
                 Err(KeyError::Stopped(kind, _)) => return Err(version.failure_response(kind)),
                 Err(e) => return Err(text_response(500, &e.to_string())),
@@ -462,7 +501,7 @@ impl KeyedApp {
             tracing::warn!(tenant = %self.tenant, app = %self.app, key, "cannot hibernate: {e}");
             return false;
         }
-        slot.live = None;
+        slot.let_go();
         true
     }
 
@@ -691,7 +730,7 @@ impl KeyedApp {
                 meta
             };
             // Only now, with the chosen state stored, is the live one let go.
-            slot.live = None;
+            slot.let_go();
             slot.dirty = false;
             slot.latest = Some(Some(meta.clone()));
             slot.base = None;

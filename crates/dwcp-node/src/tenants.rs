@@ -37,6 +37,16 @@ pub enum QuotaExceeded {
     Memory(u64),
 }
 
+impl QuotaExceeded {
+    /// What the tenant is at, for a 503's reason.
+    pub fn describe(&self) -> String {
+        match self {
+            QuotaExceeded::Instances(n) => format!("its quota of {n} instances"),
+            QuotaExceeded::Memory(m) => format!("its memory quota of {m} bytes"),
+        }
+    }
+}
+
 impl TenantGate {
     /// A gate enforcing `quota`.
     pub fn new(quota: TenantQuota) -> Self {

@@ -433,3 +433,21 @@ fn a_guest_that_keeps_host_resources_stays_live_instead_of_hibernating() {
         serde_json::from_str(&node.cli_ok(&["snapshots", "demo/logger", "--json"])).unwrap();
     assert_eq!(snapshots[0]["resources"], true);
 }
+
+#[test]
+fn live_keys_count_in_their_tenants_instance_quota() {
+    let dir = data_dir();
+    let node = TestNode::start(dir.path());
+    node.deploy("demo/counter", "counter", &["--stateful"]);
+    node.cli_ok(&["tenants", "quota", "demo", "--instances", "2"]);
+    // Two keys live: the quota is full; a third key makes room by
+    // hibernating the least recently used one, and every count holds.
+    for round in 1..=2 {
+        for key in ["a", "b", "c"] {
+            let reply = keyed(&node, "POST", "/", key);
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            assert_eq!(reply.text(), format!("{round}\n"));
+        }
+    }
+    assert!(node.metric("dwcp_live_instances") <= 2.0);
+}
