@@ -140,6 +140,15 @@ impl KeyedApp {
         format!("{}/{}", self.tenant, self.app)
     }
 
+    /// Every slot in memory, taken out of the map so that none is locked
+    /// while the map is.
+    fn slots(&self) -> Vec<(String, Arc<tokio::sync::Mutex<KeySlot>>)> {
+        lock(&self.keys)
+            .iter()
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect()
+    }
+
     fn slot(&self, key: &str) -> Arc<tokio::sync::Mutex<KeySlot>> {
         lock(&self.keys).entry(key.to_string()).or_default().clone()
     }
@@ -251,16 +260,18 @@ impl KeyedApp {
         active: &Arc<AppVersion>,
     ) -> Result<(), hyper::Response<ResponseBody>> {
         let scope = self.scope(key);
-        if slot.latest.is_none() {
+        // The key's checkpoints, read once: the newest says which version
+        // its state belongs to, the older ones are the fallbacks.
+        let all = {
             let checkpoints = self.checkpoints.clone();
             let scope = scope.clone();
-            let list = tokio::task::spawn_blocking(move || checkpoints.list(&scope))
+            tokio::task::spawn_blocking(move || checkpoints.list(&scope))
                 .await
                 .map_err(|e| text_response(500, &format!("checkpoint store task failed: {e}")))?
-                .map_err(|e| text_response(500, &format!("checkpoint store: {e}")))?;
-            slot.latest = Some(list.last().cloned());
-        }
-        let latest = slot.latest.clone().flatten();
+                .map_err(|e| text_response(500, &format!("checkpoint store: {e}")))?
+        };
+        let latest = all.last().cloned();
+        slot.latest = Some(latest.clone());
         let version = match &latest {
             None => active.clone(),
             Some(meta) => match lock(&self.versions).get(&meta.version) {
@@ -281,19 +292,12 @@ impl KeyedApp {
         if let Some(meta) = &latest {
             // The newest checkpoint whose chain decodes: a damaged one is
             // passed over (and said so), the one before it used.
-            let mut seqs: Vec<u64> = {
-                let checkpoints = self.checkpoints.clone();
-                let scope = scope.clone();
-                tokio::task::spawn_blocking(move || checkpoints.list(&scope))
-                    .await
-                    .map_err(|e| text_response(500, &format!("checkpoint store task failed: {e}")))?
-                    .map_err(|e| text_response(500, &format!("checkpoint store: {e}")))?
-                    .iter()
-                    .filter(|m| m.version == meta.version)
-                    .map(|m| m.seq)
-                    .collect()
-            };
-            seqs.reverse();
+            let seqs: Vec<u64> = all
+                .iter()
+                .rev()
+                .filter(|m| m.version == meta.version)
+                .map(|m| m.seq)
+                .collect();
             let newest = seqs.first().copied();
             let mut restored = false;
             for seq in seqs {
@@ -468,10 +472,7 @@ impl KeyedApp {
     /// Checkpoints (if it changed) and drops the least recently used live
     /// key that is not busy; answers whether one was.
     async fn hibernate_lru(&self) -> bool {
-        let slots: Vec<(String, Arc<tokio::sync::Mutex<KeySlot>>)> = lock(&self.keys)
-            .iter()
-            .map(|(k, s)| (k.clone(), s.clone()))
-            .collect();
+        let slots = self.slots();
         let mut oldest: Option<(Instant, String, tokio::sync::OwnedMutexGuard<KeySlot>)> = None;
         for (key, slot) in slots {
             let Ok(guard) = slot.try_lock_owned() else {
@@ -516,10 +517,7 @@ impl KeyedApp {
             *last_interval = now;
         }
         let idle = Duration::from_millis(settings.hibernate_after_ms);
-        let slots: Vec<(String, Arc<tokio::sync::Mutex<KeySlot>>)> = lock(&self.keys)
-            .iter()
-            .map(|(k, s)| (k.clone(), s.clone()))
-            .collect();
+        let slots = self.slots();
         let mut hibernated = Vec::new();
         for (key, slot) in slots {
             let Ok(mut slot) = slot.try_lock() else {
@@ -564,10 +562,7 @@ impl KeyedApp {
     /// Checkpoints every live key that changed since its last checkpoint
     /// (at shutdown), waiting for keys busy with a request.
     pub async fn drain(&self) -> usize {
-        let slots: Vec<(String, Arc<tokio::sync::Mutex<KeySlot>>)> = lock(&self.keys)
-            .iter()
-            .map(|(k, s)| (k.clone(), s.clone()))
-            .collect();
+        let slots = self.slots();
         let mut saved = 0;
         // Idle keys first, then those busy with a request: one slow key
         // does not hold the others past the drain timeout.

@@ -12,14 +12,12 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body;
 use wasmtime::Store;
 use wasmtime_wasi_http::Error as HttpError;
-use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::Proxy;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use crate::body::{ResponseBody, text_response};
 use crate::guest::GuestState;
 use crate::metrics::TrapKind;
-use crate::serve::{AppVersion, InstantiateError, cap_request, classify, describe};
+use crate::serve::{AppVersion, InstantiateError, cap_request, classify, describe, pass_request};
 use crate::state::{Checkpoint, StateAccess, StateImage, decode_chain};
 
 /// A full snapshot at the latest after this many deltas: a restore decodes
@@ -191,20 +189,9 @@ impl KeyInstance {
             Err(too_large) => return Ok(*too_large),
         };
         self.version.arm_deadline(&mut self.store);
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        let http = self.store.data_mut();
-        let handles = http
-            .http()
-            .new_incoming_request(Scheme::Http, request)
-            .and_then(|req| Ok((req, http.http().new_response_outparam(sender)?)));
-        let (req, out) = match handles {
+        let (req, out, receiver) = match pass_request(&mut self.store, request) {
             Ok(handles) => handles,
-            Err(e) => {
-                return Ok(text_response(
-                    400,
-                    &format!("cannot pass the request on: {e}"),
-                ));
-            }
+            Err(refused) => return Ok(*refused),
         };
 
         let deadline = self.version.deadline();

@@ -7,11 +7,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Body;
+use wasmtime::component::Resource;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::Error as HttpError;
 use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 
 use crate::body::{CappedBody, ResponseBody, text_response};
 use crate::deploy::Prepared;
@@ -335,15 +338,9 @@ impl AppVersion {
             },
         };
 
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        let http = instance.store.data_mut();
-        let handles = http
-            .http()
-            .new_incoming_request(Scheme::Http, request)
-            .and_then(|req| Ok((req, http.http().new_response_outparam(sender)?)));
-        let (req, out) = match handles {
+        let (req, out, receiver) = match pass_request(&mut instance.store, request) {
             Ok(handles) => handles,
-            Err(e) => return text_response(400, &format!("cannot pass the request on: {e}")),
+            Err(refused) => return *refused,
         };
 
         // Set when the guest is stopped, before its store (and with it the
@@ -483,6 +480,41 @@ impl Drop for AppVersion {
         let idle = self.idle.get_mut().map_or(0, |idle| idle.len());
         self.idle_total.fetch_sub(idle, Ordering::Relaxed);
     }
+}
+
+/// The response a guest sets, as wasi:http hands it over.
+pub(crate) type GuestResponse = Result<hyper::Response<HyperOutgoingBody>, ErrorCode>;
+
+/// What [`pass_request`] gives: the guest's two handles, and the receiver
+/// of its response.
+pub(crate) type PassedRequest = (
+    Resource<HostIncomingRequest>,
+    Resource<HostResponseOutparam>,
+    tokio::sync::oneshot::Receiver<GuestResponse>,
+);
+
+/// A request and its response-outparam, put in the guest's store (the
+/// handles `incoming-handler.handle` takes), and where the response will
+/// arrive; or the 400 for a request that cannot be passed on.
+pub(crate) fn pass_request<B>(
+    store: &mut Store<GuestState>,
+    request: hyper::Request<B>,
+) -> Result<PassedRequest, Box<hyper::Response<ResponseBody>>>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<HttpError>,
+{
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let http = store.data_mut();
+    http.http()
+        .new_incoming_request(Scheme::Http, request)
+        .and_then(|req| Ok((req, http.http().new_response_outparam(sender)?, receiver)))
+        .map_err(|e| {
+            Box::new(text_response(
+                400,
+                &format!("cannot pass the request on: {e}"),
+            ))
+        })
 }
 
 /// A request body as a guest reads it: its errors as wasi:http's, capped.

@@ -16,7 +16,6 @@ use anyhow::{Context, bail};
 use dwcp_snapshot::{
     Base, DecodeLimits, Dictionary, EncodeOptions, Mode, PAGE_SIZE, decode, encode,
 };
-use http_body_util::BodyExt;
 use serde::Serialize;
 
 use crate::cli::CodecArgs;
@@ -376,6 +375,7 @@ fn wasm_error(e: wasmtime::Error) -> anyhow::Error {
 /// Checkpoints of the `kv` and `counter` components, as a node takes them:
 /// each image is the memory a full checkpoint holds, decoded.
 fn stateful_corpus(examples: &Path) -> anyhow::Result<Vec<Series>> {
+    use crate::bench_state::call;
     use dwcp_runtime::{AppLimits, AppVersion, KeyInstance, Runtime, RuntimeSettings};
     let dir = tempfile::tempdir()?;
     let settings = RuntimeSettings {
@@ -412,19 +412,6 @@ fn stateful_corpus(examples: &Path) -> anyhow::Result<Vec<Series>> {
             &runtime, labels, prepared, limits,
         ))))
     };
-    async fn post(key: &mut KeyInstance, path: &str) -> anyhow::Result<()> {
-        let request = hyper::Request::builder()
-            .method("POST")
-            .uri(format!("http://localhost{path}"))
-            .body(
-                http_body_util::Full::new(bytes::Bytes::new())
-                    .map_err(|never| -> wasmtime_wasi_http::Error { match never {} }),
-            )?;
-        match key.serve(request).await {
-            Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) | Err(r) => bail!("{path}: {}", r.status()),
-        }
-    }
     async fn image(key: &mut KeyInstance) -> anyhow::Result<Vec<u8>> {
         let checkpoint = key.checkpoint(true).await?;
         let (image, _) =
@@ -436,14 +423,11 @@ fn stateful_corpus(examples: &Path) -> anyhow::Result<Vec<Series>> {
     if let Some(kv) = version("kv")? {
         let images = rt.block_on(async {
             let mut key = kv.key_instance().await?;
-            post(&mut key, "/fill?n=100000").await?;
+            call(&mut key, "POST", "/fill?n=100000").await?;
             let mut images = vec![image(&mut key).await?];
             for round in 1..=5 {
-                post(
-                    &mut key,
-                    &format!("/churn?updates=500&inserts=200&seed={round}"),
-                )
-                .await?;
+                let churn = format!("/churn?updates=500&inserts=200&seed={round}");
+                call(&mut key, "POST", &churn).await?;
                 images.push(image(&mut key).await?);
             }
             anyhow::Ok(images)
@@ -456,10 +440,10 @@ fn stateful_corpus(examples: &Path) -> anyhow::Result<Vec<Series>> {
     if let Some(counter) = version("counter")? {
         let images = rt.block_on(async {
             let mut key = counter.key_instance().await?;
-            post(&mut key, &format!("/?pad={}", 32 << 20)).await?;
+            call(&mut key, "POST", &format!("/?pad={}", 32 << 20)).await?;
             let mut images = vec![image(&mut key).await?];
             for _ in 0..3 {
-                post(&mut key, "/").await?;
+                call(&mut key, "POST", "/").await?;
                 images.push(image(&mut key).await?);
             }
             anyhow::Ok(images)

@@ -74,7 +74,12 @@ pub fn run(args: StateBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn call(key: &mut KeyInstance, method: &str, path: &str) -> anyhow::Result<String> {
+/// One request to a key, which must succeed; its body.
+pub(crate) async fn call(
+    key: &mut KeyInstance,
+    method: &str,
+    path: &str,
+) -> anyhow::Result<String> {
     let request = hyper::Request::builder()
         .method(method)
         .uri(format!("http://localhost{path}"))

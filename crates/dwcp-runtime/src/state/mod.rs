@@ -136,17 +136,22 @@ impl Capture {
             .iter()
             .zip(&self.globals)
             .map(|(ty, bits)| {
-                let kind = match ty {
-                    GlobalType::I32 => GlobalKind::I32,
-                    GlobalType::I64 => GlobalKind::I64,
-                    GlobalType::F32 => GlobalKind::F32,
-                    GlobalType::F64 => GlobalKind::F64,
-                };
+                let kind = global_kind(*ty);
                 let mut value = [0u8; 16];
                 value[..8].copy_from_slice(&bits.to_le_bytes());
                 Global { kind, bits: value }
             })
             .collect())
+    }
+}
+
+/// The snapshot format's name for a global's type.
+fn global_kind(ty: GlobalType) -> GlobalKind {
+    match ty {
+        GlobalType::I32 => GlobalKind::I32,
+        GlobalType::I64 => GlobalKind::I64,
+        GlobalType::F32 => GlobalKind::F32,
+        GlobalType::F64 => GlobalKind::F64,
     }
 }
 
@@ -297,12 +302,7 @@ impl StateAccess {
             bail!("the snapshot holds a memory, the component has none");
         }
         for (i, (global, ty)) in globals.iter().zip(&self.layout.globals).enumerate() {
-            let expected = match ty {
-                GlobalType::I32 => GlobalKind::I32,
-                GlobalType::I64 => GlobalKind::I64,
-                GlobalType::F32 => GlobalKind::F32,
-                GlobalType::F64 => GlobalKind::F64,
-            };
+            let expected = global_kind(*ty);
             if global.kind != expected {
                 bail!(
                     "global {i} is {:?} in the snapshot, {expected:?} in the component",
