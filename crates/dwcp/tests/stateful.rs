@@ -451,3 +451,40 @@ fn live_keys_count_in_their_tenants_instance_quota() {
     }
     assert!(node.metric("dwcp_live_instances") <= 2.0);
 }
+
+#[test]
+fn bad_stateful_options_are_refused_with_the_reason_and_change_nothing() {
+    let dir = data_dir();
+    let node = TestNode::start(dir.path());
+    let file = common::example("counter");
+    let file = file.to_str().unwrap();
+    for (flags, reason) in [
+        (vec!["--checkpoint", "soon"], "--checkpoint `soon`"),
+        (vec!["--checkpoint", "0s"], "positive duration"),
+        (
+            vec!["--key-header", "bad header"],
+            "not a valid header name",
+        ),
+        (vec!["--keep-checkpoints", "0"], "between 1 and 1000"),
+        (
+            vec!["--hibernate-after", "later"],
+            "--hibernate-after `later`",
+        ),
+    ] {
+        let mut args = vec!["deploy", "demo/counter", file, "--stateful"];
+        args.extend(flags.iter());
+        let out = node.cli(&args);
+        assert!(!out.status.success(), "{flags:?} was accepted");
+        assert!(
+            common::stderr(&out).contains(reason),
+            "{flags:?}: {}",
+            common::stderr(&out)
+        );
+    }
+    let out = node.cli(&["apps", "--json"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "[]",
+        "nothing was deployed"
+    );
+}
