@@ -702,14 +702,13 @@ impl KeyedApp {
                     dwcp_runtime::state::decode_chain(&bytes, &Default::default())
                         .map_err(|e| KeyedError::Instance(format!("cannot decode it: {e:#}")))?;
                 let mut encoded = Vec::new();
-                let memories: &[&[u8]] = if image.has_memory {
-                    &[image.memory.as_slice()]
-                } else {
-                    &[]
-                };
-                let summary =
-                    dwcp_snapshot::encode(&mut encoded, memories, &globals, &Default::default())
-                        .map_err(|e| KeyedError::Instance(e.to_string()))?;
+                let summary = dwcp_snapshot::encode(
+                    &mut encoded,
+                    &image.slices(),
+                    &globals,
+                    &Default::default(),
+                )
+                .map_err(|e| KeyedError::Instance(e.to_string()))?;
                 let meta = CheckpointMeta {
                     seq: latest.seq + 1,
                     base: None,

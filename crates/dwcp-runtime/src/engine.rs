@@ -125,6 +125,9 @@ fn engine_config(settings: &RuntimeSettings) -> Config {
     pool.total_component_instances(n)
         .total_core_instances(n.saturating_mul(8))
         .total_memories(n.saturating_mul(2))
+        // A module may define several memories (multi-memory is on); the
+        // pool's default allows one.
+        .max_memories_per_module(4)
         .total_tables(n.saturating_mul(4))
         .total_stacks(n)
         .max_memory_size(settings.max_memory as usize)

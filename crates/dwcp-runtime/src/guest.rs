@@ -54,6 +54,7 @@ impl GuestState {
             hooks: EgressHooks(egress),
             limiter: MemoryLimiter {
                 limit: memory_limit,
+                used: 0,
                 refused: false,
             },
             deadline: Instant::now(),
@@ -145,22 +146,32 @@ impl WasiHttpHooks for EgressHooks {
     }
 }
 
-/// Caps an instance's linear memory and remembers whether it refused a
-/// growth, so that the trap that usually follows (an allocation failure
-/// aborts a Rust guest) is reported as what it is.
+/// Caps an instance's linear memories, all of them together, and remembers
+/// whether it refused a growth, so that the trap that usually follows (an
+/// allocation failure aborts a Rust guest) is reported as what it is.
 pub(crate) struct MemoryLimiter {
     limit: u64,
+    /// Bytes the instance's memories hold together. A component made of
+    /// several modules has several memories; a per-memory cap would let it
+    /// hold a multiple of its limit.
+    used: u64,
     pub(crate) refused: bool,
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = desired as u64 <= self.limit;
+        // A growth that fails after this approves it stays counted: the
+        // error is on the side of refusing.
+        let after = (self.used - (current as u64).min(self.used)).saturating_add(desired as u64);
+        let allowed = after <= self.limit;
+        if allowed {
+            self.used = after;
+        }
         self.refused |= !allowed;
         Ok(allowed)
     }

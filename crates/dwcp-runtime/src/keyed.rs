@@ -123,7 +123,7 @@ impl KeyInstance {
         })?;
         self.version.arm_deadline(&mut self.store);
         self.access
-            .restore(&mut self.store, &image.memory, &globals)
+            .restore(&mut self.store, &image.slices(), &globals)
             .await
             .map_err(|e| KeyError::Restore(format!("{e:#}")))?;
         self.image = Some(image);
@@ -169,7 +169,7 @@ impl KeyInstance {
 
     /// Bytes of linear memory the instance holds (its last checkpoint's).
     pub fn memory_bytes(&self) -> u64 {
-        self.image.as_ref().map_or(0, |i| i.memory.len() as u64)
+        self.image.as_ref().map_or(0, StateImage::memory_bytes)
     }
 
     /// Serves one request to its end and answers the whole response. On

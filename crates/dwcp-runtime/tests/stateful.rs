@@ -2,6 +2,8 @@
 //! into a fresh one: real wasmtime instances of the `counter` and `kv`
 //! examples (`cargo xtask examples` builds them).
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -174,6 +176,57 @@ async fn kv_entries_survive_a_restore() {
     assert_eq!(
         call(&mut second, "GET", "/key-00000999", "").await,
         (200, format!("value 999 {}", 999 * 7919))
+    );
+    runtime.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_memories_of_a_two_memory_component_survive_a_restore() {
+    use common::two_memories::{COUNT_AT, with_second_memory};
+    let Some(bytes) = example("counter") else {
+        return;
+    };
+    let bytes = with_second_memory(&bytes);
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime(dir.path());
+    let version = stateful_version(&runtime, bytes);
+    // What memory 1 holds as of a checkpoint: its size and the count.
+    let memory_1 = |chain: &[&[u8]]| {
+        let (image, _) = dwcp_runtime::state::decode_chain(chain, &Default::default()).unwrap();
+        assert_eq!(image.memories.len(), 2, "both memories are in the snapshot");
+        let second = &image.memories[1];
+        let count = u64::from_le_bytes(second[COUNT_AT..COUNT_AT + 8].try_into().unwrap());
+        (second.len(), count)
+    };
+
+    let mut first = version.key_instance().await.unwrap();
+    for expected in 1..=3 {
+        assert_eq!(
+            call(&mut first, "POST", "/", "").await,
+            (200, format!("{expected}\n"))
+        );
+    }
+    let full = first.checkpoint(false).await.unwrap();
+    assert_eq!(memory_1(&[&full.bytes]), (2 << 16, 3));
+    assert_eq!(call(&mut first, "POST", "/", "").await.0, 200);
+    let delta = first.checkpoint(false).await.unwrap();
+    assert!(
+        delta.delta,
+        "the second checkpoint is a delta of both memories"
+    );
+    assert_eq!(memory_1(&[&full.bytes, &delta.bytes]), (2 << 16, 4));
+    drop(first);
+
+    // A fresh instance has one page in memory 1 and a count of 0: the
+    // restore grows it and writes both memories back.
+    let mut second = version.key_instance().await.unwrap();
+    second.restore(&[&full.bytes, &delta.bytes]).await.unwrap();
+    assert_eq!(call(&mut second, "GET", "/", "").await, (200, "4\n".into()));
+    let after = second.checkpoint(true).await.unwrap();
+    assert_eq!(
+        memory_1(&[&after.bytes]),
+        (2 << 16, 5),
+        "memory 1 went on from 4"
     );
     runtime.shutdown();
 }

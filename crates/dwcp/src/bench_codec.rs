@@ -417,7 +417,8 @@ fn stateful_corpus(examples: &Path) -> anyhow::Result<Vec<Series>> {
         let (image, _) =
             dwcp_runtime::state::decode_chain(&[checkpoint.bytes.as_slice()], &Default::default())
                 .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        Ok(image.memory)
+        // The examples have one memory; several are measured as one.
+        Ok(image.memories.concat())
     }
     let mut out = Vec::new();
     if let Some(kv) = version("kv")? {

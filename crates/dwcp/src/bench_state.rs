@@ -161,7 +161,8 @@ async fn pause(
     let (image, _) =
         dwcp_runtime::state::decode_chain(&[full.bytes.as_slice()], &Default::default())
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    let memory = &image.memory;
+    // The examples have one memory; several would be measured as one.
+    let memory = &image.memories.concat();
     let timed = |f: &dyn Fn() -> usize| {
         let mut times = Vec::new();
         let mut size = 0;

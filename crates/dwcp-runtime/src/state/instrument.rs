@@ -21,8 +21,9 @@
 //! What cannot be captured is refused here, with the reason: a component
 //! that changes its tables after start (`table.set`, `table.grow`, ...),
 //! nested components with modules of their own or imported modules (their
-//! instances would be out of reach), a module instantiated twice, shared or 64-bit memories, globals
-//! of a type the sink does not carry, and more than one memory.
+//! instances would be out of reach), a module instantiated twice, shared or
+//! 64-bit memories, and globals of a type the sink does not carry. Any
+//! number of memories is captured, in module order.
 
 use std::collections::HashMap;
 
@@ -74,7 +75,7 @@ pub enum GlobalType {
 /// What the rewritten component's `capture` hands over, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateLayout {
-    /// How many memories (0 or 1).
+    /// How many memories, in the order `capture` hands them over.
     pub memories: u32,
     /// The mutable globals.
     pub globals: Vec<GlobalType>,
@@ -193,11 +194,6 @@ pub fn instrument(component: &[u8]) -> Result<(Vec<u8>, StateLayout), NotCaptura
         }
     }
     let memories: u32 = captured.iter().map(|(_, s)| s.memories.len() as u32).sum();
-    if memories > 1 {
-        return refuse(format!(
-            "it has {memories} memories; one is supported (a component built from one module)"
-        ));
-    }
     let layout = StateLayout {
         memories,
         globals: captured

@@ -28,14 +28,29 @@ pub use instrument::{
     ACCESS_INTERFACE, GlobalType, NotCapturable, SINK_INTERFACE, StateLayout, instrument,
 };
 
-/// A key's memory as of its last checkpoint: the base of the next delta.
+/// A WebAssembly page: the unit `memory.grow` counts in (the snapshot
+/// format's pages are smaller).
+const WASM_PAGE_SIZE: usize = 65536;
+
+/// A key's memories as of its last checkpoint: the base of the next delta.
 pub struct StateImage {
     /// The snapshot id of that checkpoint.
     pub id: u64,
-    /// The memory's bytes (empty for a component without memory).
-    pub memory: Vec<u8>,
-    /// Whether the component has a memory (it may be empty).
-    pub has_memory: bool,
+    /// Each memory's bytes, in the component's order (none for a component
+    /// without memory).
+    pub memories: Vec<Vec<u8>>,
+}
+
+impl StateImage {
+    /// The memories, borrowed, as the encoder takes them.
+    pub fn slices(&self) -> Vec<&[u8]> {
+        self.memories.iter().map(Vec::as_slice).collect()
+    }
+
+    /// Bytes of all memories together.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memories.iter().map(|m| m.len() as u64).sum()
+    }
 }
 
 /// A checkpoint taken, ready to store.
@@ -52,30 +67,60 @@ pub struct Checkpoint {
 /// guest's `capture` calls back into the sink.
 pub(crate) struct Capture {
     layout_globals: Vec<GlobalType>,
-    has_memory: bool,
+    memories: u32,
     globals: Vec<u64>,
+    /// Copies of the memories handed over before the last one. The sink
+    /// sees one memory per call, and only the last call can encode them
+    /// all; the last one (in a one-memory component, the only one) is
+    /// encoded where it lies.
+    earlier: Vec<Vec<u8>>,
     image: Option<StateImage>,
     delta: bool,
     result: Option<Result<Checkpoint>>,
 }
 
 impl Capture {
-    /// Encodes `memory` (borrowed from the guest) with the globals already
-    /// received, then brings the image up to date for the next delta.
-    fn take_memory(&mut self, memory: &[u8]) -> Result<()> {
-        if !memory.len().is_multiple_of(PAGE_SIZE) {
-            bail!("memory of {} bytes is not whole pages", memory.len());
+    /// Takes memory `index` (borrowed from the guest): copies it if more
+    /// are to come, else encodes every memory with the globals already
+    /// received.
+    fn take_memory(&mut self, index: u32, memory: &[u8]) -> Result<()> {
+        if index as usize != self.earlier.len() || index >= self.memories {
+            bail!(
+                "memory {index} handed over out of order ({} of {} taken)",
+                self.earlier.len(),
+                self.memories
+            );
         }
+        if !memory.len().is_multiple_of(PAGE_SIZE) {
+            bail!(
+                "memory {index} of {} bytes is not whole pages",
+                memory.len()
+            );
+        }
+        if index + 1 < self.memories {
+            self.earlier.push(memory.to_vec());
+            return Ok(());
+        }
+        let earlier = std::mem::take(&mut self.earlier);
+        let mut memories: Vec<&[u8]> = earlier.iter().map(Vec::as_slice).collect();
+        memories.push(memory);
+        self.encode(&memories)
+    }
+
+    /// Encodes the state of a component with no memory.
+    fn take_no_memory(&mut self) -> Result<()> {
+        self.encode(&[])
+    }
+
+    /// Encodes `memories` with the globals, then brings the image up to
+    /// date for the next delta.
+    fn encode(&mut self, memories: &[&[u8]]) -> Result<()> {
         let globals = self.snapshot_globals()?;
         let mut bytes = Vec::new();
         let base_memories;
         let base = match &self.image {
             Some(image) if self.delta => {
-                base_memories = if self.has_memory {
-                    vec![image.memory.as_slice()]
-                } else {
-                    Vec::new()
-                };
+                base_memories = image.slices();
                 Some(Base {
                     id: image.id,
                     memories: &base_memories,
@@ -88,30 +133,39 @@ impl Capture {
             base,
             ..EncodeOptions::default()
         };
-        let memories: &[&[u8]] = if self.has_memory { &[memory] } else { &[] };
         let mut changed = Vec::new();
         let summary =
             dwcp_snapshot::encode_tracked(&mut bytes, memories, &globals, &options, &mut changed)?;
         let delta = options.base.is_some();
-        // The image follows the memory: only the pages the encoder found
-        // changed are copied.
+        // The image follows the memories: after a delta only the pages the
+        // encoder found changed are copied.
+        let same_shape = |image: &StateImage| {
+            image.memories.len() == memories.len()
+                && image
+                    .memories
+                    .iter()
+                    .zip(memories)
+                    .all(|(a, b)| a.len() == b.len())
+        };
         match &mut self.image {
-            Some(image) if delta && image.memory.len() == memory.len() => {
-                for (_, page) in changed {
-                    let at = page as usize * PAGE_SIZE;
-                    image.memory[at..at + PAGE_SIZE].copy_from_slice(&memory[at..at + PAGE_SIZE]);
+            Some(image) if delta && same_shape(image) => {
+                for (memory, page) in changed {
+                    let (k, at) = (memory as usize, page as usize * PAGE_SIZE);
+                    image.memories[k][at..at + PAGE_SIZE]
+                        .copy_from_slice(&memories[k][at..at + PAGE_SIZE]);
                 }
                 image.id = summary.id;
             }
-            Some(image) if image.memory.len() == memory.len() => {
-                image.memory.copy_from_slice(memory);
+            Some(image) if same_shape(image) => {
+                for (to, from) in image.memories.iter_mut().zip(memories) {
+                    to.copy_from_slice(from);
+                }
                 image.id = summary.id;
             }
             _ => {
                 self.image = Some(StateImage {
                     id: summary.id,
-                    memory: memory.to_vec(),
-                    has_memory: self.has_memory,
+                    memories: memories.iter().map(|m| m.to_vec()).collect(),
                 })
             }
         }
@@ -169,15 +223,19 @@ pub(crate) fn add_sink_to_linker(linker: &mut Linker<GuestState>) -> Result<()> 
     )?;
     sink.func_wrap(
         "memory",
-        |mut store: StoreContextMut<'_, GuestState>, (_index, data): (u32, WasmList<u8>)| {
+        |mut store: StoreContextMut<'_, GuestState>, (index, data): (u32, WasmList<u8>)| {
             // Outside a checkpoint (a guest calling its own accessor) this
             // does nothing.
             let Some(mut capture) = store.data_mut().capture.take() else {
                 return Ok(());
             };
-            let memory = data.as_le_slice(&store);
-            if let Err(e) = capture.take_memory(memory) {
-                capture.result = Some(Err(e));
+            // After a failure the rest is ignored: the first error is the
+            // one to report.
+            if capture.result.is_none() {
+                let memory = data.as_le_slice(&store);
+                if let Err(e) = capture.take_memory(index, memory) {
+                    capture.result = Some(Err(e));
+                }
             }
             store.data_mut().capture = Some(capture);
             Ok(())
@@ -193,8 +251,8 @@ pub struct StateAccess {
     capture: TypedFunc<(), ()>,
     set_global: TypedFunc<(u32, u64), ()>,
     resize: TypedFunc<(u32, u32), (i32,)>,
-    seek: Option<TypedFunc<(u32,), ()>>,
-    load: Option<wasmtime::component::Func>,
+    /// Per memory: `seek-m{k}` and `load-m{k}`.
+    loaders: Vec<(TypedFunc<(u32,), ()>, wasmtime::component::Func)>,
 }
 
 impl StateAccess {
@@ -219,17 +277,19 @@ impl StateAccess {
         let capture = func("capture")?;
         let set_global = func("set-global")?;
         let resize = func("resize")?;
-        let (seek, load) = if layout.memories == 1 {
-            (Some(func("seek-m0")?), Some(func("load-m0")?))
-        } else {
-            (None, None)
-        };
+        let mut found = Vec::new();
+        for k in 0..layout.memories {
+            found.push((func(&format!("seek-m{k}"))?, func(&format!("load-m{k}"))?));
+        }
+        let mut loaders = Vec::new();
+        for (seek, load) in found {
+            loaders.push((seek.typed(&store)?, load));
+        }
         Ok(Self {
             capture: capture.typed(&store)?,
             set_global: set_global.typed(&store)?,
             resize: resize.typed(&store)?,
-            seek: seek.map(|f| f.typed(&store)).transpose()?,
-            load,
+            loaders,
             layout,
         })
     }
@@ -246,8 +306,9 @@ impl StateAccess {
         let mut store = store.as_context_mut();
         store.data_mut().capture = Some(Box::new(Capture {
             layout_globals: self.layout.globals.clone(),
-            has_memory: self.layout.memories == 1,
+            memories: self.layout.memories,
             globals: Vec::with_capacity(self.layout.globals.len()),
+            earlier: Vec::new(),
             image: image.take(),
             delta,
             result: None,
@@ -260,7 +321,7 @@ impl StateAccess {
             .context("the capture state went missing")?;
         called.context("the guest's capture function failed")?;
         if self.layout.memories == 0 {
-            capture.take_memory(&[])?;
+            capture.take_no_memory()?;
         }
         let result = capture
             .result
@@ -276,7 +337,7 @@ impl StateAccess {
     pub async fn restore(
         &self,
         mut store: impl AsContextMut<Data = GuestState>,
-        memory: &[u8],
+        memories: &[&[u8]],
         globals: &[Global],
     ) -> Result<()> {
         let mut store = store.as_context_mut();
@@ -287,19 +348,33 @@ impl StateAccess {
                 self.layout.globals.len()
             );
         }
-        if let (Some(seek), Some(load)) = (&self.seek, &self.load) {
-            let pages = u32::try_from(memory.len() / 65536).context("memory too large")?;
-            let (size,) = self.resize.call_async(&mut store, (0, pages)).await?;
+        if memories.len() != self.loaders.len() {
+            bail!(
+                "the snapshot holds {} memories, the component has {}",
+                memories.len(),
+                self.loaders.len()
+            );
+        }
+        for (k, (memory, (seek, load))) in memories.iter().zip(&self.loaders).enumerate() {
+            if !memory.len().is_multiple_of(WASM_PAGE_SIZE) {
+                bail!(
+                    "memory {k} of {} bytes is not whole WebAssembly pages",
+                    memory.len()
+                );
+            }
+            let pages = u32::try_from(memory.len() / WASM_PAGE_SIZE).context("memory too large")?;
+            let (size,) = self
+                .resize
+                .call_async(&mut store, (k as u32, pages))
+                .await?;
             if size != pages as i32 {
                 bail!(
-                    "cannot size the memory to {pages} pages (it has {size}): over the app's memory limit?"
+                    "cannot size memory {k} to {pages} pages (it has {size}): over the app's memory limit?"
                 );
             }
             seek.call_async(&mut store, (0,)).await?;
             let load = load.typed::<(&[u8],), ()>(&store)?;
-            load.call_async(&mut store, (memory,)).await?;
-        } else if !memory.is_empty() {
-            bail!("the snapshot holds a memory, the component has none");
+            load.call_async(&mut store, (*memory,)).await?;
         }
         for (i, (global, ty)) in globals.iter().zip(&self.layout.globals).enumerate() {
             let expected = global_kind(*ty);
@@ -319,13 +394,12 @@ impl StateAccess {
     }
 }
 
-/// Decodes a chain of snapshots (a full one, then deltas in order) into one
-/// memory image and the globals of the last.
+/// Decodes a chain of snapshots (a full one, then deltas in order) into the
+/// memories and the globals of the last.
 pub fn decode_chain(chain: &[&[u8]], limits: &DecodeLimits) -> Result<(StateImage, Vec<Global>)> {
     let mut memories: Vec<Vec<u8>> = Vec::new();
     let mut base: Option<BaseInfo> = None;
     let mut globals = Vec::new();
-    let mut has_memory = false;
     for (i, bytes) in chain.iter().enumerate() {
         let info = decode_into(
             *bytes,
@@ -335,23 +409,12 @@ pub fn decode_chain(chain: &[&[u8]], limits: &DecodeLimits) -> Result<(StateImag
             limits,
         )
         .with_context(|| format!("snapshot {} of {} in its chain", i + 1, chain.len()))?;
-        if info.memory_lengths.len() > 1 {
-            bail!("the snapshot holds {} memories", info.memory_lengths.len());
-        }
         globals = info.globals;
-        has_memory = info.memory_lengths.len() == 1;
         base = Some(BaseInfo {
             id: dwcp_snapshot::snapshot_id(bytes).context("a snapshot without a trailer")?,
             lengths: info.memory_lengths,
         });
     }
     let id = base.map_or(0, |b| b.id);
-    Ok((
-        StateImage {
-            id,
-            memory: memories.pop().unwrap_or_default(),
-            has_memory,
-        },
-        globals,
-    ))
+    Ok((StateImage { id, memories }, globals))
 }

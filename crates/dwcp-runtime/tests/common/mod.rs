@@ -1,0 +1,3 @@
+//! Test helpers shared by the runtime's integration tests.
+
+pub mod two_memories;
