@@ -36,9 +36,9 @@ pub fn install_default_provider() {
     let _ = aws_lc_rs::default_provider().install_default();
 }
 
-/// Client-facing HTTPS: `X25519MLKEM768` preferred, classical groups
-/// still offered.
-pub fn ingress_provider() -> CryptoProvider {
+/// Client-facing HTTPS and guests' outgoing HTTPS: `X25519MLKEM768`
+/// preferred, classical groups still offered.
+pub fn hybrid_preferred_provider() -> CryptoProvider {
     CryptoProvider {
         kx_groups: vec![
             aws_lc_rs::kx_group::X25519MLKEM768,
@@ -63,7 +63,7 @@ pub fn ingress_server_config(
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut config = ServerConfig::builder_with_provider(Arc::new(ingress_provider()))
+    let mut config = ServerConfig::builder_with_provider(Arc::new(hybrid_preferred_provider()))
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(certs, key)?;

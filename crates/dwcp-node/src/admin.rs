@@ -23,6 +23,10 @@ pub struct AdminState {
     pub ready: AtomicBool,
     /// Turns true when the node stops: long responses (`logs --follow`) end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The admin API's tokens.
+    pub tokens: Arc<crate::auth::TokenStore>,
+    /// Whether `/metrics` answers without a token.
+    pub metrics_public: bool,
 }
 
 /// The admin API's routes; uploads up to `max_upload` bytes.
@@ -69,8 +73,14 @@ pub fn router(state: Arc<AdminState>, max_upload: usize) -> Router {
         .route("/v1/gc", post(gc))
         .merge(crate::observe::routes())
         .merge(crate::backup::routes())
+        .merge(crate::auth::routes())
         .layer(DefaultBodyLimit::max(max_upload))
         .layer(axum::middleware::from_fn_with_state(state.clone(), audit))
+        // Outermost: a call without a valid token is neither run nor audited.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::require_token,
+        ))
         .with_state(state)
 }
 
@@ -132,9 +142,15 @@ struct TenantQuery {
 
 async fn list_apps(
     State(state): State<Arc<AdminState>>,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
     Query(q): Query<TenantQuery>,
 ) -> ApiResult<Vec<crate::AppSummary>> {
-    Ok(axum::Json(state.control.list(q.tenant.as_deref())?))
+    // A tenant's token lists its own apps, whatever it asked for.
+    let tenant = match caller.as_ref().map(|c| &c.0.scope) {
+        Some(crate::auth::Scope::Tenant(own)) => Some(own.as_str()),
+        _ => q.tenant.as_deref(),
+    };
+    Ok(axum::Json(state.control.list(tenant)?))
 }
 
 pub(crate) fn app_id(tenant: &str, app: &str) -> Result<AppId, ApiError> {
@@ -520,13 +536,17 @@ async fn audit(
         return next.run(request).await;
     }
     let action = format!("{method} {}", request.uri());
+    let token = request
+        .extensions()
+        .get::<crate::auth::Caller>()
+        .map(|c| c.token_id.clone());
     // In a task of its own: a client that hangs up mid-deploy drops this
     // future, but the deploy goes on, and so must its audit entry.
     let task = tokio::spawn(async move {
         let response = next.run(request).await;
         let status = response.status().as_u16();
         let control = state.control.clone();
-        let _ = tokio::task::spawn_blocking(move || control.audit(action, status)).await;
+        let _ = tokio::task::spawn_blocking(move || control.audit(action, token, status)).await;
         response
     });
     match task.await {

@@ -374,7 +374,11 @@ pub fn routes() -> axum::Router<Arc<AdminState>> {
     axum::Router::new().route("/v1/backup", axum::routing::get(download))
 }
 
-async fn download(State(state): State<Arc<AdminState>>) -> Result<Response, ApiError> {
+async fn download(
+    State(state): State<Arc<AdminState>>,
+    caller: Option<axum::Extension<crate::auth::Caller>>,
+) -> Result<Response, ApiError> {
+    let token = caller.map(|c| c.0.token_id);
     let source = state.control.backup().await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
     let control = state.control.clone();
@@ -385,10 +389,10 @@ async fn download(State(state): State<Arc<AdminState>>) -> Result<Response, ApiE
         };
         // A backup hands out every sealed secret: it is audited like a change.
         match source.write_to(out) {
-            Ok(()) => control.audit("GET /v1/backup".into(), 200),
+            Ok(()) => control.audit("GET /v1/backup".into(), token, 200),
             Err(e) => {
                 tracing::warn!("backup not completed: {e}");
-                control.audit("GET /v1/backup".into(), 500);
+                control.audit("GET /v1/backup".into(), token, 500);
                 // The client sees the body fail rather than end short.
                 let _ = tx.blocking_send(Err(e));
             }

@@ -442,13 +442,13 @@ impl Control {
 
     /// Appends an admin action to the audit log. A failure to write is
     /// logged, not returned: the action itself already happened.
-    pub fn audit(&self, action: String, status: u16) {
+    pub fn audit(&self, action: String, token: Option<String>, status: u16) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
         let entry = AuditEntry {
             at: now / 1_000_000,
-            token: None,
+            token,
             action,
             status,
         };

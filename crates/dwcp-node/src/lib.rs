@@ -10,6 +10,7 @@
 
 mod admin;
 mod apps;
+mod auth;
 mod backup;
 mod control;
 mod gc;
@@ -26,6 +27,7 @@ mod telemetry;
 mod tenants;
 
 pub use apps::{AppTable, LiveApp};
+pub use auth::{ADMIN_TOKEN_FILE, Scope, TokenRecord};
 pub use backup::{BACKUP_FORMAT, BackupManifest, BackupSource, read_manifest, restore};
 pub use control::{
     AppStatus, AppSummary, Control, ControlError, ControlSettings, DeployOptions, DeployOutcome,

@@ -50,6 +50,8 @@ pub struct NodeConfig {
     pub compile_jobs: usize,
     /// How long `dwcp gc` keeps audit entries.
     pub audit_retention: Duration,
+    /// `/metrics` answers without a token.
+    pub metrics_public: bool,
 }
 
 impl NodeConfig {
@@ -68,6 +70,7 @@ impl NodeConfig {
             keep_versions: 10,
             compile_jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
             audit_retention: Duration::from_secs(90 * 86_400),
+            metrics_public: false,
         }
     }
 }
@@ -87,6 +90,8 @@ pub struct RunningNode {
     pub load_report: LoadReport,
     /// The node's metrics.
     pub metrics: Arc<NodeMetrics>,
+    /// Whether this start wrote a new node-wide admin token.
+    pub created_admin_token: bool,
     runtime: Arc<Runtime>,
     control: Arc<Control>,
     shutdown: watch::Sender<bool>,
@@ -135,11 +140,15 @@ impl Node {
         let (shutdown, _) = watch::channel(false);
         let mut threads = Vec::new();
 
+        let (tokens, created_admin_token) = crate::auth::TokenStore::open(&config.data_dir)
+            .context("cannot open the admin tokens")?;
         let admin_state = Arc::new(AdminState {
             control: control.clone(),
             metrics: metrics.clone(),
             ready: AtomicBool::new(false),
             shutdown: shutdown.subscribe(),
+            tokens,
+            metrics_public: config.metrics_public,
         });
         threads.push(spawn_admin(
             admin,
@@ -177,6 +186,7 @@ impl Node {
             apps_loaded: load_report.loaded,
             load_report,
             metrics,
+            created_admin_token,
             runtime,
             control,
             shutdown,

@@ -177,8 +177,10 @@ impl EgressPolicy {
             let roots = rustls::RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.into(),
             };
+            // Hybrid post-quantum key exchange first; classical groups
+            // for servers that have none.
             let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
+                dwcp_crypto::tls::hybrid_preferred_provider(),
             ))
             .with_safe_default_protocol_versions()
             .map_err(|_| HttpError::TlsProtocolError)?

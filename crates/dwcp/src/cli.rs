@@ -127,6 +127,11 @@ pub enum Command {
     /// Example: dwcp tenants quota acme --memory 2GiB --instances 50
     #[command(subcommand)]
     Tenants(TenantsCommand),
+    /// Admin API tokens: node-wide, or scoped to one tenant.
+    ///
+    /// Example: dwcp tokens create --tenant acme --name ci
+    #[command(subcommand)]
+    Tokens(TokensCommand),
     /// Benchmarks against named peers.
     ///
     /// Example: dwcp bench http
@@ -176,6 +181,42 @@ pub struct UpArgs {
     /// How long audit entries are kept (removed by `dwcp gc`).
     #[arg(long, default_value = "90d")]
     pub audit_retention: String,
+    /// Serve /metrics without a token (for a Prometheus that has none).
+    #[arg(long)]
+    pub metrics_public: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokensCommand {
+    /// Make a token; it is printed once and stored only as a hash.
+    ///
+    /// Example: dwcp tokens create --tenant acme --name ci
+    Create {
+        /// Scope it to this tenant's apps (default: the whole node).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// A name to tell it apart in `dwcp tokens list`.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Print JSON: {token, id, scope, tenant, name, created_at}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens (ids and scopes; never the tokens).
+    ///
+    /// Example: dwcp tokens list --json
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its id: calls with it fail from now on.
+    ///
+    /// Example: dwcp tokens revoke 3f2a9c1b7d4e
+    Revoke {
+        /// The token's id (`dwcp tokens list`).
+        id: String,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -15,7 +15,14 @@ use crate::client::AdminClient;
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
-    let client = || AdminClient::new(&cli.admin, cli.token.clone());
+    // --token, else DWCP_TOKEN (both in `cli.token`), else the node-wide
+    // token `dwcp up` wrote into the data directory.
+    let token = cli.token.clone().or_else(|| {
+        std::fs::read_to_string(data_dir.join(dwcp_node::ADMIN_TOKEN_FILE))
+            .ok()
+            .map(|t| t.trim().to_string())
+    });
+    let client = || AdminClient::new(&cli.admin, token.clone());
     match cli.command {
         Command::Up(args) => crate::up::run(args, &cli.admin, data_dir),
         Command::Deploy(args) => deploy(&client(), &cli.tenant, args),
@@ -52,6 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Secrets(command) => secrets(&client(), &cli.tenant, command),
         Command::Backup { file } => backup(&client(), &file),
         Command::Gc { dry_run, json } => gc(&client(), dry_run, json),
+        Command::Tokens(command) => crate::access::tokens(&client(), command),
         Command::Logs(args) => crate::observe::logs(&client(), &cli.tenant, args),
         Command::Metrics(args) => crate::observe::metrics(&client(), &cli.tenant, args),
         Command::Bench(bench) => crate::bench::run(bench),

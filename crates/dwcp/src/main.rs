@@ -2,6 +2,7 @@
 //! command line and either runs a node (`dwcp up`) or speaks to a node's
 //! admin API. Every command is described, with an example, in `docs/cli.md`.
 
+mod access;
 mod bench;
 mod bench_codec;
 mod bench_state;
@@ -23,6 +24,9 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Other crates in the build enable rustls's `ring` provider too; with
+    // two and no default, rustls would refuse to pick.
+    dwcp_crypto::tls::install_default_provider();
     let cli = cli::Cli::parse();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

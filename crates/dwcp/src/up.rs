@@ -69,6 +69,7 @@ pub fn run(args: UpArgs, admin: &str, data_dir: PathBuf) -> anyhow::Result<()> {
                 args.audit_retention
             )
         })?;
+    config.metrics_public = args.metrics_public;
     config.runtime = RuntimeSettings {
         pool_instances: args.pool_instances,
         max_memory: parse_size("--pool-max-memory", &args.pool_max_memory)?,
@@ -88,6 +89,12 @@ pub fn run(args: UpArgs, admin: &str, data_dir: PathBuf) -> anyhow::Result<()> {
         );
     }
     let node = Node::start(config)?;
+    if node.created_admin_token {
+        tracing::info!(
+            "wrote the node's admin token to {} (0600); the CLI reads it from there",
+            data_dir.join(dwcp_node::ADMIN_TOKEN_FILE).display()
+        );
+    }
     {
         let mut out = std::io::stdout().lock();
         writeln!(

@@ -81,6 +81,7 @@ fn follow_prints_lines_as_they_come_and_ends_with_the_app() {
     node.deploy("demo/logger", "logger", &[]);
     let mut follower = Command::new(dwcp())
         .args(["--admin", &format!("http://{}", node.admin)])
+        .env("DWCP_DATA_DIR", dir.path())
         .args(["logs", "demo/logger", "--follow"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

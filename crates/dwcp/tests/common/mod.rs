@@ -111,6 +111,8 @@ impl TestNode {
         Command::new(dwcp())
             .arg("--admin")
             .arg(format!("http://{}", self.admin))
+            // Where the CLI finds the admin token (and the publisher key).
+            .env("DWCP_DATA_DIR", &self.data_dir)
             .args(args)
             .output()
             .expect("dwcp runs")
@@ -140,9 +142,24 @@ impl TestNode {
         request(self.http, method, host, path, body)
     }
 
-    /// GET on the admin API; returns the body.
+    /// The node-wide admin token `dwcp up` wrote.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin-token"))
+            .expect("dwcp up wrote admin-token")
+            .trim()
+            .to_string()
+    }
+
+    /// GET on the admin API with the node's token; returns the body.
     pub fn admin_get(&self, path: &str) -> String {
-        let reply = request(self.admin, "GET", "localhost", path, b"");
+        let auth = format!("Bearer {}", self.token());
+        let reply = request_with(
+            self.admin,
+            "GET",
+            "localhost",
+            path,
+            &[("authorization", &auth)],
+        );
         assert_eq!(reply.status, 200, "GET {path}: {}", reply.text());
         reply.text()
     }
