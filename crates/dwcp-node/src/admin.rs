@@ -27,6 +27,8 @@ pub struct AdminState {
     pub tokens: Arc<crate::auth::TokenStore>,
     /// Whether `/metrics` answers without a token.
     pub metrics_public: bool,
+    /// Which publisher keys the node trusts.
+    pub trust: Arc<crate::trust::TrustStore>,
 }
 
 /// The admin API's routes; uploads up to `max_upload` bytes.
@@ -74,6 +76,7 @@ pub fn router(state: Arc<AdminState>, max_upload: usize) -> Router {
         .merge(crate::observe::routes())
         .merge(crate::backup::routes())
         .merge(crate::auth::routes())
+        .merge(crate::keys_admin::routes())
         .layer(DefaultBodyLimit::max(max_upload))
         .layer(axum::middleware::from_fn_with_state(state.clone(), audit))
         // Outermost: a call without a valid token is neither run nor audited.
@@ -302,10 +305,23 @@ async fn deploy(
     State(state): State<Arc<AdminState>>,
     Path((tenant, app)): Path<(String, String)>,
     Query(q): Query<DeployQuery>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = app_id(&tenant, &app)?;
-    let options = q.options()?;
+    let mut options = q.options()?;
+    // Hashed once here; the signature covers this hash, and the deploy
+    // stores the artifact under it.
+    let sha256 = dwcp_store::sha256_hex(&body);
+    let signed_by = crate::keys_admin::check_upload(
+        &state,
+        &headers,
+        &tenant,
+        &app,
+        options.version.as_deref(),
+        &sha256,
+    )?;
+    options.uploaded = Some((sha256, signed_by));
     let outcome = state.control.deploy(&id, body.to_vec(), options).await?;
     Ok((StatusCode::CREATED, axum::Json(outcome)))
 }

@@ -94,6 +94,9 @@ pub struct DeployOptions {
     pub preinit: Option<String>,
     /// Deploy as a stateful app with these settings (deploy only).
     pub stateful: Option<dwcp_store::StatefulSettings>,
+    /// The upload's SHA-256 and the id of the publisher key whose
+    /// signature over it was checked (deploy only).
+    pub uploaded: Option<(String, String)>,
 }
 
 /// What a deploy did.
@@ -206,6 +209,8 @@ pub struct VersionInfo {
     /// For a stateful app: how many keys hold state on this version.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keys: Option<usize>,
+    /// The id of the publisher key whose signature was checked at upload.
+    pub signed_by: Option<String>,
 }
 
 /// How a node's control plane behaves, as `dwcp up` sets it.
@@ -627,7 +632,10 @@ impl Control {
     ) -> Result<DeployOutcome, ControlError> {
         let (bytes, source_sha256) = match &options.preinit {
             Some(func) => {
-                let source = sha256_hex(&bytes);
+                let source = match &options.uploaded {
+                    Some((sha256, _)) => sha256.clone(),
+                    None => sha256_hex(&bytes),
+                };
                 let initialized = self
                     .preinitialize(id, bytes, func.clone(), &options)
                     .await?;
@@ -720,7 +728,12 @@ impl Control {
         let limits = self.limits_for(existing.as_ref(), &options)?;
         self.check_memory_quota(&id.tenant, &id.app, limits.memory_bytes)?;
 
-        let sha256 = sha256_hex(&bytes);
+        // The admin API hashed the upload already (its signature covers that
+        // hash); a pre-initialized component is another file.
+        let sha256 = match (&options.uploaded, &source_sha256) {
+            (Some((sha256, _)), None) => sha256.clone(),
+            _ => sha256_hex(&bytes),
+        };
         let size = bytes.len() as u64;
         let had_code = self.runtime.aot_cache().path(&sha256).exists();
         let had_artifact = self.artifacts.path(&sha256).exists();
@@ -785,6 +798,7 @@ impl Control {
             deployed_at: now,
             preinit: options.preinit.clone(),
             source_sha256,
+            signed_by: options.uploaded.as_ref().map(|(_, key)| key.clone()),
         });
         record.active = version.clone();
         record.limits = limits;
@@ -1148,6 +1162,7 @@ impl Control {
                     .map(|k| k.get(&v.version).copied().unwrap_or(0)),
                 preinit: v.preinit.clone(),
                 source_sha256: v.source_sha256.clone(),
+                signed_by: v.signed_by.clone(),
                 active: v.version == r.active,
                 version: v.version.clone(),
                 sha256: v.sha256.clone(),

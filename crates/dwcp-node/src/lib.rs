@@ -17,6 +17,7 @@ mod gc;
 mod host;
 pub mod ingress;
 mod keyed_control;
+mod keys_admin;
 mod metrics;
 mod node;
 mod observe;
@@ -25,6 +26,7 @@ mod startup;
 mod stateful;
 mod telemetry;
 mod tenants;
+mod trust;
 
 pub use apps::{AppTable, LiveApp};
 pub use auth::{ADMIN_TOKEN_FILE, Scope, TokenRecord};
@@ -35,9 +37,11 @@ pub use control::{
 };
 pub use gc::GcReport;
 pub use host::app_key;
+pub use keys_admin::{KEY_ID_HEADER, SIGNATURE_HEADER};
 pub use metrics::NodeMetrics;
 pub use node::{Node, NodeConfig, RunningNode};
 pub use secrets::SecretBox;
 pub use startup::LoadReport;
 pub use stateful::{KeyCheckpoint, KeyedApp, MAX_KEY_LEN};
 pub use tenants::{QuotaExceeded, TenantGate, TenantSlot, TenantUsage};
+pub use trust::{LOCAL_PUBLISHER, RESERVED_NAMES, TrustStore, publisher_key_path, read_key_file};

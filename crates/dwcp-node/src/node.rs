@@ -92,6 +92,8 @@ pub struct RunningNode {
     pub metrics: Arc<NodeMetrics>,
     /// Whether this start wrote a new node-wide admin token.
     pub created_admin_token: bool,
+    /// Whether this start made the root and local publisher keys.
+    pub created_trust: bool,
     runtime: Arc<Runtime>,
     control: Arc<Control>,
     shutdown: watch::Sender<bool>,
@@ -142,6 +144,9 @@ impl Node {
 
         let (tokens, created_admin_token) = crate::auth::TokenStore::open(&config.data_dir)
             .context("cannot open the admin tokens")?;
+        let (trust, created_trust) =
+            crate::trust::TrustStore::open(&config.data_dir, dwcp_store::unix_now())
+                .context("cannot open the node's trust manifest")?;
         let admin_state = Arc::new(AdminState {
             control: control.clone(),
             metrics: metrics.clone(),
@@ -149,6 +154,7 @@ impl Node {
             shutdown: shutdown.subscribe(),
             tokens,
             metrics_public: config.metrics_public,
+            trust: Arc::new(trust),
         });
         threads.push(spawn_admin(
             admin,
@@ -187,6 +193,7 @@ impl Node {
             load_report,
             metrics,
             created_admin_token,
+            created_trust,
             runtime,
             control,
             shutdown,

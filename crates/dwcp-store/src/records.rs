@@ -83,6 +83,9 @@ pub struct VersionRecord {
     /// from it (pre-initialized).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_sha256: Option<String>,
+    /// The id of the publisher key whose signature was checked at upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
 }
 
 /// An app: its versions, the one serving, and its limits.
@@ -227,6 +230,7 @@ mod tests {
             deployed_at: 0,
             preinit: None,
             source_sha256: None,
+            signed_by: None,
         }
     }
 

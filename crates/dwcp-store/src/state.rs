@@ -397,6 +397,7 @@ mod tests {
                 deployed_at: 1,
                 preinit: None,
                 source_sha256: None,
+                signed_by: None,
             }],
             limits: AppLimits::default(),
             created_at: 1,

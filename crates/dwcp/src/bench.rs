@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::cli::{BenchCommand, ColdstartArgs, HttpBenchArgs, PreinitArgs, RestartArgs};
-use crate::client::AdminClient;
 
 /// Runs a benchmark.
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -119,12 +118,14 @@ fn instantiate_samples(
 }
 
 /// A node in this process on free ports, and a client of its admin API.
-pub(crate) fn node_in_process(dir: &Path) -> anyhow::Result<(dwcp_node::RunningNode, AdminClient)> {
+pub(crate) fn node_in_process(
+    dir: &Path,
+) -> anyhow::Result<(dwcp_node::RunningNode, crate::signing::SignedClient)> {
     let mut config = dwcp_node::NodeConfig::new(dir.to_path_buf());
     config.http = "127.0.0.1:0".parse()?;
     config.admin = "127.0.0.1:0".parse()?;
     let node = dwcp_node::Node::start(config)?;
-    let client = AdminClient::new(&format!("http://{}", node.admin_addr), None);
+    let client = crate::signing::SignedClient::for_local_node(node.admin_addr, dir)?;
     Ok((node, client))
 }
 
@@ -310,7 +311,7 @@ fn http(args: HttpBenchArgs) -> anyhow::Result<()> {
                 .spawn()?,
         );
         wait_for_port(admin)?;
-        let client = AdminClient::new(&format!("http://{admin}"), None);
+        let client = crate::signing::SignedClient::for_local_node(admin, dir.path())?;
         let workers = args.workers.map_or_else(
             || {
                 let n = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -499,7 +500,7 @@ fn restart(args: RestartArgs) -> anyhow::Result<()> {
     {
         let (_node, _, admin) = spawn_node(&me, dir.path(), Stdio::null(), &[])?;
         wait_for_port(admin)?;
-        let client = AdminClient::new(&format!("http://{admin}"), None);
+        let client = crate::signing::SignedClient::for_local_node(admin, dir.path())?;
         eprintln!("deploying {} apps with distinct artifacts…", args.apps);
         for i in 0..args.apps {
             let _: serde_json::Value = client.upload(

@@ -127,6 +127,44 @@ pub enum Command {
     /// Example: dwcp tenants quota acme --memory 2GiB --instances 50
     #[command(subcommand)]
     Tenants(TenantsCommand),
+    /// Signing keys and the trust manifest: publisher keys, the root that signs the manifest.
+    ///
+    /// Example: dwcp keys gen --publisher acme
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Sign a component for TENANT/APP VERSION into FILE.wasm.sig, to deploy later
+    /// (`dwcp deploy --signature`) or check (`dwcp verify`).
+    ///
+    /// Example: dwcp sign demo/hello hello.wasm --version v7 --key keys/acme.key
+    Sign {
+        /// TENANT/APP.
+        app: String,
+        /// The component.
+        file: PathBuf,
+        /// The version it is for.
+        #[arg(long)]
+        version: String,
+        /// The publisher key (default: DATA_DIR/keys/local.key).
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// Where to write the signature (default: FILE.sig).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Check a component's signature (FILE.wasm.sig) against the node's root-signed
+    /// trust manifest.
+    ///
+    /// Example: dwcp verify hello.wasm
+    Verify {
+        /// The component.
+        file: PathBuf,
+        /// The signature (default: FILE.sig).
+        #[arg(long, value_name = "FILE.sig")]
+        signature: Option<PathBuf>,
+        /// Print JSON: {ok, key_id, name, status, tenant, app, version, sha256, reason}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Admin API tokens: node-wide, or scoped to one tenant.
     ///
     /// Example: dwcp tokens create --tenant acme --name ci
@@ -187,6 +225,64 @@ pub struct UpArgs {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Make a publisher key (Ed25519 + ML-DSA-65) in DATA_DIR/keys/NAME.key (0600),
+    /// and its public half in NAME.pub.
+    ///
+    /// Example: dwcp keys gen --publisher acme
+    Gen {
+        /// The publisher's name.
+        #[arg(long)]
+        publisher: String,
+        /// Replace a key file of that name.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The trust manifest's keys: ids, algorithms, validity, status.
+    ///
+    /// Example: dwcp keys list --json
+    List {
+        /// Print JSON: {root_key_id, root_algorithm, serial, issued_at, keys: [...]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Trust a publisher key (its .pub or .key file): deploys it signs are accepted.
+    ///
+    /// Example: dwcp keys trust ~/.local/share/dwcp/keys/acme.pub --valid-for 90d
+    Trust {
+        /// The key's .pub (or .key) file.
+        file: PathBuf,
+        /// Accept it for this long (default: until revoked).
+        #[arg(long)]
+        valid_for: Option<String>,
+    },
+    /// Revoke a key: what it signs is refused from now on.
+    ///
+    /// Example: dwcp keys revoke 5d1c0a9e7b3f2a14 --reason "laptop lost"
+    Revoke {
+        /// The key's id (`dwcp keys list`).
+        key_id: String,
+        /// Why (kept in the manifest).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Replace a key by a new one it endorses; both are accepted during the overlap.
+    ///
+    /// Example: dwcp keys rotate --scope publisher --key keys/acme.key --overlap 24h
+    Rotate {
+        /// Which keys: publisher (the one in --key, default the local one), node, root, or all.
+        #[arg(long, default_value = "publisher")]
+        scope: String,
+        /// The publisher key file to rotate (rewritten in place; the old one kept as FILE.prev).
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// How long the old key stays accepted beside the new one.
+        #[arg(long, default_value = "24h")]
+        overlap: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum TokensCommand {
     /// Make a token; it is printed once and stored only as a hash.
     ///
@@ -236,6 +332,12 @@ pub struct DeployArgs {
     pub preinit: Option<String>,
     #[command(flatten)]
     pub state: StatefulFlags,
+    /// Sign with this publisher key (default: DATA_DIR/keys/local.key, made by `dwcp up`).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Upload with a signature made beforehand by `dwcp sign` instead of signing now.
+    #[arg(long, value_name = "FILE.sig", conflicts_with = "key")]
+    pub signature: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

@@ -53,6 +53,35 @@ impl AdminClient {
         decode(response)
     }
 
+    /// GET `path` and decode the JSON answer; `None` when there is no such
+    /// thing (404).
+    pub fn get_optional<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Option<T>> {
+        let mut request = self.agent.get(self.url(path));
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = request.call().with_context(|| self.unreachable())?;
+        if response.status() == 404 {
+            return Ok(None);
+        }
+        decode(response).map(Some)
+    }
+
+    /// POST `body` as JSON to `path` and decode the JSON answer.
+    pub fn post_json<T: DeserializeOwned>(&self, path: &str, body: &Value) -> anyhow::Result<T> {
+        let mut request = self
+            .agent
+            .post(self.url(path))
+            .header("content-type", "application/json");
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = request
+            .send(body.to_string().as_bytes())
+            .with_context(|| self.unreachable())?;
+        decode(response)
+    }
+
     /// DELETE `path` and decode the JSON answer.
     pub fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let mut request = self.agent.delete(self.url(path));
@@ -94,7 +123,12 @@ impl AdminClient {
 
     /// POST the file's bytes to `path`, showing upload progress and then a
     /// spinner while the node compiles (on a terminal only).
-    pub fn upload<T: DeserializeOwned>(&self, path: &str, bytes: Vec<u8>) -> anyhow::Result<T> {
+    pub fn upload<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        bytes: Vec<u8>,
+        headers: &[(&str, String)],
+    ) -> anyhow::Result<T> {
         let len = bytes.len() as u64;
         let bar = ProgressBar::new(len).with_style(
             ProgressStyle::with_template(
@@ -113,6 +147,9 @@ impl AdminClient {
             .post(self.url(path))
             .header("content-type", "application/wasm")
             .header("content-length", len.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, value.as_str());
+        }
         if let Some(token) = &self.token {
             request = request.header("authorization", format!("Bearer {token}"));
         }

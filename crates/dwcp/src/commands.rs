@@ -25,7 +25,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let client = || AdminClient::new(&cli.admin, token.clone());
     match cli.command {
         Command::Up(args) => crate::up::run(args, &cli.admin, data_dir),
-        Command::Deploy(args) => deploy(&client(), &cli.tenant, args),
+        Command::Deploy(args) => deploy(&client(), &cli.tenant, &data_dir, args),
         Command::Apps(args) => match args.command {
             Some(AppsCommand::List(list)) => {
                 apps_list(&client(), list.tenant.as_deref(), list.json || args.json)
@@ -35,9 +35,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Status(arg) => status(&client(), &cli.tenant, arg),
         Command::Versions(arg) => versions(&client(), &cli.tenant, arg),
-        Command::Snapshot(args) => crate::keys::snapshot(&client(), &cli.tenant, args),
-        Command::Snapshots(args) => crate::keys::snapshots(&client(), &cli.tenant, args),
-        Command::Restore(args) => crate::keys::restore(&client(), &cli.tenant, args),
+        Command::Snapshot(args) => crate::snapshots::snapshot(&client(), &cli.tenant, args),
+        Command::Snapshots(args) => crate::snapshots::snapshots(&client(), &cli.tenant, args),
+        Command::Restore(args) => crate::snapshots::restore(&client(), &cli.tenant, args),
         Command::Delete(arg) => {
             let (tenant, app) = split_app(&cli.tenant, &arg.app)?;
             let out: Value = client().delete(&format!("/v1/apps/{tenant}/{app}"))?;
@@ -60,6 +60,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup { file } => backup(&client(), &file),
         Command::Gc { dry_run, json } => gc(&client(), dry_run, json),
         Command::Tokens(command) => crate::access::tokens(&client(), command),
+        Command::Keys(command) => crate::keys::run(&client(), &data_dir, command),
+        Command::Sign {
+            app,
+            file,
+            version,
+            key,
+            out,
+        } => crate::keys::sign(&cli.tenant, &data_dir, &app, &file, &version, key, out),
+        Command::Verify {
+            file,
+            signature,
+            json,
+        } => crate::keys::verify(&client(), &data_dir, &file, signature, json),
         Command::Logs(args) => crate::observe::logs(&client(), &cli.tenant, args),
         Command::Metrics(args) => crate::observe::metrics(&client(), &cli.tenant, args),
         Command::Bench(bench) => crate::bench::run(bench),
@@ -91,11 +104,40 @@ pub(crate) fn print_json(value: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn deploy(client: &AdminClient, default_tenant: &str, args: DeployArgs) -> anyhow::Result<()> {
+fn deploy(
+    client: &AdminClient,
+    default_tenant: &str,
+    data_dir: &std::path::Path,
+    args: DeployArgs,
+) -> anyhow::Result<()> {
     let (tenant, app) = split_app(default_tenant, &args.app)?;
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let mut query = limits_query(args.version, args.limits);
+    // Checked before anything is sent: the signature must be for this
+    // upload (the node checks it again).
+    let detached = match &args.signature {
+        Some(path) => {
+            let sig = crate::signing::Detached::read(path)?;
+            let sha256 = dwcp_store::sha256_hex(&bytes);
+            if (sig.tenant.as_str(), sig.app.as_str()) != (tenant.as_str(), app.as_str())
+                || sig.sha256 != sha256
+                || args.version.as_ref().is_some_and(|v| *v != sig.version)
+            {
+                anyhow::bail!(
+                    "{} signs {}/{} {} sha256:{}, not {tenant}/{app} {} sha256:{sha256}",
+                    path.display(),
+                    sig.tenant,
+                    sig.app,
+                    sig.version,
+                    sig.sha256,
+                    args.version.as_deref().unwrap_or(&sig.version)
+                );
+            }
+            Some(sig)
+        }
+        None => None,
+    };
+    let mut query = limits_query(None, args.limits);
     if let Some(func) = &args.preinit {
         if !query.is_empty() {
             query.push('&');
@@ -121,8 +163,21 @@ fn deploy(client: &AdminClient, default_tenant: &str, args: DeployArgs) -> anyho
         );
         add("hibernate_after", state.hibernate_after.clone());
     }
-    let path = format!("/v1/apps/{tenant}/{app}/versions?{query}");
-    let out: Value = client.upload(&path, bytes)?;
+    let out = match detached {
+        Some(sig) => crate::signing::upload_with(client, &sig, &query, bytes)?,
+        None => {
+            let publisher = crate::signing::Publisher::load(args.key.as_deref(), data_dir)?;
+            crate::signing::upload_signed(
+                client,
+                &publisher,
+                &tenant,
+                &app,
+                args.version,
+                &query,
+                bytes,
+            )?
+        }
+    };
     if args.json {
         return print_json(&out);
     }

@@ -11,6 +11,8 @@ mod client;
 mod commands;
 mod keys;
 mod observe;
+mod signing;
+mod snapshots;
 mod up;
 
 use std::process::ExitCode;

@@ -33,6 +33,7 @@ fn populated(dir: &Path) -> TestNode {
 }
 
 fn restore(data: &Path, archive: &Path) -> std::process::Output {
+    common::provision_trust(data);
     Command::new(dwcp())
         .args(["up", "--http", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
         .arg("--data-dir")

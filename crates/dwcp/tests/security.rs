@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestNode, data_dir, request, request_with};
+use common::{TestNode, data_dir, example, request, request_with, stderr};
 
 fn get(node: &TestNode, path: &str, token: Option<&str>) -> common::Reply {
     match token {
@@ -126,4 +126,300 @@ fn a_tenant_token_reaches_its_own_apps_only_until_revoked() {
     );
     node.cli_ok(&["tokens", "revoke", &id]);
     assert_eq!(get(&node, "/v1/apps", Some(&token)).status, 401);
+}
+
+/// Uploads `bytes` as `tenant/app` `version` with the given signature
+/// headers, straight to the admin API.
+fn upload(node: &TestNode, path: &str, bytes: &[u8], headers: &[(&str, &str)]) -> common::Reply {
+    let auth = format!("Bearer {}", node.token());
+    let mut all = vec![("authorization", auth.as_str())];
+    all.extend_from_slice(headers);
+    common::request_full(node.admin, "POST", "localhost", path, &all, bytes)
+}
+
+fn key_id_of(pub_file: &std::path::Path) -> String {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(pub_file).unwrap()).unwrap();
+    v["key_id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_first_run_makes_and_trusts_a_local_key_that_the_cli_signs_with() {
+    let dir = data_dir();
+    let node = TestNode::start_first_run(dir.path());
+    use std::os::unix::fs::PermissionsExt;
+    for file in ["keys/local.key", "keys/root.key"] {
+        let mode = std::fs::metadata(dir.path().join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+    let out = node.deploy("demo/hello", "hello", &[]);
+    assert!(out.contains("deployed demo/hello v1"), "{out}");
+    let versions: serde_json::Value =
+        serde_json::from_str(&node.cli_ok(&["versions", "demo/hello", "--json"])).unwrap();
+    let listed = node.cli_ok(&["keys", "list", "--json"]);
+    let keys: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let local = &keys["keys"][0];
+    assert_eq!(local["name"], "local");
+    assert_eq!(local["algorithm"], "id-MLDSA65-Ed25519-SHA512");
+    assert_eq!(local["status"], "active");
+    assert_eq!(keys["root_algorithm"], "SLH-DSA-SHAKE-192s");
+    assert_eq!(versions[0]["signed_by"], local["key_id"]);
+}
+
+#[test]
+fn unsigned_tampered_untrusted_revoked_and_expired_uploads_are_refused_with_the_reason() {
+    let dir = data_dir();
+    let node = TestNode::start(dir.path());
+    let hello = std::fs::read(example("hello")).unwrap();
+
+    // Unsigned.
+    let reply = upload(&node, "/v1/apps/t/a/versions?version=v1", &hello, &[]);
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    assert!(reply.text().contains("not signed"), "{}", reply.text());
+
+    // Signed for hello, uploaded with other bytes: tampered.
+    let sig_file = dir.path().join("hello.sig");
+    let hello_path = example("hello");
+    node.cli_ok(&[
+        "sign",
+        "t/a",
+        hello_path.to_str().unwrap(),
+        "--version",
+        "v1",
+        "-o",
+        sig_file.to_str().unwrap(),
+    ]);
+    let sig: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&sig_file).unwrap()).unwrap();
+    let (kid, sig_b64) = (
+        sig["key_id"].as_str().unwrap(),
+        sig["signature"].as_str().unwrap(),
+    );
+    let headers = [("x-dwcp-key-id", kid), ("x-dwcp-signature", sig_b64)];
+    let echo = std::fs::read(example("echo")).unwrap();
+    let reply = upload(&node, "/v1/apps/t/a/versions?version=v1", &echo, &headers);
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    assert!(
+        reply.text().contains("does not match t/a v1"),
+        "{}",
+        reply.text()
+    );
+    // ... or for another version or app.
+    for path in [
+        "/v1/apps/t/a/versions?version=v2",
+        "/v1/apps/t/b/versions?version=v1",
+    ] {
+        let reply = upload(&node, path, &hello, &headers);
+        assert_eq!(reply.status, 403, "{path}: {}", reply.text());
+    }
+    // The genuine one goes through, and `deploy --signature` takes the file.
+    assert_eq!(
+        upload(&node, "/v1/apps/t/a/versions?version=v1", &hello, &headers).status,
+        201
+    );
+    let out = node.cli(&[
+        "deploy",
+        "t/b",
+        hello_path.to_str().unwrap(),
+        "--signature",
+        sig_file.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success(), "a signature for t/a deployed t/b");
+    assert!(stderr(&out).contains("signs t/a v1"), "{}", stderr(&out));
+
+    // A key nobody trusted.
+    node.cli_ok(&["keys", "gen", "--publisher", "acme"]);
+    let acme_key = dir.path().join("keys/acme.key");
+    let acme_pub = dir.path().join("keys/acme.pub");
+    let acme_id = key_id_of(&acme_pub);
+    let out = node.cli(&[
+        "deploy",
+        "t/a",
+        hello_path.to_str().unwrap(),
+        "--key",
+        acme_key.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("key {acme_id} is not trusted")),
+        "{}",
+        stderr(&out)
+    );
+
+    // Trusted, it deploys; the version records who signed it.
+    node.cli_ok(&["keys", "trust", acme_pub.to_str().unwrap()]);
+    node.cli_ok(&[
+        "deploy",
+        "t/a",
+        hello_path.to_str().unwrap(),
+        "--key",
+        acme_key.to_str().unwrap(),
+    ]);
+    let versions = node.cli_ok(&["versions", "t/a", "--json"]);
+    assert!(versions.contains(&acme_id), "{versions}");
+
+    // Rotated with a short overlap: both keys deploy, then only the new.
+    node.cli_ok(&[
+        "keys",
+        "rotate",
+        "--scope",
+        "publisher",
+        "--key",
+        acme_key.to_str().unwrap(),
+        "--overlap",
+        // The window opens when the node records the rotation, before the
+        // root's SLH-DSA signature (seconds in a test build).
+        "20s",
+    ]);
+    let old_key = dir.path().join("keys/acme.key.prev");
+    let new_id = key_id_of(&acme_pub);
+    assert_ne!(new_id, acme_id);
+    node.cli_ok(&[
+        "deploy",
+        "t/a",
+        hello_path.to_str().unwrap(),
+        "--key",
+        acme_key.to_str().unwrap(),
+    ]);
+    node.cli_ok(&[
+        "deploy",
+        "t/a",
+        hello_path.to_str().unwrap(),
+        "--key",
+        old_key.to_str().unwrap(),
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let keys: serde_json::Value =
+            serde_json::from_str(&node.cli_ok(&["keys", "list", "--json"])).unwrap();
+        let old = keys["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["key_id"] == acme_id.as_str())
+            .unwrap()
+            .clone();
+        if old["status"] == "expired" {
+            break;
+        }
+        assert_eq!(old["status"], "overlap");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the overlap never ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let out = node.cli(&[
+        "deploy",
+        "t/a",
+        hello_path.to_str().unwrap(),
+        "--key",
+        old_key.to_str().unwrap(),
+    ]);
+    assert!(
+        !out.status.success(),
+        "the old key deployed after the overlap"
+    );
+    assert!(stderr(&out).contains("expired"), "{}", stderr(&out));
+
+    // Revoked: refused at once.
+    node.cli_ok(&["keys", "revoke", &new_id, "--reason", "test"]);
+    let out = node.cli(&[
+        "deploy",
+        "t/a",
+        hello_path.to_str().unwrap(),
+        "--key",
+        acme_key.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("revoked"), "{}", stderr(&out));
+    let listed = node.cli_ok(&["keys", "list"]);
+    assert!(
+        listed.contains("revoked (test)") && listed.contains("expired"),
+        "{listed}"
+    );
+
+    // `dwcp verify` says why a file does not verify.
+    node.cli_ok(&[
+        "verify",
+        hello_path.to_str().unwrap(),
+        "--signature",
+        sig_file.to_str().unwrap(),
+    ]);
+    let changed = dir.path().join("changed.wasm");
+    let mut bytes = hello.clone();
+    bytes.push(0);
+    std::fs::write(&changed, &bytes).unwrap();
+    let out = node.cli(&[
+        "verify",
+        changed.to_str().unwrap(),
+        "--signature",
+        sig_file.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the file was changed"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn key_files_are_checked_and_names_reserved() {
+    let dir = data_dir();
+    let node = TestNode::start(dir.path());
+    let out = node.cli(&["keys", "gen", "--publisher", "root"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("reserved"), "{}", stderr(&out));
+
+    node.cli_ok(&["keys", "gen", "--publisher", "acme"]);
+    let key = dir.path().join("keys/acme.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        !node
+            .cli(&["keys", "gen", "--publisher", "acme"])
+            .status
+            .success(),
+        "overwrote a key"
+    );
+
+    let text = std::fs::read_to_string(&key).unwrap();
+    std::fs::write(
+        &key,
+        text.replacen("\"secret_key\": \"", "\"secret_key\": \"AAAA", 1),
+    )
+    .unwrap();
+    let hello = example("hello");
+    let out = node.cli(&[
+        "deploy",
+        "t/a",
+        hello.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("acme.key") && stderr(&out).contains("damaged"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(&key, "not json").unwrap();
+    let out = node.cli(&[
+        "deploy",
+        "t/a",
+        hello.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&out).contains("not a DWCP key file"),
+        "{}",
+        stderr(&out)
+    );
 }

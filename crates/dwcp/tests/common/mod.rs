@@ -27,6 +27,43 @@ pub fn example(name: &str) -> PathBuf {
     path
 }
 
+/// The files of a node's trust: its root and local publisher keys, the
+/// anchor and the root-signed manifest.
+const TRUST_FILES: &[&str] = &[
+    "keys/root.key",
+    "keys/local.key",
+    "trust/root.pub",
+    "trust/manifest",
+];
+
+/// Gives a fresh data directory the trust of a node started once for all
+/// tests (kept in cargo's test scratch directory): a first start signs its
+/// manifest with SLH-DSA, which takes seconds, and most tests are not about
+/// that (`TestNode::start_first_run` is).
+pub fn provision_trust(data_dir: &Path) {
+    if data_dir.join("trust/root.pub").exists() {
+        return;
+    }
+    // Named for the layout: a change to it takes a new name.
+    let template = Path::new(env!("CARGO_TARGET_TMPDIR")).join("trust-template-1");
+    if !template.join("trust/root.pub").exists() {
+        let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("scratch dir");
+        drop(TestNode::start_first_run(scratch.path()));
+        for file in TRUST_FILES {
+            let to = scratch.path().join("template").join(file);
+            std::fs::create_dir_all(to.parent().expect("a parent")).expect("template dir");
+            std::fs::copy(scratch.path().join(file), &to).expect("a trust file");
+        }
+        // Whole or not at all; another test binary may have won the race.
+        let _ = std::fs::rename(scratch.path().join("template"), &template);
+    }
+    for file in TRUST_FILES {
+        let to = data_dir.join(file);
+        std::fs::create_dir_all(to.parent().expect("a parent")).expect("trust dir");
+        std::fs::copy(template.join(file), &to).expect("trust from the template");
+    }
+}
+
 /// A running `dwcp up`, killed when dropped.
 pub struct TestNode {
     pub child: Child,
@@ -46,12 +83,20 @@ impl TestNode {
 
     /// Starts a node with extra `dwcp up` flags.
     pub fn start_with(data_dir: &Path, flags: &[&str]) -> TestNode {
+        provision_trust(data_dir);
         Self::spawn(data_dir, flags, None)
+    }
+
+    /// Starts a node as a user's first `dwcp up` does: it makes its own
+    /// root and publisher keys (SLH-DSA signing: seconds).
+    pub fn start_first_run(data_dir: &Path) -> TestNode {
+        Self::spawn(data_dir, &[], None)
     }
 
     /// Starts a node whose log (stderr) goes to `node.log` in `data_dir`,
     /// for [`TestNode::log_text`].
     pub fn start_logged(data_dir: &Path, flags: &[&str]) -> TestNode {
+        provision_trust(data_dir);
         Self::spawn(data_dir, flags, Some(data_dir.join("node.log")))
     }
 
@@ -227,6 +272,18 @@ impl Reply {
 /// One HTTP/1.1 request with `Connection: close`; reads the whole answer.
 pub fn request(addr: SocketAddr, method: &str, host: &str, path: &str, body: &[u8]) -> Reply {
     send(addr, method, host, path, &[], body)
+}
+
+/// A request with headers and a body.
+pub fn request_full(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    send(addr, method, host, path, headers, body)
 }
 
 /// [`request`] with more headers and no body.

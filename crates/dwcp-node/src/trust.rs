@@ -1,0 +1,329 @@
+//! The node's trust: the root public key it anchors on, the root-signed
+//! manifest of trusted publisher keys, and (on a node that holds it) the
+//! root key that signs changes to that manifest.
+//!
+//! Files, under the data directory:
+//! - `trust/root.pub`: the root public key (base64), the anchor;
+//! - `trust/manifest`: the manifest's JSON as signed, then the root's
+//!   signature in an armored block, in one file so that a crash between two
+//!   writes cannot leave a manifest without its signature;
+//! - `keys/root.key`: the root key (0600), where this node signs changes;
+//! - `keys/local.key`: the local publisher key `dwcp up` made on first
+//!   start and trusted, which the CLI on this machine signs with by default.
+//!
+//! Every change is made on a copy, signed, written atomically and only then
+//! swapped in: what the node checks against is always what is on disk.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use dwcp_crypto::composite::{HybridPublicKey, HybridSigningKey};
+use dwcp_crypto::keyfile::{KeyFile, KeyRole, SecretKey};
+use dwcp_crypto::root::{RootPublicKey, RootSigningKey};
+use dwcp_crypto::trust::{SignedManifest, TrustError, TrustManifest, TrustedKey};
+
+use crate::auth::write_secret_file;
+
+/// The local publisher's name and key file.
+pub const LOCAL_PUBLISHER: &str = "local";
+/// Names a publisher key may not take: files the node keeps beside them.
+pub const RESERVED_NAMES: &[&str] = &["local", "root", "node", "secrets"];
+const ROOT_PUB: &str = "trust/root.pub";
+const MANIFEST: &str = "trust/manifest";
+const ROOT_KEY: &str = "keys/root.key";
+const SIG_BEGIN: &str = "-----BEGIN DWCP ROOT SIGNATURE-----\n";
+const SIG_END: &str = "-----END DWCP ROOT SIGNATURE-----\n";
+
+/// The path of publisher `name`'s key file under `data_dir`.
+pub fn publisher_key_path(data_dir: &Path, name: &str) -> PathBuf {
+    data_dir.join("keys").join(format!("{name}.key"))
+}
+
+/// What the node trusts.
+pub struct TrustStore {
+    data_dir: PathBuf,
+    root: RootPublicKey,
+    manifest: RwLock<TrustManifest>,
+    /// Changes one at a time (each is read, change, sign, write).
+    changing: Mutex<()>,
+}
+
+/// Why a trust operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustStoreError {
+    /// The manifest refused it.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// A file could not be read or written.
+    #[error("{0}")]
+    Io(String),
+    /// This node does not hold the root key.
+    #[error(
+        "this node holds no root key ({ROOT_KEY}): change the trust manifest on the node that does"
+    )]
+    NoRootKey,
+}
+
+impl From<io::Error> for TrustStoreError {
+    fn from(e: io::Error) -> Self {
+        TrustStoreError::Io(e.to_string())
+    }
+}
+
+impl TrustStore {
+    /// Opens the node's trust; on first start makes a root key and a local
+    /// publisher key, trusts the latter and says so. Returns whether it did.
+    pub fn open(data_dir: &Path, now: u64) -> Result<(Self, bool), TrustStoreError> {
+        let root_pub = data_dir.join(ROOT_PUB);
+        if !root_pub.exists() {
+            return Ok((Self::bootstrap(data_dir, now)?, true));
+        }
+        let damaged = |what: &str, e: &dyn std::fmt::Display| {
+            TrustStoreError::Io(format!(
+                "{} is damaged ({e}): restore the data directory's trust/ from a backup",
+                data_dir.join(what).display()
+            ))
+        };
+        let text = std::fs::read_to_string(&root_pub)?;
+        let bytes = B64.decode(text.trim()).map_err(|e| damaged(ROOT_PUB, &e))?;
+        let root = RootPublicKey::from_bytes(&bytes).map_err(|e| damaged(ROOT_PUB, &e))?;
+        let signed = read_manifest(&data_dir.join(MANIFEST)).map_err(|e| damaged(MANIFEST, &e))?;
+        let manifest = signed.open(&root).map_err(|e| damaged(MANIFEST, &e))?;
+        Ok((
+            Self {
+                data_dir: data_dir.to_path_buf(),
+                root,
+                manifest: RwLock::new(manifest),
+                changing: Mutex::new(()),
+            },
+            false,
+        ))
+    }
+
+    fn bootstrap(data_dir: &Path, now: u64) -> Result<Self, TrustStoreError> {
+        let random = |e: dwcp_crypto::RandomError| TrustStoreError::Io(e.to_string());
+        // A root key put there beforehand (provisioning) is used as it is.
+        let root_path = data_dir.join(ROOT_KEY);
+        let root = if root_path.exists() {
+            match read_key_file(&root_path)?.key {
+                SecretKey::Root(root) => root,
+                SecretKey::Hybrid(_) => {
+                    return Err(TrustStoreError::Io(format!(
+                        "{} is not a root key",
+                        root_path.display()
+                    )));
+                }
+            }
+        } else {
+            let root = RootSigningKey::generate().map_err(random)?;
+            let file = KeyFile {
+                role: KeyRole::Root,
+                name: "root".into(),
+                created_at: now,
+                key: SecretKey::Root(root),
+            };
+            write_secret_file(&root_path, &file.to_bytes())?;
+            match file.key {
+                SecretKey::Root(root) => root,
+                SecretKey::Hybrid(_) => unreachable!("made as a root key"),
+            }
+        };
+        let local_path = publisher_key_path(data_dir, LOCAL_PUBLISHER);
+        let local = if local_path.exists() {
+            match read_key_file(&local_path)?.key {
+                SecretKey::Hybrid(key) => key,
+                SecretKey::Root(_) => {
+                    return Err(TrustStoreError::Io(format!(
+                        "{} is not a publisher key",
+                        local_path.display()
+                    )));
+                }
+            }
+        } else {
+            let key = HybridSigningKey::generate().map_err(random)?;
+            let file = KeyFile {
+                role: KeyRole::Publisher,
+                name: LOCAL_PUBLISHER.into(),
+                created_at: now,
+                key: SecretKey::Hybrid(HybridSigningKey::from_seeds(key.seeds())),
+            };
+            write_secret_file(&local_path, &file.to_bytes())?;
+            key
+        };
+        let mut manifest = TrustManifest::new(&root.public_key(), now);
+        manifest.trust(
+            KeyRole::Publisher,
+            LOCAL_PUBLISHER,
+            local.public_key(),
+            now,
+            None,
+        )?;
+        let signed = manifest.sign(&root)?;
+        write_manifest(&data_dir.join(MANIFEST), &signed)?;
+        // The anchor last: a start interrupted before it starts over.
+        let public = B64.encode(root.public_key().to_bytes()) + "\n";
+        dwcp_store::write_atomically(&data_dir.join(ROOT_PUB), public.as_bytes())?;
+        tracing::info!(
+            root = %root.public_key().key_id(),
+            publisher = %local.public_key().key_id(),
+            "first start: made a root key ({ROOT_KEY}) and the local publisher key {} and trusted it; the CLI on this machine signs deploys with it",
+            local_path.display()
+        );
+        Ok(Self {
+            data_dir: data_dir.to_path_buf(),
+            root: root.public_key(),
+            manifest: RwLock::new(manifest),
+            changing: Mutex::new(()),
+        })
+    }
+
+    /// The manifest as it stands.
+    pub fn manifest(&self) -> TrustManifest {
+        self.manifest
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The root public key.
+    pub fn root(&self) -> &RootPublicKey {
+        &self.root
+    }
+
+    /// The signed manifest as stored (for `dwcp verify` to check itself).
+    pub fn signed_manifest(&self) -> Result<SignedManifest, TrustStoreError> {
+        Ok(read_manifest(&self.data_dir.join(MANIFEST))?)
+    }
+
+    /// Checks a publisher's signature over an artifact's statement.
+    pub fn verify_artifact(
+        &self,
+        statement: &[u8],
+        key_id: &str,
+        signature: &[u8],
+        now: u64,
+    ) -> Result<TrustedKey, TrustError> {
+        let manifest = self.manifest.read().unwrap_or_else(|e| e.into_inner());
+        manifest
+            .verify(
+                KeyRole::Publisher,
+                key_id,
+                statement,
+                dwcp_crypto::trust::ARTIFACT_CONTEXT,
+                signature,
+                now,
+            )
+            .cloned()
+    }
+
+    /// Applies `change` to a copy of the manifest, signs it with the root
+    /// key, writes it and swaps it in. Slow: SLH-DSA signing takes seconds.
+    pub fn change<T>(
+        &self,
+        change: impl FnOnce(&mut TrustManifest) -> Result<T, TrustError>,
+    ) -> Result<T, TrustStoreError> {
+        let _one = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let root_path = self.data_dir.join(ROOT_KEY);
+        if !root_path.exists() {
+            return Err(TrustStoreError::NoRootKey);
+        }
+        let SecretKey::Root(root) = read_key_file(&root_path)?.key else {
+            return Err(TrustStoreError::Io(format!(
+                "{} is not a root key",
+                root_path.display()
+            )));
+        };
+        let mut next = self.manifest();
+        let out = change(&mut next)?;
+        let signed = next.sign(&root)?;
+        write_manifest(&self.data_dir.join(MANIFEST), &signed)?;
+        *self.manifest.write().unwrap_or_else(|e| e.into_inner()) = next;
+        Ok(out)
+    }
+}
+
+/// Reads and checks a key file, naming it in any error.
+pub fn read_key_file(path: &Path) -> Result<KeyFile, TrustStoreError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| TrustStoreError::Io(format!("cannot read {}: {e}", path.display())))?;
+    KeyFile::parse(&bytes).map_err(|e| TrustStoreError::Io(format!("{}: {e}", path.display())))
+}
+
+/// A public key from its base64.
+pub fn parse_public_key(b64: &str) -> Result<HybridPublicKey, TrustStoreError> {
+    let bytes = B64
+        .decode(b64.trim())
+        .map_err(|_| TrustStoreError::Io("the public key is not base64".into()))?;
+    HybridPublicKey::from_bytes(&bytes).map_err(|e| TrustStoreError::Trust(e.into()))
+}
+
+fn write_manifest(path: &Path, signed: &SignedManifest) -> io::Result<()> {
+    let mut bytes = signed.bytes.clone();
+    bytes.extend_from_slice(SIG_BEGIN.as_bytes());
+    let sig = B64.encode(&signed.signature);
+    for line in sig.as_bytes().chunks(76) {
+        bytes.extend_from_slice(line);
+        bytes.push(b'\n');
+    }
+    bytes.extend_from_slice(SIG_END.as_bytes());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    dwcp_store::write_atomically(path, &bytes)
+}
+
+fn read_manifest(path: &Path) -> io::Result<SignedManifest> {
+    let text = std::fs::read_to_string(path)?;
+    let (manifest, rest) = text
+        .split_once(SIG_BEGIN)
+        .ok_or_else(|| io::Error::other("no root signature block"))?;
+    let sig = rest
+        .strip_suffix(SIG_END)
+        .ok_or_else(|| io::Error::other("the root signature block is not closed"))?;
+    let sig: String = sig.lines().collect();
+    let signature = B64
+        .decode(sig)
+        .map_err(|_| io::Error::other("the root signature is not base64"))?;
+    Ok(SignedManifest {
+        bytes: manifest.as_bytes().to_vec(),
+        signature,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_start_trusts_the_local_key_and_a_reopen_reads_it_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, created) = TrustStore::open(dir.path(), 100).unwrap();
+        assert!(created);
+        let local = read_key_file(&publisher_key_path(dir.path(), LOCAL_PUBLISHER)).unwrap();
+        let SecretKey::Hybrid(key) = local.key else {
+            panic!("a publisher key")
+        };
+        let statement = dwcp_crypto::trust::artifact_statement("t", "a", "v1", "ab");
+        let sig = key
+            .sign(&statement, dwcp_crypto::trust::ARTIFACT_CONTEXT)
+            .unwrap();
+        let id = key.public_key().key_id();
+        store.verify_artifact(&statement, &id, &sig, 100).unwrap();
+
+        let (again, created) = TrustStore::open(dir.path(), 200).unwrap();
+        assert!(!created);
+        again.verify_artifact(&statement, &id, &sig, 200).unwrap();
+
+        // A manifest edited on disk (even a space) no longer opens.
+        let path = dir.path().join(MANIFEST);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen("\"local\"", "\"l0cal\"", 1)).unwrap();
+        let Err(err) = TrustStore::open(dir.path(), 300) else {
+            panic!("an edited manifest opened")
+        };
+        assert!(err.to_string().contains("damaged"), "{err}");
+    }
+}
