@@ -26,6 +26,7 @@ mod startup;
 mod stateful;
 mod telemetry;
 mod tenants;
+mod tls_listener;
 mod trust;
 
 pub use apps::{AppTable, LiveApp};

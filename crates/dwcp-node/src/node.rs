@@ -52,6 +52,10 @@ pub struct NodeConfig {
     pub audit_retention: Duration,
     /// `/metrics` answers without a token.
     pub metrics_public: bool,
+    /// Serve HTTPS on the ingress address with this configuration.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Serve the admin API over the same TLS.
+    pub admin_tls: bool,
 }
 
 impl NodeConfig {
@@ -71,6 +75,8 @@ impl NodeConfig {
             compile_jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
             audit_retention: Duration::from_secs(90 * 86_400),
             metrics_public: false,
+            tls: None,
+            admin_tls: false,
         }
     }
 }
@@ -156,10 +162,17 @@ impl Node {
             metrics_public: config.metrics_public,
             trust: Arc::new(trust),
         });
+        if config.admin_tls && config.tls.is_none() {
+            anyhow::bail!(
+                "--admin-tls needs a certificate: --tls-cert/--tls-key or --tls-self-signed"
+            );
+        }
+        let admin_tls = config.tls.clone().filter(|_| config.admin_tls);
         threads.push(spawn_admin(
             admin,
             admin_state.clone(),
             config.max_upload,
+            admin_tls,
             shutdown.subscribe(),
         )?);
 
@@ -175,6 +188,7 @@ impl Node {
                 i,
                 listener,
                 ingress.clone(),
+                config.tls.clone(),
                 shutdown.subscribe(),
                 config.drain_timeout,
             )?);
@@ -215,10 +229,37 @@ impl RunningNode {
     }
 }
 
+/// How long a client has to finish a TLS handshake or send a request's
+/// head: slow or idle connections cannot pile up.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves HTTP/1.1 on one connection (plain or TLS), watched for shutdown.
+fn serve_http1<IO>(io: IO, ingress: Arc<Ingress>, graceful: &GracefulShutdown)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let ingress = ingress.clone();
+        async move { Ok::<_, Infallible>(route(&ingress, request).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), service);
+    let connection = graceful.watch(connection);
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("connection ended: {e}");
+        }
+    });
+}
+
 fn spawn_ingress(
     index: usize,
     listener: TcpListener,
     ingress: Arc<Ingress>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) -> anyhow::Result<JoinHandle<()>> {
@@ -240,7 +281,8 @@ fn spawn_ingress(
                         return;
                     }
                 };
-                let graceful = GracefulShutdown::new();
+                let graceful = Arc::new(GracefulShutdown::new());
+                let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
                 loop {
                     tokio::select! {
                         accepted = listener.accept() => {
@@ -256,29 +298,43 @@ fn spawn_ingress(
                             };
                             let _ = stream.set_nodelay(true);
                             let ingress = ingress.clone();
-                            let service = service_fn(move |request| {
-                                let ingress = ingress.clone();
-                                async move { Ok::<_, Infallible>(route(&ingress, request).await) }
-                            });
-                            // A client gets 10 s to send a request's head, so
-                            // that slow or idle connections cannot pile up.
-                            let connection = http1::Builder::new()
-                                .timer(TokioTimer::new())
-                                .header_read_timeout(Duration::from_secs(10))
-                                .keep_alive(true)
-                                .serve_connection(TokioIo::new(stream), service);
-                            let connection = graceful.watch(connection);
-                            tokio::spawn(async move {
-                                if let Err(e) = connection.await {
-                                    tracing::debug!("connection ended: {e}");
+                            match &acceptor {
+                                None => serve_http1(stream, ingress, &graceful),
+                                Some(acceptor) => {
+                                    // The handshake runs on the connection's own
+                                    // task, under the same 10 s as a request head.
+                                    let handshake = acceptor.accept(stream);
+                                    let graceful = graceful.clone();
+                                    tokio::spawn(async move {
+                                        match tokio::time::timeout(HEAD_TIMEOUT, handshake).await {
+                                            Ok(Ok(tls)) => serve_http1(tls, ingress, &graceful),
+                                            Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+                                            Err(_) => tracing::debug!("TLS handshake timed out"),
+                                        }
+                                    });
                                 }
-                            });
+                            }
                         }
                         _ = shutdown.changed() => break,
                     }
                 }
                 drop(listener);
-                if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+                let mut graceful = graceful;
+                let drained = async move {
+                    // Handshakes in flight hold a handle for up to
+                    // HEAD_TIMEOUT; then every connection is watched.
+                    let graceful = loop {
+                        match Arc::try_unwrap(graceful) {
+                            Ok(g) => break g,
+                            Err(shared) => {
+                                graceful = shared;
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                        }
+                    };
+                    graceful.shutdown().await
+                };
+                if tokio::time::timeout(drain, drained).await.is_err() {
                     tracing::warn!("requests still in flight after {drain:?}; closing them");
                 }
             });
@@ -325,6 +381,7 @@ fn spawn_admin(
     listener: TcpListener,
     state: Arc<AdminState>,
     max_upload: usize,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
@@ -363,10 +420,25 @@ fn spawn_admin(
                 let stop = async move {
                     let _ = shutdown.changed().await;
                 };
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(stop)
-                    .await
-                {
+                let served = match tls {
+                    None => {
+                        axum::serve(listener, app)
+                            .with_graceful_shutdown(stop)
+                            .await
+                    }
+                    Some(config) => {
+                        match crate::tls_listener::TlsListener::new(listener, config, HEAD_TIMEOUT)
+                        {
+                            Ok(listener) => {
+                                axum::serve(listener, app)
+                                    .with_graceful_shutdown(stop)
+                                    .await
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                };
+                if let Err(e) = served {
                     tracing::error!("admin API failed: {e}");
                 }
             });

@@ -222,6 +222,24 @@ pub struct UpArgs {
     /// Serve /metrics without a token (for a Prometheus that has none).
     #[arg(long)]
     pub metrics_public: bool,
+    /// Serve HTTPS on --http with this certificate chain (PEM).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS on --http with a self-signed certificate kept in DATA_DIR/tls/
+    /// (SANs localhost, *.localhost, 127.0.0.1).
+    #[arg(long)]
+    pub tls_self_signed: bool,
+    /// Serve the admin API over the same TLS.
+    #[arg(long)]
+    pub admin_tls: bool,
 }
 
 #[derive(Subcommand, Debug)]

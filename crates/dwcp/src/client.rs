@@ -19,8 +19,27 @@ pub struct AdminClient {
 impl AdminClient {
     /// A client of the admin API at `base` (`http://127.0.0.1:8081`).
     pub fn new(base: &str, token: Option<String>) -> Self {
+        Self::with_ca(base, token, None)
+    }
+
+    /// A client that, for an `https://` admin API, trusts the certificate
+    /// in `ca_pem` (a self-signed node's) instead of the public roots.
+    pub fn with_ca(base: &str, token: Option<String>, ca_pem: Option<&[u8]>) -> Self {
+        let roots = ca_pem
+            .and_then(|pem| ureq::tls::Certificate::from_pem(pem).ok())
+            .map_or(ureq::tls::RootCerts::WebPki, |cert| {
+                ureq::tls::RootCerts::new_with_certs(&[cert])
+            });
+        // Hybrid post-quantum key exchange first, as the node prefers.
+        let tls = ureq::tls::TlsConfig::builder()
+            .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+                dwcp_crypto::tls::hybrid_preferred_provider(),
+            ))
+            .root_certs(roots)
+            .build();
         let agent: Agent = Agent::config_builder()
             .http_status_as_error(false)
+            .tls_config(tls)
             // Compiling a large component takes a while; nothing else does.
             .timeout_global(Some(Duration::from_secs(600)))
             .build()

@@ -22,7 +22,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             .ok()
             .map(|t| t.trim().to_string())
     });
-    let client = || AdminClient::new(&cli.admin, token.clone());
+    // For an https:// admin API: DWCP_ADMIN_CA, else the self-signed
+    // certificate `dwcp up --tls-self-signed` wrote into the data directory.
+    let ca = std::env::var_os("DWCP_ADMIN_CA")
+        .map(std::path::PathBuf::from)
+        .or_else(|| Some(data_dir.join("tls/cert.pem")))
+        .and_then(|path| std::fs::read(path).ok());
+    let client = || AdminClient::with_ca(&cli.admin, token.clone(), ca.as_deref());
     match cli.command {
         Command::Up(args) => crate::up::run(args, &cli.admin, data_dir),
         Command::Deploy(args) => deploy(&client(), &cli.tenant, &data_dir, args),

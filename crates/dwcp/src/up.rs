@@ -70,6 +70,8 @@ pub fn run(args: UpArgs, admin: &str, data_dir: PathBuf) -> anyhow::Result<()> {
             )
         })?;
     config.metrics_public = args.metrics_public;
+    config.tls = tls_config(&args, &data_dir)?;
+    config.admin_tls = args.admin_tls;
     config.runtime = RuntimeSettings {
         pool_instances: args.pool_instances,
         max_memory: parse_size("--pool-max-memory", &args.pool_max_memory)?,
@@ -88,6 +90,7 @@ pub fn run(args: UpArgs, admin: &str, data_dir: PathBuf) -> anyhow::Result<()> {
             archive.display()
         );
     }
+    let (config_tls, args_admin_tls) = (config.tls.is_some(), config.admin_tls);
     let node = Node::start(config)?;
     if node.created_admin_token {
         tracing::info!(
@@ -97,10 +100,14 @@ pub fn run(args: UpArgs, admin: &str, data_dir: PathBuf) -> anyhow::Result<()> {
     }
     {
         let mut out = std::io::stdout().lock();
+        let scheme = |tls: bool| if tls { "https" } else { "http" };
+        let https = config_tls;
         writeln!(
             out,
-            "dwcp ready: http=http://{} admin=http://{} apps={} data={}",
+            "dwcp ready: http={}://{} admin={}://{} apps={} data={}",
+            scheme(https),
             node.http_addr,
+            scheme(https && args_admin_tls),
             node.admin_addr,
             node.apps_loaded,
             data_dir.display()
@@ -126,4 +133,42 @@ fn wait_for_signal() -> anyhow::Result<()> {
         }
     })?;
     Ok(())
+}
+
+/// The TLS configuration `--tls-cert/--tls-key` or `--tls-self-signed` ask
+/// for: `X25519MLKEM768` preferred, classical groups still offered.
+fn tls_config(
+    args: &UpArgs,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
+    let (cert, key) = if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+        };
+        (read(cert)?, read(key)?)
+    } else if args.tls_self_signed {
+        // Kept across restarts, so that clients can pin it.
+        let dir = data_dir.join("tls");
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        if !cert_path.exists() || !key_path.exists() {
+            let (cert, key) =
+                dwcp_crypto::tls::self_signed(&["localhost", "*.localhost", "127.0.0.1"])?;
+            std::fs::create_dir_all(&dir)?;
+            dwcp_store::write_atomically(&key_path, key.as_bytes())?;
+            std::fs::set_permissions(
+                &key_path,
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )?;
+            dwcp_store::write_atomically(&cert_path, cert.as_bytes())?;
+            tracing::info!(
+                "wrote a self-signed certificate to {} (trust it in clients, e.g. curl --cacert)",
+                cert_path.display()
+            );
+        }
+        (std::fs::read(&cert_path)?, std::fs::read(&key_path)?)
+    } else {
+        return Ok(None);
+    };
+    let (certs, key) = dwcp_crypto::tls::parse_pem(&cert, &key)?;
+    Ok(Some(dwcp_crypto::tls::ingress_server_config(certs, key)?))
 }

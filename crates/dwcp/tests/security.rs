@@ -423,3 +423,99 @@ fn key_files_are_checked_and_names_reserved() {
         stderr(&out)
     );
 }
+
+/// An HTTPS GET over a real socket with a rustls client offering `groups`;
+/// the group negotiated and the response.
+fn https_get(
+    addr: std::net::SocketAddr,
+    ca_pem: &[u8],
+    groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>,
+    host: &str,
+) -> (Option<rustls::NamedGroup>, String) {
+    use std::io::{Read, Write};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(ca_pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = rustls::crypto::CryptoProvider {
+        kx_groups: groups,
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    };
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let socket = std::net::TcpStream::connect(addr).unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, socket);
+    write!(
+        tls,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    // The server closes without close_notify after `Connection: close`
+    // on some paths; what was read is what counts.
+    let _ = tls.read_to_end(&mut answer);
+    let group = tls.conn.negotiated_key_exchange_group().map(|g| g.name());
+    (group, String::from_utf8_lossy(&answer).into_owned())
+}
+
+#[test]
+fn https_ingress_prefers_x25519mlkem768_and_still_serves_classical_clients() {
+    let dir = data_dir();
+    let node = TestNode::start_with(dir.path(), &["--tls-self-signed", "--admin-tls"]);
+    assert!(
+        node.ready_line.contains("http=https://"),
+        "{}",
+        node.ready_line
+    );
+    assert!(
+        node.ready_line.contains("admin=https://"),
+        "{}",
+        node.ready_line
+    );
+    let ca = std::fs::read(dir.path().join("tls/cert.pem")).unwrap();
+    // The CLI speaks to the admin API over TLS, trusting the node's
+    // certificate from the data directory.
+    let admin = format!("https://{}", node.admin);
+    let hello = example("hello");
+    let out = std::process::Command::new(common::dwcp())
+        .args([
+            "--admin",
+            &admin,
+            "deploy",
+            "demo/hello",
+            hello.to_str().unwrap(),
+        ])
+        .env("DWCP_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    use rustls::crypto::aws_lc_rs::kx_group::{SECP256R1, X25519, X25519MLKEM768};
+    let (group, answer) = https_get(
+        node.http,
+        &ca,
+        vec![X25519MLKEM768, X25519],
+        "hello.demo.localhost",
+    );
+    assert_eq!(group, Some(rustls::NamedGroup::X25519MLKEM768));
+    assert!(answer.contains("Hello, world!"), "{answer}");
+    for classical in [X25519, SECP256R1] {
+        let (group, answer) = https_get(node.http, &ca, vec![classical], "hello.demo.localhost");
+        assert_eq!(group, Some(classical.name()));
+        assert!(answer.contains("Hello, world!"), "{answer}");
+    }
+    // Plain HTTP on a TLS port gets a TLS alert, not the app.
+    use std::io::{Read, Write};
+    let mut plain = std::net::TcpStream::connect(node.http).unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: hello.demo.localhost\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(!String::from_utf8_lossy(&answer).contains("Hello"));
+}

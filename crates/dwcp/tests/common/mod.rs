@@ -137,7 +137,10 @@ impl TestNode {
         let addr = |key: &str| -> SocketAddr {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(key))
-                .and_then(|a| a.strip_prefix("http://"))
+                .and_then(|a| {
+                    a.strip_prefix("http://")
+                        .or_else(|| a.strip_prefix("https://"))
+                })
                 .and_then(|a| a.parse().ok())
                 .unwrap_or_else(|| panic!("no {key} in {line:?}"))
         };
