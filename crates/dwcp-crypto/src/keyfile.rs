@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::composite::{self, HybridSigningKey};
 use crate::root::{self, RootSigningKey};
+use crate::seal::{self, SealingKey};
 
 const FORMAT: &str = "dwcp-key/1";
 
@@ -44,6 +45,8 @@ pub enum SecretKey {
     Hybrid(HybridSigningKey),
     /// SLH-DSA-SHAKE-192s (the root).
     Root(RootSigningKey),
+    /// X-Wing (a node's sealing key).
+    Sealing(SealingKey),
 }
 
 impl SecretKey {
@@ -52,6 +55,7 @@ impl SecretKey {
         match self {
             SecretKey::Hybrid(k) => k.public_key().as_bytes().to_vec(),
             SecretKey::Root(k) => k.public_key().to_bytes(),
+            SecretKey::Sealing(k) => k.public_key().to_vec(),
         }
     }
 
@@ -60,6 +64,7 @@ impl SecretKey {
         match self {
             SecretKey::Hybrid(_) => composite::ALGORITHM,
             SecretKey::Root(_) => root::ALGORITHM,
+            SecretKey::Sealing(_) => seal::ALGORITHM,
         }
     }
 }
@@ -116,6 +121,7 @@ impl KeyFile {
         let secret = match &self.key {
             SecretKey::Hybrid(k) => Zeroizing::new(k.seeds().to_vec()),
             SecretKey::Root(k) => k.to_bytes(),
+            SecretKey::Sealing(k) => Zeroizing::new(k.seed().to_vec()),
         };
         let stored = Zeroizing::new(Stored {
             format: FORMAT.into(),
@@ -154,6 +160,12 @@ impl KeyFile {
                     .try_into()
                     .map_err(|_| KeyFileError::Field("secret key"))?;
                 SecretKey::Hybrid(HybridSigningKey::from_seeds(&seeds))
+            }
+            (KeyRole::Node, seal::ALGORITHM) => {
+                let seed: [u8; 32] = secret[..]
+                    .try_into()
+                    .map_err(|_| KeyFileError::Field("secret key"))?;
+                SecretKey::Sealing(SealingKey::from_seed(&seed))
             }
             _ => return Err(KeyFileError::Field("algorithm")),
         };

@@ -18,6 +18,8 @@ use x_wing::kem::{Decapsulate, Decapsulator, Encapsulate, KeyExport};
 use x_wing::{CIPHERTEXT_SIZE, Ciphertext, DecapsulationKey, EncapsulationKey};
 use zeroize::Zeroizing;
 
+/// The KEM's name.
+pub const ALGORITHM: &str = "X-Wing";
 const MAGIC: &[u8; 8] = b"DWCPSEAL";
 const VERSION: u8 = 1;
 const KEY_ID_LEN: usize = 8;

@@ -11,9 +11,10 @@
 //! 4. `checkpoints.bin`: every checkpoint of stateful apps' keys (format 2),
 //!    read in one transaction of the checkpoint store.
 //!
-//! Secrets stay sealed and the key is not in the archive: a backup that
-//! leaks leaks no secret. Restoring them needs the same `keys/secrets.key`,
-//! carried separately. Compiled code is not in it either: the restored node
+//! Secrets and checkpoints stay sealed and their keys are not in the
+//! archive: a backup that leaks leaks no secret and no key's state.
+//! Restoring them needs the same `keys/secrets.key` and
+//! `keys/node-seal.key`, carried separately. Compiled code is not in it either: the restored node
 //! compiles again (the engine may differ anyway).
 
 use std::collections::BTreeSet;
@@ -71,6 +72,9 @@ pub struct BackupManifest {
     /// Checkpoints of stateful apps' keys inside (format 2).
     #[serde(default)]
     pub checkpoints: u64,
+    /// The id of the node key the checkpoints are sealed to.
+    #[serde(default)]
+    pub seal_key: String,
 }
 
 /// Where a backup's artifacts are linked while it is written (removed
@@ -132,6 +136,7 @@ impl Control {
             secrets_key: self.secrets.fingerprint().to_string(),
             artifacts: hashes.into_iter().collect(),
             checkpoints,
+            seal_key: self.seal.key_id(),
         };
         Ok(BackupSource {
             manifest,
@@ -245,6 +250,7 @@ pub fn restore(path: &Path, data_dir: &Path) -> anyhow::Result<BackupManifest> {
         .with_context(broken)?;
     let manifest = manifest_of(first, path)?;
     check_secrets_key(&manifest, data_dir)?;
+    check_seal_key(&manifest, data_dir)?;
 
     let state_entry = entries.next().with_context(broken)?.with_context(broken)?;
     if state_entry.path().ok().as_deref() != Some(Path::new("state.json")) {
@@ -339,6 +345,36 @@ pub fn restore(path: &Path, data_dir: &Path) -> anyhow::Result<BackupManifest> {
     std::fs::rename(&partial, &state_path)?;
     File::open(data_dir)?.sync_all()?;
     Ok(manifest)
+}
+
+/// Sealed checkpoints open only with the node key they were sealed to.
+fn check_seal_key(manifest: &BackupManifest, data_dir: &Path) -> anyhow::Result<()> {
+    if manifest.checkpoints == 0 {
+        return Ok(());
+    }
+    let key_path = data_dir.join(crate::seal::SEAL_KEY);
+    let copy_it = format!(
+        "copy keys/node-seal.key from the node the backup came from (key {}) to {}",
+        manifest.seal_key,
+        key_path.display()
+    );
+    if !key_path.exists() {
+        bail!(
+            "the backup holds {} checkpoint(s) sealed to another node's key: {copy_it}",
+            manifest.checkpoints
+        );
+    }
+    let seal = crate::seal::CheckpointSeal::open_or_create(data_dir)?;
+    if seal.key_id() != manifest.seal_key {
+        bail!(
+            "the backup's {} checkpoint(s) are sealed to key {}, not to {} ({}): {copy_it}",
+            manifest.checkpoints,
+            manifest.seal_key,
+            key_path.display(),
+            seal.key_id()
+        );
+    }
+    Ok(())
 }
 
 /// Sealed secrets open only with the key that sealed them: it must be in

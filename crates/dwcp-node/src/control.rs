@@ -256,6 +256,8 @@ pub struct Control {
     preinit_lock: tokio::sync::Mutex<()>,
     /// Checkpoints of stateful apps' keys.
     pub(crate) checkpoints: Arc<dwcp_store::CheckpointStore>,
+    /// Seals those checkpoints to this node's key.
+    pub(crate) seal: Arc<crate::seal::CheckpointSeal>,
     /// Stateful apps' keys, by `tenant/app`: they outlive a deploy, since
     /// keys stay on the version their state belongs to.
     pub(crate) keyed: std::sync::Mutex<HashMap<String, Arc<crate::stateful::KeyedApp>>>,
@@ -280,6 +282,7 @@ impl Control {
             serial: Arc::new(tokio::sync::Mutex::new(())),
             gates: std::sync::Mutex::new(HashMap::new()),
             secrets: SecretBox::open_or_create(data_dir)?,
+            seal: Arc::new(crate::seal::CheckpointSeal::open_or_create(data_dir)?),
             telemetry: TelemetryTable::new(settings.log_bytes),
             settings,
             data_dir: data_dir.to_path_buf(),

@@ -57,6 +57,7 @@ impl Control {
                         &record.app,
                         settings.clone(),
                         self.checkpoints.clone(),
+                        self.seal.clone(),
                         self.gate(&record.tenant),
                     ))
                 })

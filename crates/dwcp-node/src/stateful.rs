@@ -63,6 +63,8 @@ pub struct KeyedApp {
     app: String,
     settings: Mutex<StatefulSettings>,
     checkpoints: Arc<CheckpointStore>,
+    /// Seals checkpoints before they are stored, opens them after.
+    seal: Arc<crate::seal::CheckpointSeal>,
     /// Every version that serves keys: the active one and those keys stay on.
     versions: Mutex<HashMap<String, Arc<AppVersion>>>,
     keys: Mutex<HashMap<String, Arc<tokio::sync::Mutex<KeySlot>>>>,
@@ -103,6 +105,7 @@ impl KeyedApp {
         app: &str,
         settings: StatefulSettings,
         checkpoints: Arc<CheckpointStore>,
+        seal: Arc<crate::seal::CheckpointSeal>,
         gate: Arc<TenantGate>,
     ) -> Self {
         Self {
@@ -111,6 +114,7 @@ impl KeyedApp {
             app: app.to_string(),
             settings: Mutex::new(settings),
             checkpoints,
+            seal,
             versions: Mutex::default(),
             keys: Mutex::default(),
         }
@@ -418,8 +422,21 @@ impl KeyedApp {
                 meta.artifact_sha256
             )));
         }
-        let bytes: Vec<&[u8]> = chain.iter().map(|(_, data)| data.as_slice()).collect();
+        let opened = self.open_chain(&chain).map_err(KeyError::Damaged)?;
+        let bytes: Vec<&[u8]> = opened.iter().map(Vec::as_slice).collect();
         live.restore(&bytes).await
+    }
+
+    /// Opens each sealed checkpoint of a chain; the reason if one does not.
+    fn open_chain(&self, chain: &[(CheckpointMeta, Vec<u8>)]) -> Result<Vec<Vec<u8>>, String> {
+        chain
+            .iter()
+            .map(|(meta, sealed)| {
+                self.seal
+                    .open(&self.tenant, &self.app, meta.snapshot_id, sealed)
+                    .map_err(|e| format!("checkpoint {}: {e}", meta.seq))
+            })
+            .collect()
     }
 
     /// Checkpoints the key's live instance now.
@@ -457,12 +474,19 @@ impl KeyedApp {
         let keep = self.settings().keep as usize;
         let checkpoints = self.checkpoints.clone();
         let scope = self.scope(key);
-        let stored = meta.clone();
-        tokio::task::spawn_blocking(move || {
-            checkpoints.put(&scope, &stored, &checkpoint.bytes, keep)
+        let (seal, tenant, app) = (self.seal.clone(), self.tenant.clone(), self.app.clone());
+        let mut meta = meta;
+        let sealed = tokio::task::spawn_blocking(move || {
+            let sealed = seal
+                .seal(&tenant, &app, meta.snapshot_id, &checkpoint.bytes)
+                .map_err(|e| KeyedError::Instance(format!("cannot seal the checkpoint: {e}")))?;
+            meta.bytes = sealed.len() as u64;
+            checkpoints.put(&scope, &meta, &sealed, keep)?;
+            Ok::<_, KeyedError>(meta)
         })
         .await
         .map_err(|e| KeyedError::Instance(format!("checkpoint task failed: {e}")))??;
+        let meta = sealed;
         slot.base = Some(meta.seq);
         slot.latest = Some(Some(meta.clone()));
         slot.dirty = false;
@@ -697,7 +721,8 @@ impl KeyedApp {
                     .checkpoints
                     .chain(&scope, target.seq)?
                     .ok_or_else(|| KeyedError::NotFound("its chain is incomplete".into()))?;
-                let bytes: Vec<&[u8]> = chain.iter().map(|(_, d)| d.as_slice()).collect();
+                let opened = self.open_chain(&chain).map_err(KeyedError::Instance)?;
+                let bytes: Vec<&[u8]> = opened.iter().map(Vec::as_slice).collect();
                 let (image, globals) =
                     dwcp_runtime::state::decode_chain(&bytes, &Default::default())
                         .map_err(|e| KeyedError::Instance(format!("cannot decode it: {e:#}")))?;
@@ -709,6 +734,10 @@ impl KeyedApp {
                     &Default::default(),
                 )
                 .map_err(|e| KeyedError::Instance(e.to_string()))?;
+                let encoded = self
+                    .seal
+                    .seal(&self.tenant, &self.app, summary.id, &encoded)
+                    .map_err(|e| KeyedError::Instance(format!("cannot seal it: {e}")))?;
                 let meta = CheckpointMeta {
                     seq: latest.seq + 1,
                     base: None,

@@ -110,7 +110,7 @@ impl TrustStore {
         let root = if root_path.exists() {
             match read_key_file(&root_path)?.key {
                 SecretKey::Root(root) => root,
-                SecretKey::Hybrid(_) => {
+                _ => {
                     return Err(TrustStoreError::Io(format!(
                         "{} is not a root key",
                         root_path.display()
@@ -119,23 +119,22 @@ impl TrustStore {
             }
         } else {
             let root = RootSigningKey::generate().map_err(random)?;
+            let copy = RootSigningKey::from_bytes(&root.to_bytes())
+                .map_err(|e| TrustStoreError::Io(e.to_string()))?;
             let file = KeyFile {
                 role: KeyRole::Root,
                 name: "root".into(),
                 created_at: now,
-                key: SecretKey::Root(root),
+                key: SecretKey::Root(copy),
             };
             write_secret_file(&root_path, &file.to_bytes())?;
-            match file.key {
-                SecretKey::Root(root) => root,
-                SecretKey::Hybrid(_) => unreachable!("made as a root key"),
-            }
+            root
         };
         let local_path = publisher_key_path(data_dir, LOCAL_PUBLISHER);
         let local = if local_path.exists() {
             match read_key_file(&local_path)?.key {
                 SecretKey::Hybrid(key) => key,
-                SecretKey::Root(_) => {
+                _ => {
                     return Err(TrustStoreError::Io(format!(
                         "{} is not a publisher key",
                         local_path.display()

@@ -183,6 +183,10 @@ fn trust(client: &AdminClient, file: &Path, valid_for: Option<&str>) -> anyhow::
                 "{} is a root key: it signs the manifest, it is not listed in it",
                 file.display()
             ),
+            SecretKey::Sealing(_) => bail!(
+                "{} is a node's sealing key: it signs nothing",
+                file.display()
+            ),
         },
         Err(_) => {
             let v: Value = serde_json::from_slice(&text_of).with_context(|| {

@@ -44,8 +44,8 @@ impl Publisher {
                 name: file.name,
                 path,
             }),
-            SecretKey::Root(_) => bail!(
-                "{} is the root key: artifacts are signed with a publisher key",
+            SecretKey::Root(_) | SecretKey::Sealing(_) => bail!(
+                "{} is not a publisher key: artifacts are signed with one (`dwcp keys gen --publisher NAME`)",
                 path.display()
             ),
         }

@@ -282,6 +282,20 @@ fn a_backup_carries_the_state_of_stateful_keys() {
 
     let target_dir = data_dir();
     let archive_arg = archive.to_str().expect("utf-8");
+    // The checkpoints are sealed to the source node's key: without it, the
+    // restore refuses and says which key to bring.
+    let out = restore(target_dir.path(), &archive);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("copy keys/node-seal.key"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::copy(
+        source_dir.path().join("keys/node-seal.key"),
+        target_dir.path().join("keys/node-seal.key"),
+    )
+    .expect("copy the sealing key");
     let target = TestNode::start_with(target_dir.path(), &["--restore", archive_arg]);
     assert_eq!(post(&target, "alice"), "4\n");
     assert_eq!(post(&target, "bob"), "2\n");

@@ -345,6 +345,63 @@ fn a_damaged_checkpoint_is_passed_over_for_the_one_before() {
 }
 
 #[test]
+fn checkpoints_are_sealed_at_rest_and_unsealed_or_misbound_ones_are_refused() {
+    let dir = data_dir();
+    {
+        let node = TestNode::start(dir.path());
+        node.deploy("demo/counter", "counter", &["--stateful"]);
+        for _ in 0..3 {
+            keyed(&node, "POST", "/", "alice");
+        }
+    }
+    let store = dwcp_store::CheckpointStore::open(&dir.path().join("checkpoints.redb")).unwrap();
+    let scope = dwcp_store::key_scope("demo", "counter", "alice");
+    let latest = store.list(&scope).unwrap().pop().unwrap();
+    let chain = store.chain(&scope, latest.seq).unwrap().unwrap();
+    assert!(
+        chain
+            .iter()
+            .all(|(_, bytes)| dwcp_crypto::seal::is_sealed(bytes)),
+        "a checkpoint is stored in the clear"
+    );
+    // The node's key opens them; the plaintext is a snapshot.
+    let key = match dwcp_crypto::keyfile::KeyFile::parse(
+        &std::fs::read(dir.path().join("keys/node-seal.key")).unwrap(),
+    )
+    .unwrap()
+    .key
+    {
+        dwcp_crypto::keyfile::SecretKey::Sealing(key) => key,
+        _ => panic!("not a sealing key"),
+    };
+    let (meta, sealed) = chain.last().unwrap();
+    let binding = |app| dwcp_crypto::seal::Binding {
+        tenant: "demo",
+        app,
+        snapshot_id: meta.snapshot_id,
+    };
+    let plain = key.open(sealed, binding("counter")).unwrap();
+    assert!(!dwcp_crypto::seal::is_sealed(&plain));
+    // Stored in the clear, or sealed for another app, a newer checkpoint is
+    // refused and the key resumes from the last good one.
+    let misbound = dwcp_crypto::seal::seal(key.public_key(), &plain, binding("other")).unwrap();
+    let mut next = store.list(&scope).unwrap().pop().unwrap();
+    for bytes in [plain, misbound] {
+        next.seq += 1;
+        next.base = None;
+        store.put(&scope, &next, &bytes, 10).unwrap();
+    }
+    drop(store);
+    let node = TestNode::start(dir.path());
+    assert_eq!(keyed(&node, "GET", "/", "alice").text(), "3\n");
+    let logs = node.cli_ok(&["logs", "demo/counter"]);
+    assert!(
+        logs.contains("does not open") || logs.contains("not a sealed"),
+        "{logs}"
+    );
+}
+
+#[test]
 fn snapshot_and_restore_commands() {
     let dir = data_dir();
     let node = TestNode::start(dir.path());
