@@ -136,15 +136,16 @@ pub fn seal(recipient: &[u8], plain: &[u8], binding: Binding<'_>) -> Result<Vec<
     out.extend_from_slice(&kid);
     out.extend_from_slice(ct.as_slice());
     let key = aead_key(&shared, binding, &kid)?;
-    let mut body = plain.to_vec();
+    // Encrypted where it will stay: one copy of the plaintext, no more.
+    out.extend_from_slice(plain);
+    let (header, body) = out.split_at_mut(HEADER_LEN);
     let tag = key
         .seal_in_place_separate_tag(
             Nonce::assume_unique_for_key([0; 12]),
-            Aad::from(&out[..]),
-            &mut body,
+            Aad::from(&*header),
+            body,
         )
         .map_err(|_| SealError::Random("AES-256-GCM refused to seal".into()))?;
-    out.extend_from_slice(&body);
     out.extend_from_slice(tag.as_ref());
     Ok(out)
 }

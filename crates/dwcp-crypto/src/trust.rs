@@ -2,9 +2,11 @@
 //! for how long, and which it has revoked; signed by the root key.
 //!
 //! Every decision is a function of the manifest and a time the caller
-//! passes in. A manifest carries a serial that grows with every change, so
-//! that a node can refuse an older one handed to it (a rollback that would
-//! bring a revoked key back).
+//! passes in. A manifest carries a serial that grows with every change, for
+//! the day manifests travel between nodes: a node will then refuse an older
+//! one handed to it (a rollback that would bring a revoked key back). A
+//! node does not compare serials of its own file: whoever can write its
+//! data directory can do worse.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;

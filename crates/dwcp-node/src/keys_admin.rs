@@ -28,6 +28,7 @@ pub(crate) fn routes() -> axum::Router<Arc<AdminState>> {
         .route("/v1/keys/{id}/revoke", post(revoke_key))
         .route("/v1/keys/{id}/rotate", post(rotate_key))
         .route("/v1/trust", get(signed_manifest))
+        .route("/v1/node/rotate-key", post(rotate_node_key))
 }
 
 impl From<TrustStoreError> for ApiError {
@@ -195,6 +196,23 @@ async fn rotate_key(
         })
     })
     .await?;
+    Ok((StatusCode::CREATED, Json(key)))
+}
+
+#[derive(Deserialize)]
+struct OverlapQuery {
+    overlap_secs: Option<u64>,
+}
+
+async fn rotate_node_key(
+    State(state): State<Arc<AdminState>>,
+    Query(q): Query<OverlapQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let trust = state.trust.clone();
+    let overlap = q
+        .overlap_secs
+        .unwrap_or(dwcp_crypto::trust::DEFAULT_OVERLAP_SECS);
+    let key = blocking(move || trust.rotate_node_key(dwcp_store::unix_now(), overlap)).await?;
     Ok((StatusCode::CREATED, Json(key)))
 }
 

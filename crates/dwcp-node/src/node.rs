@@ -56,6 +56,8 @@ pub struct NodeConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Serve the admin API over the same TLS.
     pub admin_tls: bool,
+    /// The node key is replaced when it is this old (none: never by itself).
+    pub node_key_rotation: Option<Duration>,
 }
 
 impl NodeConfig {
@@ -77,6 +79,7 @@ impl NodeConfig {
             metrics_public: false,
             tls: None,
             admin_tls: false,
+            node_key_rotation: Some(Duration::from_secs(30 * 86_400)),
         }
     }
 }
@@ -173,6 +176,7 @@ impl Node {
             admin_state.clone(),
             config.max_upload,
             admin_tls,
+            config.node_key_rotation,
             shutdown.subscribe(),
         )?);
 
@@ -377,14 +381,47 @@ fn spawn_keys(
     Ok(thread)
 }
 
+/// Replaces the node key whenever it is `period` old; the old one stays
+/// accepted for the default overlap.
+async fn rotate_node_key_on_schedule(
+    trust: Arc<crate::trust::TrustStore>,
+    period: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let check = (period / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(check);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = dwcp_store::unix_now();
+        if !trust.node_key_due(now, period.as_secs()) {
+            continue;
+        }
+        let trust = trust.clone();
+        let rotated = tokio::task::spawn_blocking(move || {
+            trust.rotate_node_key(now, dwcp_crypto::trust::DEFAULT_OVERLAP_SECS)
+        })
+        .await;
+        match rotated {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("the node key is due for rotation but: {e}"),
+            Err(e) => tracing::warn!("node key rotation task failed: {e}"),
+        }
+    }
+}
+
 fn spawn_admin(
     listener: TcpListener,
     state: Arc<AdminState>,
     max_upload: usize,
     tls: Option<Arc<rustls::ServerConfig>>,
+    node_key_rotation: Option<Duration>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
+    let trust = state.trust.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -417,6 +454,9 @@ fn spawn_admin(
                         let _ = tokio::task::spawn_blocking(move || control.flush_served()).await;
                     }
                 });
+                if let Some(period) = node_key_rotation {
+                    tokio::spawn(rotate_node_key_on_schedule(trust, period, shutdown.clone()));
+                }
                 let stop = async move {
                     let _ = shutdown.changed().await;
                 };

@@ -9,7 +9,10 @@
 //!   writes cannot leave a manifest without its signature;
 //! - `keys/root.key`: the root key (0600), where this node signs changes;
 //! - `keys/local.key`: the local publisher key `dwcp up` made on first
-//!   start and trusted, which the CLI on this machine signs with by default.
+//!   start and trusted, which the CLI on this machine signs with by default;
+//! - `keys/node.key`: the node's identity (a hybrid key, trusted in the
+//!   manifest as a node key), rotated on a schedule: the new key is
+//!   endorsed by the old one and both are accepted during the overlap.
 //!
 //! Every change is made on a copy, signed, written atomically and only then
 //! swapped in: what the node checks against is always what is on disk.
@@ -30,10 +33,13 @@ use crate::auth::write_secret_file;
 /// The local publisher's name and key file.
 pub const LOCAL_PUBLISHER: &str = "local";
 /// Names a publisher key may not take: files the node keeps beside them.
-pub const RESERVED_NAMES: &[&str] = &["local", "root", "node", "secrets"];
+pub const RESERVED_NAMES: &[&str] = &["local", "root", "node", "node-seal", "secrets"];
 const ROOT_PUB: &str = "trust/root.pub";
 const MANIFEST: &str = "trust/manifest";
 const ROOT_KEY: &str = "keys/root.key";
+const NODE_KEY: &str = "keys/node.key";
+/// The node's identity key's name in the manifest.
+pub const NODE_KEY_NAME: &str = "node";
 const SIG_BEGIN: &str = "-----BEGIN DWCP ROOT SIGNATURE-----\n";
 const SIG_END: &str = "-----END DWCP ROOT SIGNATURE-----\n";
 
@@ -92,15 +98,96 @@ impl TrustStore {
         let root = RootPublicKey::from_bytes(&bytes).map_err(|e| damaged(ROOT_PUB, &e))?;
         let signed = read_manifest(&data_dir.join(MANIFEST)).map_err(|e| damaged(MANIFEST, &e))?;
         let manifest = signed.open(&root).map_err(|e| damaged(MANIFEST, &e))?;
-        Ok((
-            Self {
-                data_dir: data_dir.to_path_buf(),
-                root,
-                manifest: RwLock::new(manifest),
-                changing: Mutex::new(()),
-            },
-            false,
-        ))
+        let store = Self {
+            data_dir: data_dir.to_path_buf(),
+            root,
+            manifest: RwLock::new(manifest),
+            changing: Mutex::new(()),
+        };
+        store.finish_node_rotation()?;
+        if !data_dir.join(NODE_KEY).exists() {
+            // A data directory from before node keys: make one now.
+            let node =
+                HybridSigningKey::generate().map_err(|e| TrustStoreError::Io(e.to_string()))?;
+            let public = node.public_key().clone();
+            write_key(
+                &data_dir.join(NODE_KEY),
+                KeyRole::Node,
+                NODE_KEY_NAME,
+                &node,
+                now,
+            )?;
+            store.change(|m| {
+                m.trust(KeyRole::Node, NODE_KEY_NAME, &public, now, None)
+                    .map(|_| ())
+            })?;
+        }
+        Ok((store, false))
+    }
+
+    /// The node key's entry in the manifest.
+    pub fn node_key(&self) -> Option<TrustedKey> {
+        let id = match read_key_file(&self.data_dir.join(NODE_KEY)).ok()?.key {
+            SecretKey::Hybrid(key) => key.public_key().key_id(),
+            _ => return None,
+        };
+        self.manifest().get(&id).cloned()
+    }
+
+    /// Whether the node key is older than `period` at `now`.
+    pub fn node_key_due(&self, now: u64, period: u64) -> bool {
+        self.node_key()
+            .is_some_and(|k| k.not_before.saturating_add(period) <= now)
+    }
+
+    /// Replaces the node key by a new one it endorses; both are accepted
+    /// for `overlap` seconds. The new key is written beside the old one
+    /// first and takes its place once the manifest trusts it.
+    pub fn rotate_node_key(&self, now: u64, overlap: u64) -> Result<TrustedKey, TrustStoreError> {
+        let path = self.data_dir.join(NODE_KEY);
+        let SecretKey::Hybrid(old) = read_key_file(&path)?.key else {
+            return Err(TrustStoreError::Io(format!(
+                "{} is not a node key",
+                path.display()
+            )));
+        };
+        let new = HybridSigningKey::generate().map_err(|e| TrustStoreError::Io(e.to_string()))?;
+        let endorsement =
+            dwcp_crypto::trust::endorse(&old, KeyRole::Node, NODE_KEY_NAME, new.public_key())
+                .map_err(|e| TrustStoreError::Trust(e.into()))?;
+        let next = next_path(&path);
+        write_key(&next, KeyRole::Node, NODE_KEY_NAME, &new, now)?;
+        let old_id = old.public_key().key_id();
+        let entry = self.change(|m| {
+            m.rotate(&old_id, new.public_key(), &endorsement, now, overlap)
+                .cloned()
+        })?;
+        self.finish_node_rotation()?;
+        tracing::info!(old = %old_id, new = %entry.key_id, "rotated the node key");
+        Ok(entry)
+    }
+
+    /// A rotation interrupted between writing the new key and moving it
+    /// in place is finished (the manifest trusts it) or undone.
+    fn finish_node_rotation(&self) -> Result<(), TrustStoreError> {
+        let path = self.data_dir.join(NODE_KEY);
+        let next = next_path(&path);
+        if !next.exists() {
+            return Ok(());
+        }
+        let trusted = match read_key_file(&next)?.key {
+            SecretKey::Hybrid(key) => self.manifest().get(&key.public_key().key_id()).is_some(),
+            _ => false,
+        };
+        if trusted {
+            if path.exists() {
+                std::fs::copy(&path, PathBuf::from(format!("{}.prev", path.display())))?;
+            }
+            std::fs::rename(&next, &path)?;
+        } else {
+            std::fs::remove_file(&next)?;
+        }
+        Ok(())
     }
 
     fn bootstrap(data_dir: &Path, now: u64) -> Result<Self, TrustStoreError> {
@@ -152,6 +239,14 @@ impl TrustStore {
             write_secret_file(&local_path, &file.to_bytes())?;
             key
         };
+        let node = HybridSigningKey::generate().map_err(random)?;
+        write_key(
+            &data_dir.join(NODE_KEY),
+            KeyRole::Node,
+            NODE_KEY_NAME,
+            &node,
+            now,
+        )?;
         let mut manifest = TrustManifest::new(&root.public_key(), now);
         manifest.trust(
             KeyRole::Publisher,
@@ -160,6 +255,7 @@ impl TrustStore {
             now,
             None,
         )?;
+        manifest.trust(KeyRole::Node, NODE_KEY_NAME, node.public_key(), now, None)?;
         let signed = manifest.sign(&root)?;
         write_manifest(&data_dir.join(MANIFEST), &signed)?;
         // The anchor last: a start interrupted before it starts over.
@@ -242,6 +338,27 @@ impl TrustStore {
         *self.manifest.write().unwrap_or_else(|e| e.into_inner()) = next;
         Ok(out)
     }
+}
+
+fn next_path(path: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.next", path.display()))
+}
+
+/// Writes a hybrid key's file (0600).
+fn write_key(
+    path: &Path,
+    role: KeyRole,
+    name: &str,
+    key: &HybridSigningKey,
+    now: u64,
+) -> Result<(), TrustStoreError> {
+    let file = KeyFile {
+        role,
+        name: name.into(),
+        created_at: now,
+        key: SecretKey::Hybrid(HybridSigningKey::from_seeds(key.seeds())),
+    };
+    Ok(write_secret_file(path, &file.to_bytes())?)
 }
 
 /// Reads and checks a key file, naming it in any error.

@@ -21,6 +21,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Codec(args) => crate::bench_codec::run(args),
         BenchCommand::Preinit(args) => preinit(args),
         BenchCommand::State(args) => crate::bench_state::run(args),
+        BenchCommand::Crypto(args) => crate::bench_crypto::run(args),
         BenchCommand::NativeHello { addr } => native_hello(addr),
     }
 }

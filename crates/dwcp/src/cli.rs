@@ -240,6 +240,9 @@ pub struct UpArgs {
     /// Serve the admin API over the same TLS.
     #[arg(long)]
     pub admin_tls: bool,
+    /// Replace the node's identity key when it is this old (`never`: only on demand).
+    #[arg(long, default_value = "30d")]
+    pub node_key_rotation: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -591,6 +594,11 @@ pub enum BenchCommand {
     ///
     /// Example: dwcp bench state --state-mib 64 --wake-mib 1 --keys 100000
     State(StateBenchArgs),
+    /// Post-quantum cryptography against its classical peers: TLS handshakes,
+    /// signatures, KEMs, sealing, hashing and verifying artifacts.
+    ///
+    /// Example: dwcp bench crypto --seconds 2
+    Crypto(CryptoBenchArgs),
     /// Serve a native hyper hello-world (the ceiling `bench http` measures).
     #[command(hide = true)]
     NativeHello {
@@ -598,6 +606,16 @@ pub enum BenchCommand {
         #[arg(long)]
         addr: SocketAddr,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct CryptoBenchArgs {
+    /// Seconds each measurement runs (each is the median of 3 runs of this length / 3).
+    #[arg(long, default_value_t = 1.5)]
+    pub seconds: f64,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -25,11 +25,13 @@ impl AdminClient {
     /// A client that, for an `https://` admin API, trusts the certificate
     /// in `ca_pem` (a self-signed node's) instead of the public roots.
     pub fn with_ca(base: &str, token: Option<String>, ca_pem: Option<&[u8]>) -> Self {
-        let roots = ca_pem
-            .and_then(|pem| ureq::tls::Certificate::from_pem(pem).ok())
-            .map_or(ureq::tls::RootCerts::WebPki, |cert| {
-                ureq::tls::RootCerts::new_with_certs(&[cert])
-            });
+        // A certificate that does not parse trusts nothing rather than
+        // falling back to the public roots: the handshake then fails.
+        let roots = match ca_pem.map(ureq::tls::Certificate::from_pem) {
+            Some(Ok(cert)) => ureq::tls::RootCerts::new_with_certs(&[cert]),
+            Some(Err(_)) => ureq::tls::RootCerts::new_with_certs(&[]),
+            None => ureq::tls::RootCerts::WebPki,
+        };
         // Hybrid post-quantum key exchange first, as the node prefers.
         let tls = ureq::tls::TlsConfig::builder()
             .unversioned_rustls_crypto_provider(std::sync::Arc::new(

@@ -24,10 +24,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     });
     // For an https:// admin API: DWCP_ADMIN_CA, else the self-signed
     // certificate `dwcp up --tls-self-signed` wrote into the data directory.
-    let ca = std::env::var_os("DWCP_ADMIN_CA")
-        .map(std::path::PathBuf::from)
-        .or_else(|| Some(data_dir.join("tls/cert.pem")))
-        .and_then(|path| std::fs::read(path).ok());
+    let ca = match std::env::var_os("DWCP_ADMIN_CA") {
+        // Named explicitly: it must be there.
+        Some(path) => Some(std::fs::read(&path).with_context(|| {
+            format!(
+                "DWCP_ADMIN_CA: cannot read {}",
+                std::path::Path::new(&path).display()
+            )
+        })?),
+        None => std::fs::read(data_dir.join("tls/cert.pem")).ok(),
+    };
     let client = || AdminClient::with_ca(&cli.admin, token.clone(), ca.as_deref());
     match cli.command {
         Command::Up(args) => crate::up::run(args, &cli.admin, data_dir),

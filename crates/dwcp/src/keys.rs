@@ -46,12 +46,18 @@ pub fn run(client: &AdminClient, data_dir: &Path, command: KeysCommand) -> anyho
         } => {
             let overlap = humantime::parse_duration(&overlap)
                 .with_context(|| format!("--overlap `{overlap}`: write it as `24h` or `7d`"))?;
+            let secs = overlap.as_secs();
             match scope.as_str() {
-                "publisher" => {
-                    rotate_publisher(client, data_dir, key.as_deref(), overlap.as_secs())
+                "publisher" => rotate_publisher(client, data_dir, key.as_deref(), secs),
+                "node" => rotate_node(client, secs),
+                "all" => {
+                    rotate_publisher(client, data_dir, key.as_deref(), secs)?;
+                    rotate_node(client, secs)?;
+                    eprintln!("the root key is not rotated: this build cannot rotate it yet");
+                    Ok(())
                 }
-                "node" | "root" | "all" => bail!(
-                    "--scope {scope}: this build rotates publisher keys only; node identity keys and root rotation are not built yet"
+                "root" => bail!(
+                    "--scope root: this build cannot rotate the root key yet (its trust anchor, trust/root.pub, would have to change on every node)"
                 ),
                 other => bail!("--scope {other}: expected publisher, node, root or all"),
             }
@@ -234,6 +240,18 @@ fn rotate_publisher(
     let endorsement =
         dwcp_crypto::trust::endorse(&old.key, KeyRole::Publisher, &old.name, new.public_key())
             .map_err(|e| anyhow::anyhow!("cannot endorse the new key: {e}"))?;
+    // The new secret is on disk before the node trusts it: a failure after
+    // this leaves a spare file, never a trusted key nobody holds.
+    let next = PathBuf::from(format!("{}.next", old.path.display()));
+    write_key(
+        &next,
+        &KeyFile {
+            role: KeyRole::Publisher,
+            name: old.name.clone(),
+            created_at: dwcp_store::unix_now(),
+            key: SecretKey::Hybrid(HybridSigningKey::from_seeds(new.seeds())),
+        },
+    )?;
     eprintln!("the node's root signs the new manifest (SLH-DSA: a few seconds)…");
     let _: Value = client.post_json(
         &format!("/v1/keys/{}/rotate", old.key_id()),
@@ -249,15 +267,8 @@ fn rotate_publisher(
     std::fs::copy(&old.path, &prev).with_context(|| format!("cannot keep {}", prev.display()))?;
     let new_id = new.public_key().key_id();
     let public = public_file(KeyRole::Publisher, &old.name, &new);
-    write_key(
-        &old.path,
-        &KeyFile {
-            role: KeyRole::Publisher,
-            name: old.name.clone(),
-            created_at: dwcp_store::unix_now(),
-            key: SecretKey::Hybrid(new),
-        },
-    )?;
+    std::fs::rename(&next, &old.path)
+        .with_context(|| format!("cannot move {} to {}", next.display(), old.path.display()))?;
     dwcp_store::write_atomically(&old.path.with_extension("pub"), public.as_bytes())?;
     println!(
         "rotated publisher {}: {} → {new_id}; both are accepted for {}, then only {new_id}",
@@ -269,6 +280,20 @@ fn rotate_publisher(
         "{} now holds the new key (the old one is in {})",
         old.path.display(),
         prev.display()
+    );
+    Ok(())
+}
+
+fn rotate_node(client: &AdminClient, overlap: u64) -> anyhow::Result<()> {
+    eprintln!("the node's root signs the new manifest (SLH-DSA: a few seconds)…");
+    let out: Value = client.send(
+        "POST",
+        &format!("/v1/node/rotate-key?overlap_secs={overlap}"),
+    )?;
+    println!(
+        "rotated the node key: now {} (the old one is accepted for {} more)",
+        text(&out["key_id"]),
+        humantime::format_duration(std::time::Duration::from_secs(overlap))
     );
     Ok(())
 }

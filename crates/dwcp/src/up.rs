@@ -72,6 +72,12 @@ pub fn run(args: UpArgs, admin: &str, data_dir: PathBuf) -> anyhow::Result<()> {
     config.metrics_public = args.metrics_public;
     config.tls = tls_config(&args, &data_dir)?;
     config.admin_tls = args.admin_tls;
+    config.node_key_rotation = match args.node_key_rotation.as_str() {
+        "never" => None,
+        d => Some(humantime::parse_duration(d).with_context(|| {
+            format!("--node-key-rotation `{d}`: write it as `30d`, `12h` or `never`")
+        })?),
+    };
     config.runtime = RuntimeSettings {
         pool_instances: args.pool_instances,
         max_memory: parse_size("--pool-max-memory", &args.pool_max_memory)?,

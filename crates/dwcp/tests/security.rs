@@ -519,3 +519,59 @@ fn https_ingress_prefers_x25519mlkem768_and_still_serves_classical_clients() {
     let _ = plain.read_to_end(&mut answer);
     assert!(!String::from_utf8_lossy(&answer).contains("Hello"));
 }
+
+/// The ids of the node keys in `dwcp keys list --json`, with their status.
+fn node_keys(node: &TestNode) -> Vec<(String, String)> {
+    let keys: serde_json::Value =
+        serde_json::from_str(&node.cli_ok(&["keys", "list", "--json"])).unwrap();
+    keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["role"] == "node")
+        .map(|k| {
+            (
+                k["key_id"].as_str().unwrap().to_string(),
+                k["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_node_key_rotates_on_its_schedule_with_an_overlap() {
+    let dir = data_dir();
+    let node = TestNode::start_with(dir.path(), &["--node-key-rotation", "3s"]);
+    let first = node_keys(&node);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let keys = loop {
+        let keys = node_keys(&node);
+        if keys.len() >= 2 {
+            break keys;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rotation: {keys:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert_eq!(keys[0], (first[0].0.clone(), "overlap".to_string()));
+    assert_eq!(keys[1].1, "active");
+    // The node's key file holds the new key; the old one is kept beside it.
+    let file = dwcp_crypto::keyfile::KeyFile::parse(
+        &std::fs::read(dir.path().join("keys/node.key")).unwrap(),
+    )
+    .unwrap();
+    assert!(keys.iter().any(|(id, _)| *id == file.key_id()));
+    assert!(dir.path().join("keys/node.key.prev").exists());
+
+    // The root cannot be rotated by this build, and says so.
+    let out = node.cli(&["keys", "rotate", "--scope", "root"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot rotate the root key"),
+        "{}",
+        stderr(&out)
+    );
+}
