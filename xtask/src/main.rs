@@ -145,6 +145,19 @@ fn test(root: &Path) -> anyhow::Result<()> {
         }
         Err(e) => eprintln!("warning: no wasmtime CLI ({e:#}); its comparison test will skip"),
     }
+    // Known-answer vectors are read in place, never copied here: say
+    // whether the crypto tests will find them (cargo hides their notices).
+    let vectors = std::env::var_os("DWCP_VECTORS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("../shared/vectors"));
+    if vectors.is_dir() {
+        eprintln!("known-answer vectors: {}", vectors.display());
+    } else {
+        eprintln!(
+            "warning: no known-answer vectors at {} (set DWCP_VECTORS_DIR): the vector tests will skip",
+            vectors.display()
+        );
+    }
     run(&mut tests)?;
     eprintln!("all checks passed");
     Ok(())
@@ -225,6 +238,7 @@ fn bench(root: &Path) -> anyhow::Result<()> {
     run(&mut bench(&["restart", "--wasmtime", &wasmtime]))?;
     run(&mut bench(&["codec"]))?;
     run(&mut bench(&["preinit"]))?;
+    run(&mut bench(&["crypto"]))?;
     run(&mut bench(&["http", "--wasmtime", &wasmtime]))?;
     run(&mut bench(&[
         "http",
@@ -266,6 +280,14 @@ fn demo(root: &Path) -> anyhow::Result<()> {
         .find_map(|w| w.strip_prefix("admin="))
         .unwrap_or("http://127.0.0.1:8081")
         .to_string();
+    // The CLI finds the node's admin token and publisher key there.
+    let data = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("data="))
+        .unwrap_or(".")
+        .to_string();
+    // SAFETY: no other thread runs here; the CLI children inherit it.
+    unsafe { std::env::set_var("DWCP_DATA_DIR", &data) };
 
     for (name, flags) in DEMO {
         let file = examples_dir.join(format!("{name}.wasm"));
@@ -293,7 +315,7 @@ fn demo(root: &Path) -> anyhow::Result<()> {
     );
     println!("  {} --admin {admin} logs demo/logger", dwcp.display());
     println!("  {} --admin {admin} apps", dwcp.display());
-    println!("  curl {admin}/metrics");
+    println!("  curl -H \"Authorization: Bearer $(cat {data}/admin-token)\" {admin}/metrics");
     println!("Ctrl-C stops the node.");
     let status = node.wait()?;
     if !status.success() {
