@@ -61,7 +61,21 @@ impl RootSigningKey {
         if bytes.len() != SECRET_KEY_LEN {
             return Err(RootError::Malformed("secret key (wrong length)"));
         }
-        let key = SigningKey::try_from(bytes).map_err(|_| RootError::Malformed("secret key"))?;
+        let key: SigningKey<Shake192s> =
+            SigningKey::try_from(bytes).map_err(|_| RootError::Malformed("secret key"))?;
+        // The bytes hold the public key too (sk_seed ‖ sk_prf ‖ pk_seed ‖
+        // pk_root): derive pk_root again from the seeds, so that a damaged
+        // secret is caught here rather than by a signature nobody can check.
+        let derived = SigningKey::<Shake192s>::slh_keygen_internal(
+            &bytes[..24],
+            &bytes[24..48],
+            &bytes[48..72],
+        );
+        if derived.to_bytes()[..] != bytes[..] {
+            return Err(RootError::Malformed(
+                "secret key (its public half does not match)",
+            ));
+        }
         Ok(Self { key })
     }
 
@@ -140,5 +154,9 @@ mod tests {
             Err(RootError::Invalid)
         );
         assert!(RootPublicKey::from_bytes(&[0; 47]).is_err());
+        // A flipped bit in a seed no longer makes the stored public half.
+        let mut damaged = key.to_bytes().to_vec();
+        damaged[3] ^= 1;
+        assert!(RootSigningKey::from_bytes(&damaged).is_err());
     }
 }

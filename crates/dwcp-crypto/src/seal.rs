@@ -2,8 +2,8 @@
 //!
 //! X-Wing (X25519 + ML-KEM-768, draft-connolly-cfrg-xwing-kem) gives a
 //! fresh 32-byte secret per sealed object; HKDF-SHA256 turns it into an
-//! AES-256-GCM key bound to what the object is (tenant, app, snapshot id,
-//! recipient). A store or broker holding sealed bytes sees only
+//! AES-256-GCM key bound to what the object is (tenant, app, subject such
+//! as a stateful app's key, snapshot id, recipient). A store or broker holding sealed bytes sees only
 //! ciphertext; opening with any other binding, or after any change to a
 //! byte, fails.
 //!
@@ -35,6 +35,8 @@ pub struct Binding<'a> {
     pub tenant: &'a str,
     /// The app.
     pub app: &'a str,
+    /// What within the app it is: a stateful app's key.
+    pub subject: &'a str,
     /// The snapshot's id.
     pub snapshot_id: u64,
 }
@@ -170,6 +172,7 @@ fn aead_key(shared: &[u8], binding: Binding<'_>, kid: &[u8]) -> Result<LessSafeK
         b"dwcp-seal/v1".as_slice(),
         binding.tenant.as_bytes(),
         binding.app.as_bytes(),
+        binding.subject.as_bytes(),
         &id,
         kid,
     ] {
@@ -194,6 +197,7 @@ mod tests {
     const BINDING: Binding<'static> = Binding {
         tenant: "acme",
         app: "shop",
+        subject: "alice",
         snapshot_id: 42,
     };
 
@@ -223,6 +227,10 @@ mod tests {
             },
             Binding {
                 app: "other",
+                ..BINDING
+            },
+            Binding {
+                subject: "bob",
                 ..BINDING
             },
             Binding {

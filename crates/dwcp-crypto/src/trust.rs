@@ -22,6 +22,8 @@ pub const MANIFEST_CONTEXT: &[u8] = b"dwcp/trust-manifest/v1";
 pub const ENDORSE_CONTEXT: &[u8] = b"dwcp/key-endorse/v1";
 /// The context of a publisher's signature over an artifact statement.
 pub const ARTIFACT_CONTEXT: &[u8] = b"dwcp/artifact/v1";
+/// The context of an old root's signature over its successor.
+pub const ROOT_ENDORSE_CONTEXT: &[u8] = b"dwcp/root-endorse/v1";
 /// How long a rotated key stays accepted beside its successor, by default.
 pub const DEFAULT_OVERLAP_SECS: u64 = 24 * 3600;
 
@@ -307,7 +309,8 @@ impl TrustManifest {
         let end = now.saturating_add(overlap);
         let role = old.role;
         let name = old.name.clone();
-        let not_after = old.not_after.filter(|t| *t > end);
+        // The successor is valid no longer than the key it replaces.
+        let not_after = old.not_after;
         self.trust(role, &name, new, now, not_after)?;
         if let Some(entry) = self.keys.iter_mut().find(|k| k.key_id == old_key_id) {
             entry.not_after = Some(entry.not_after.map_or(end, |t| t.min(end)));
@@ -333,6 +336,13 @@ impl TrustManifest {
             .sign(&bytes, MANIFEST_CONTEXT)
             .map_err(|e| TrustError::Refused(e.to_string()))?;
         Ok(SignedManifest { bytes, signature })
+    }
+
+    /// Moves the manifest to a new root (after a root rotation): it names
+    /// the new root and gets a new serial; the keys stay as they are.
+    pub fn rebase(&mut self, root: &RootPublicKey, now: u64) {
+        self.root_key_id = root.key_id();
+        self.bump(now);
     }
 
     fn bump(&mut self, now: u64) {
@@ -408,6 +418,57 @@ pub fn artifact_statement(tenant: &str, app: &str, version: &str, sha256_hex: &s
         version.as_bytes(),
         sha256_hex.as_bytes(),
     ])
+}
+
+/// One root rotation: the old root's signature over its successor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootEndorsement {
+    /// The old root's id.
+    pub old_key_id: String,
+    /// The new root's public key, base64.
+    pub new_public_key: String,
+    /// The old root's SLH-DSA signature over the new public key, base64.
+    pub signature: String,
+    /// When (Unix seconds).
+    pub at: u64,
+}
+
+/// Follows root rotations from `pinned` (the root a client trusts) to the
+/// root `current`: each endorsement must be signed by the root before it.
+/// Returns how many rotations it followed.
+pub fn follow_root_rotations(
+    pinned: &RootPublicKey,
+    current: &RootPublicKey,
+    endorsements: &[RootEndorsement],
+) -> Result<usize, TrustError> {
+    let mut at = pinned.clone();
+    let mut followed = 0;
+    for e in endorsements {
+        if at == *current {
+            break;
+        }
+        if e.old_key_id != at.key_id() {
+            continue;
+        }
+        let new = B64
+            .decode(&e.new_public_key)
+            .map_err(|_| TrustError::Damaged("a root endorsement's key is not base64".into()))?;
+        let signature = B64.decode(&e.signature).map_err(|_| {
+            TrustError::Damaged("a root endorsement's signature is not base64".into())
+        })?;
+        at.verify(&new, ROOT_ENDORSE_CONTEXT, &signature)?;
+        at = RootPublicKey::from_bytes(&new)?;
+        followed += 1;
+    }
+    if at == *current {
+        Ok(followed)
+    } else {
+        Err(TrustError::Refused(format!(
+            "no chain of root rotations leads from root {} to root {}",
+            pinned.key_id(),
+            current.key_id()
+        )))
+    }
 }
 
 /// Fields, each preceded by its length (u32, big-endian): no two lists of
@@ -546,6 +607,46 @@ mod tests {
         assert_eq!(manifest.status(&old_entry, 1050), KeyStatus::Expired);
         assert_eq!(manifest.status(&new_entry, 1000), KeyStatus::Active);
         assert_eq!(new_entry.name, "acme");
+
+        // A key valid until 2000, rotated at 1990 with an overlap of 50:
+        // the old one ends at 2000 as before, and so does its successor.
+        let (_, mut manifest, old) = setup();
+        let old_id = old.public_key().key_id();
+        manifest.keys[0].not_after = Some(2000);
+        let new = HybridSigningKey::generate().unwrap();
+        let endorsement = endorse(&old, KeyRole::Publisher, "acme", new.public_key()).unwrap();
+        let entry = manifest
+            .rotate(&old_id, new.public_key(), &endorsement, 1990, 50)
+            .unwrap()
+            .clone();
+        assert_eq!(entry.not_after, Some(2000));
+        assert_eq!(manifest.get(&old_id).unwrap().not_after, Some(2000));
+    }
+
+    #[test]
+    fn root_rotations_are_followed_only_along_valid_endorsements() {
+        let (a, b, c) = (
+            RootSigningKey::generate().unwrap(),
+            RootSigningKey::generate().unwrap(),
+            RootSigningKey::generate().unwrap(),
+        );
+        let endorse = |old: &RootSigningKey, new: &RootSigningKey| RootEndorsement {
+            old_key_id: old.public_key().key_id(),
+            new_public_key: B64.encode(new.public_key().to_bytes()),
+            signature: B64.encode(
+                old.sign(&new.public_key().to_bytes(), ROOT_ENDORSE_CONTEXT)
+                    .unwrap(),
+            ),
+            at: 0,
+        };
+        let chain = [endorse(&a, &b), endorse(&b, &c)];
+        let (pa, pc) = (a.public_key(), c.public_key());
+        assert_eq!(follow_root_rotations(&pa, &pc, &chain), Ok(2));
+        assert_eq!(follow_root_rotations(&pc, &pc, &[]), Ok(0));
+        // A link signed by a key other than the root before it breaks the chain.
+        let mut forged = endorse(&c, &b);
+        forged.old_key_id = pa.key_id();
+        assert!(follow_root_rotations(&pa, &pc, &[forged, chain[1].clone()]).is_err());
     }
 
     #[test]

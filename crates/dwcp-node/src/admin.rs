@@ -98,7 +98,9 @@ impl From<ControlError> for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             ControlError::Deploy(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ControlError::NoApp(_) | ControlError::NoTenant(_) => StatusCode::NOT_FOUND,
+            ControlError::NoApp(_) | ControlError::NoTenant(_) | ControlError::NotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
             ControlError::VersionExists(..)
             | ControlError::TenantExists(_)
             | ControlError::OverQuota(_)

@@ -79,7 +79,7 @@ impl TokenStore {
         if created {
             let (token, _) =
                 store.create(Scope::Node, "node (admin-token)", dwcp_store::unix_now())?;
-            write_secret_file(&token_file, token.as_bytes())?;
+            dwcp_store::write_private(&token_file, token.as_bytes())?;
         }
         Ok((store, created))
     }
@@ -136,23 +136,12 @@ impl TokenStore {
     fn save(&self, tokens: &BTreeMap<String, TokenRecord>) -> io::Result<()> {
         let mut bytes = serde_json::to_vec_pretty(tokens).map_err(io::Error::other)?;
         bytes.push(b'\n');
-        write_secret_file(&self.path, &bytes)
+        dwcp_store::write_private(&self.path, &bytes)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, TokenRecord>> {
         self.tokens.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-/// Writes a file atomically, readable by its owner only.
-pub(crate) fn write_secret_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    // tempfile makes the file 0600 before anything is written to it.
-    dwcp_store::write_atomically(path, bytes)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
 /// The admin API's token routes (node tokens only: the middleware keeps

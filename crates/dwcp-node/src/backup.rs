@@ -364,7 +364,7 @@ fn check_seal_key(manifest: &BackupManifest, data_dir: &Path) -> anyhow::Result<
             manifest.checkpoints
         );
     }
-    let seal = crate::seal::CheckpointSeal::open_or_create(data_dir)?;
+    let seal = crate::seal::CheckpointSeal::open_or_create(data_dir, false)?;
     if seal.key_id() != manifest.seal_key {
         bail!(
             "the backup's {} checkpoint(s) are sealed to key {}, not to {} ({}): {copy_it}",

@@ -39,6 +39,9 @@ pub enum ControlError {
     /// No such app.
     #[error("no app `{0}`: `dwcp apps list` shows the deployed ones")]
     NoApp(String),
+    /// No such thing (a key, a checkpoint).
+    #[error("{0}")]
+    NotFound(String),
     /// No such tenant.
     #[error("no tenant `{0}`: `dwcp tenants list` shows the existing ones")]
     NoTenant(String),
@@ -273,6 +276,7 @@ impl Control {
         settings: ControlSettings,
     ) -> Result<Self, ControlError> {
         std::fs::create_dir_all(data_dir)?;
+        let checkpoints = dwcp_store::CheckpointStore::open(&data_dir.join("checkpoints.redb"))?;
         Ok(Self {
             state: StateStore::open(&data_dir.join("state.redb"))?,
             artifacts: BlobStore::open(data_dir.join("artifacts"), "wasm")?,
@@ -282,14 +286,15 @@ impl Control {
             serial: Arc::new(tokio::sync::Mutex::new(())),
             gates: std::sync::Mutex::new(HashMap::new()),
             secrets: SecretBox::open_or_create(data_dir)?,
-            seal: Arc::new(crate::seal::CheckpointSeal::open_or_create(data_dir)?),
+            seal: Arc::new(crate::seal::CheckpointSeal::open_or_create(
+                data_dir,
+                !checkpoints.is_empty()?,
+            )?),
             telemetry: TelemetryTable::new(settings.log_bytes),
             settings,
             data_dir: data_dir.to_path_buf(),
             preinit_lock: tokio::sync::Mutex::new(()),
-            checkpoints: Arc::new(dwcp_store::CheckpointStore::open(
-                &data_dir.join("checkpoints.redb"),
-            )?),
+            checkpoints: Arc::new(checkpoints),
             keyed: std::sync::Mutex::new(HashMap::new()),
         })
     }

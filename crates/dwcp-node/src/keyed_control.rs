@@ -15,7 +15,7 @@ use crate::stateful::{KeyCheckpoint, KeyedApp, KeyedError};
 impl From<KeyedError> for ControlError {
     fn from(e: KeyedError) -> Self {
         match e {
-            KeyedError::NotFound(what) => ControlError::BadOption(what),
+            KeyedError::NotFound(what) => ControlError::NotFound(what),
             KeyedError::Store(e) => ControlError::Store(e),
             KeyedError::Instance(what) => ControlError::StoredNotServing(what),
         }

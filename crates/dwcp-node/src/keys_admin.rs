@@ -29,6 +29,7 @@ pub(crate) fn routes() -> axum::Router<Arc<AdminState>> {
         .route("/v1/keys/{id}/rotate", post(rotate_key))
         .route("/v1/trust", get(signed_manifest))
         .route("/v1/node/rotate-key", post(rotate_node_key))
+        .route("/v1/root/rotate", post(rotate_root))
 }
 
 impl From<TrustStoreError> for ApiError {
@@ -37,6 +38,7 @@ impl From<TrustStoreError> for ApiError {
             TrustStoreError::Trust(TrustError::Untrusted(_)) => StatusCode::NOT_FOUND,
             TrustStoreError::Trust(_) => StatusCode::UNPROCESSABLE_ENTITY,
             TrustStoreError::NoRootKey => StatusCode::CONFLICT,
+            TrustStoreError::BadInput(_) => StatusCode::BAD_REQUEST,
             TrustStoreError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, e.to_string())
@@ -216,11 +218,21 @@ async fn rotate_node_key(
     Ok((StatusCode::CREATED, Json(key)))
 }
 
+async fn rotate_root(State(state): State<Arc<AdminState>>) -> Result<impl IntoResponse, ApiError> {
+    let trust = state.trust.clone();
+    let id = blocking(move || trust.rotate_root(dwcp_store::unix_now())).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "root_key_id": id })),
+    ))
+}
+
 #[derive(Serialize)]
 struct SignedView {
     root_public_key: String,
     manifest: String,
     signature: String,
+    root_endorsements: Vec<dwcp_crypto::trust::RootEndorsement>,
 }
 
 async fn signed_manifest(
@@ -229,6 +241,7 @@ async fn signed_manifest(
     let signed = state.trust.signed_manifest()?;
     Ok(Json(SignedView {
         root_public_key: B64.encode(state.trust.root().to_bytes()),
+        root_endorsements: state.trust.root_endorsements()?,
         manifest: String::from_utf8_lossy(&signed.bytes).into_owned(),
         signature: B64.encode(&signed.signature),
     }))

@@ -177,6 +177,7 @@ impl Node {
             config.max_upload,
             admin_tls,
             config.node_key_rotation,
+            config.drain_timeout,
             shutdown.subscribe(),
         )?);
 
@@ -390,6 +391,7 @@ async fn rotate_node_key_on_schedule(
 ) {
     let check = (period / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
     let mut tick = tokio::time::interval(check);
+    let mut said_no_root = false;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -406,6 +408,12 @@ async fn rotate_node_key_on_schedule(
         .await;
         match rotated {
             Ok(Ok(_)) => {}
+            // The root kept offline: said once, not every minute.
+            Ok(Err(crate::trust::TrustStoreError::NoRootKey)) if said_no_root => {}
+            Ok(Err(e @ crate::trust::TrustStoreError::NoRootKey)) => {
+                said_no_root = true;
+                tracing::warn!("the node key is due for rotation but {e}");
+            }
             Ok(Err(e)) => tracing::warn!("the node key is due for rotation but: {e}"),
             Err(e) => tracing::warn!("node key rotation task failed: {e}"),
         }
@@ -418,6 +426,7 @@ fn spawn_admin(
     max_upload: usize,
     tls: Option<Arc<rustls::ServerConfig>>,
     node_key_rotation: Option<Duration>,
+    drain: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
@@ -457,25 +466,33 @@ fn spawn_admin(
                 if let Some(period) = node_key_rotation {
                     tokio::spawn(rotate_node_key_on_schedule(trust, period, shutdown.clone()));
                 }
+                let mut drain_signal = shutdown.clone();
                 let stop = async move {
                     let _ = shutdown.changed().await;
                 };
-                let served = match tls {
-                    None => {
-                        axum::serve(listener, app)
-                            .with_graceful_shutdown(stop)
-                            .await
-                    }
-                    Some(config) => {
-                        match crate::tls_listener::TlsListener::new(listener, config, HEAD_TIMEOUT)
-                        {
-                            Ok(listener) => {
-                                axum::serve(listener, app)
-                                    .with_graceful_shutdown(stop)
-                                    .await
+                let served = async move {
+                    match tls {
+                        None => axum::serve(listener, app).with_graceful_shutdown(stop).await,
+                        Some(config) => {
+                            match crate::tls_listener::TlsListener::new(listener, config, HEAD_TIMEOUT) {
+                                Ok(listener) => {
+                                    axum::serve(listener, app).with_graceful_shutdown(stop).await
+                                }
+                                Err(e) => Err(e),
                             }
-                            Err(e) => Err(e),
                         }
+                    }
+                };
+                // A connection that stays open (a stalled backup reader, a slow
+                // upload) must not hold the node's stop past the drain timeout.
+                let served = tokio::select! {
+                    served = served => served,
+                    _ = async {
+                        let _ = drain_signal.changed().await;
+                        tokio::time::sleep(drain).await;
+                    } => {
+                        tracing::warn!("admin connections still open after {drain:?}; closing them");
+                        Ok(())
                     }
                 };
                 if let Err(e) = served {

@@ -1,10 +1,10 @@
 //! Checkpoints sealed at rest to this node's X-Wing key
 //! (`keys/node-seal.key`, made on first start).
 //!
-//! Each checkpoint is sealed on its own, bound to its tenant, app and
-//! snapshot id: the checkpoint store, a backup archive or anything else
+//! Each checkpoint is sealed on its own, bound to its tenant, app, key
+//! and snapshot id: the checkpoint store, a backup archive or anything else
 //! that holds them sees ciphertext, and a checkpoint altered, or moved to
-//! another app, does not open. An unsealed checkpoint is refused like a
+//! another app or key, does not open. An unsealed checkpoint is refused like a
 //! damaged one.
 
 use std::io;
@@ -12,8 +12,6 @@ use std::path::Path;
 
 use dwcp_crypto::keyfile::{KeyFile, KeyRole, SecretKey};
 use dwcp_crypto::seal::{Binding, SealError, SealingKey};
-
-use crate::auth::write_secret_file;
 
 /// The node's sealing key, under the data directory.
 pub const SEAL_KEY: &str = "keys/node-seal.key";
@@ -24,8 +22,11 @@ pub struct CheckpointSeal {
 }
 
 impl CheckpointSeal {
-    /// Reads the node's sealing key, making it on first start.
-    pub fn open_or_create(data_dir: &Path) -> io::Result<Self> {
+    /// Reads the node's sealing key, making it on first start. With
+    /// checkpoints already stored, a missing key is an error: a new one
+    /// would open none of them, and what it sealed next would not open
+    /// once the old key came back.
+    pub fn open_or_create(data_dir: &Path, has_checkpoints: bool) -> io::Result<Self> {
         let path = data_dir.join(SEAL_KEY);
         match std::fs::read(&path) {
             Ok(bytes) => match KeyFile::parse(&bytes) {
@@ -42,6 +43,12 @@ impl CheckpointSeal {
                     path.display()
                 ))),
             },
+            Err(e) if e.kind() == io::ErrorKind::NotFound && has_checkpoints => {
+                Err(io::Error::other(format!(
+                    "{} is missing, and checkpoints.redb holds checkpoints sealed to it: copy it back from the node's backup of keys/ (or move checkpoints.redb away to start the keys over)",
+                    path.display()
+                )))
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let key = SealingKey::generate().map_err(io::Error::other)?;
                 let file = KeyFile {
@@ -50,7 +57,7 @@ impl CheckpointSeal {
                     created_at: dwcp_store::unix_now(),
                     key: SecretKey::Sealing(SealingKey::from_seed(key.seed())),
                 };
-                write_secret_file(&path, &file.to_bytes())?;
+                dwcp_store::write_private(&path, &file.to_bytes())?;
                 Ok(Self { key })
             }
             Err(e) => Err(e),
@@ -62,11 +69,12 @@ impl CheckpointSeal {
         self.key.key_id()
     }
 
-    /// Seals a checkpoint of `tenant/app`.
+    /// Seals a checkpoint of `tenant/app`'s key `subject`.
     pub fn seal(
         &self,
         tenant: &str,
         app: &str,
+        subject: &str,
         snapshot_id: u64,
         plain: &[u8],
     ) -> Result<Vec<u8>, SealError> {
@@ -76,16 +84,18 @@ impl CheckpointSeal {
             Binding {
                 tenant,
                 app,
+                subject,
                 snapshot_id,
             },
         )
     }
 
-    /// Opens a checkpoint of `tenant/app` sealed to this node.
+    /// Opens a checkpoint of `tenant/app`'s key `subject` sealed to this node.
     pub fn open(
         &self,
         tenant: &str,
         app: &str,
+        subject: &str,
         snapshot_id: u64,
         sealed: &[u8],
     ) -> Result<Vec<u8>, SealError> {
@@ -94,6 +104,7 @@ impl CheckpointSeal {
             Binding {
                 tenant,
                 app,
+                subject,
                 snapshot_id,
             },
         )

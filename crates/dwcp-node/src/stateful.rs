@@ -305,7 +305,7 @@ impl KeyedApp {
             let newest = seqs.first().copied();
             let mut restored = false;
             for seq in seqs {
-                match self.restore_into(&scope, seq, &mut live).await {
+                match self.restore_into(key, seq, &mut live).await {
                     Ok(()) => {
                         // After passing a damaged one over, the next
                         // checkpoint is full: a delta of this older one
@@ -404,12 +404,12 @@ impl KeyedApp {
 
     async fn restore_into(
         &self,
-        scope: &str,
+        key: &str,
         seq: u64,
         live: &mut KeyInstance,
     ) -> Result<(), KeyError> {
         let checkpoints = self.checkpoints.clone();
-        let owned = scope.to_string();
+        let owned = self.scope(key);
         let chain = tokio::task::spawn_blocking(move || checkpoints.chain(&owned, seq))
             .await
             .map_err(|e| KeyError::Restore(e.to_string()))?
@@ -422,18 +422,22 @@ impl KeyedApp {
                 meta.artifact_sha256
             )));
         }
-        let opened = self.open_chain(&chain).map_err(KeyError::Damaged)?;
+        let opened = self.open_chain(key, &chain).map_err(KeyError::Damaged)?;
         let bytes: Vec<&[u8]> = opened.iter().map(Vec::as_slice).collect();
         live.restore(&bytes).await
     }
 
     /// Opens each sealed checkpoint of a chain; the reason if one does not.
-    fn open_chain(&self, chain: &[(CheckpointMeta, Vec<u8>)]) -> Result<Vec<Vec<u8>>, String> {
+    fn open_chain(
+        &self,
+        key: &str,
+        chain: &[(CheckpointMeta, Vec<u8>)],
+    ) -> Result<Vec<Vec<u8>>, String> {
         chain
             .iter()
             .map(|(meta, sealed)| {
                 self.seal
-                    .open(&self.tenant, &self.app, meta.snapshot_id, sealed)
+                    .open(&self.tenant, &self.app, key, meta.snapshot_id, sealed)
                     .map_err(|e| format!("checkpoint {}: {e}", meta.seq))
             })
             .collect()
@@ -475,10 +479,11 @@ impl KeyedApp {
         let checkpoints = self.checkpoints.clone();
         let scope = self.scope(key);
         let (seal, tenant, app) = (self.seal.clone(), self.tenant.clone(), self.app.clone());
+        let subject = key.to_string();
         let mut meta = meta;
         let sealed = tokio::task::spawn_blocking(move || {
             let sealed = seal
-                .seal(&tenant, &app, meta.snapshot_id, &checkpoint.bytes)
+                .seal(&tenant, &app, &subject, meta.snapshot_id, &checkpoint.bytes)
                 .map_err(|e| KeyedError::Instance(format!("cannot seal the checkpoint: {e}")))?;
             meta.bytes = sealed.len() as u64;
             checkpoints.put(&scope, &meta, &sealed, keep)?;
@@ -685,7 +690,7 @@ impl KeyedApp {
     /// latest): the live instance is dropped, and the chosen state becomes
     /// the key's newest checkpoint, which the next request wakes from.
     pub async fn restore(
-        &self,
+        self: &Arc<Self>,
         key: Option<&str>,
         seq: Option<u64>,
     ) -> Result<Vec<KeyCheckpoint>, KeyedError> {
@@ -715,42 +720,15 @@ impl KeyedApp {
             let meta = if target.seq == latest.seq {
                 latest
             } else {
-                // Re-encode the chosen state as a new full checkpoint: it
-                // becomes the newest, and the history before it stays.
-                let chain = self
-                    .checkpoints
-                    .chain(&scope, target.seq)?
-                    .ok_or_else(|| KeyedError::NotFound("its chain is incomplete".into()))?;
-                let opened = self.open_chain(&chain).map_err(KeyedError::Instance)?;
-                let bytes: Vec<&[u8]> = opened.iter().map(Vec::as_slice).collect();
-                let (image, globals) =
-                    dwcp_runtime::state::decode_chain(&bytes, &Default::default())
-                        .map_err(|e| KeyedError::Instance(format!("cannot decode it: {e:#}")))?;
-                let mut encoded = Vec::new();
-                let summary = dwcp_snapshot::encode(
-                    &mut encoded,
-                    &image.slices(),
-                    &globals,
-                    &Default::default(),
-                )
-                .map_err(|e| KeyedError::Instance(e.to_string()))?;
-                let encoded = self
-                    .seal
-                    .seal(&self.tenant, &self.app, summary.id, &encoded)
-                    .map_err(|e| KeyedError::Instance(format!("cannot seal it: {e}")))?;
-                let meta = CheckpointMeta {
-                    seq: latest.seq + 1,
-                    base: None,
-                    snapshot_id: summary.id,
-                    bytes: encoded.len() as u64,
-                    memory_bytes: summary.input_bytes,
-                    taken_at: unix_now(),
-                    reason: format!("restore of {}", target.seq),
-                    ..target
-                };
-                self.checkpoints
-                    .put(&scope, &meta, &encoded, self.settings().keep as usize + 1)?;
-                meta
+                // Re-encoding decodes and encodes a whole memory: not on
+                // the admin API's event loop.
+                let this = self.clone();
+                let key = key.clone();
+                tokio::task::spawn_blocking(move || {
+                    this.reencode_as_newest(&key, target, latest.seq)
+                })
+                .await
+                .map_err(|e| KeyedError::Instance(format!("restore task failed: {e}")))??
             };
             // Only now, with the chosen state stored, is the live one let go.
             slot.let_go();
@@ -760,6 +738,49 @@ impl KeyedApp {
             out.push(KeyCheckpoint { key, meta });
         }
         Ok(out)
+    }
+}
+
+impl KeyedApp {
+    /// Writes the state of checkpoint `target` as a new full checkpoint
+    /// after `latest_seq`: it becomes the newest, and the history before
+    /// it stays.
+    fn reencode_as_newest(
+        &self,
+        key: &str,
+        target: CheckpointMeta,
+        latest_seq: u64,
+    ) -> Result<CheckpointMeta, KeyedError> {
+        let scope = self.scope(key);
+        let chain = self
+            .checkpoints
+            .chain(&scope, target.seq)?
+            .ok_or_else(|| KeyedError::NotFound("its chain is incomplete".into()))?;
+        let opened = self.open_chain(key, &chain).map_err(KeyedError::Instance)?;
+        let bytes: Vec<&[u8]> = opened.iter().map(Vec::as_slice).collect();
+        let (image, globals) = dwcp_runtime::state::decode_chain(&bytes, &Default::default())
+            .map_err(|e| KeyedError::Instance(format!("cannot decode it: {e:#}")))?;
+        let mut encoded = Vec::new();
+        let summary =
+            dwcp_snapshot::encode(&mut encoded, &image.slices(), &globals, &Default::default())
+                .map_err(|e| KeyedError::Instance(e.to_string()))?;
+        let encoded = self
+            .seal
+            .seal(&self.tenant, &self.app, key, summary.id, &encoded)
+            .map_err(|e| KeyedError::Instance(format!("cannot seal it: {e}")))?;
+        let meta = CheckpointMeta {
+            seq: latest_seq + 1,
+            base: None,
+            snapshot_id: summary.id,
+            bytes: encoded.len() as u64,
+            memory_bytes: summary.input_bytes,
+            taken_at: unix_now(),
+            reason: format!("restore of {}", target.seq),
+            ..target
+        };
+        self.checkpoints
+            .put(&scope, &meta, &encoded, self.settings().keep as usize + 1)?;
+        Ok(meta)
     }
 }
 

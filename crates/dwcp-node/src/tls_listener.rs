@@ -12,6 +12,9 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+/// Handshakes the admin listener runs at once.
+const MAX_HANDSHAKES: usize = 64;
+
 /// Accepts TCP connections and completes their TLS handshakes.
 pub(crate) struct TlsListener {
     ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
@@ -28,9 +31,18 @@ impl TlsListener {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(config);
+        // Handshakes in flight at once: past this, new connections wait in
+        // the kernel's backlog rather than each costing a task.
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
         tokio::spawn(async move {
             loop {
-                let (stream, peer) = match listener.accept().await {
+                // axum drops the listener when it shuts down: stop accepting
+                // then, and let the port go.
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    _ = tx.closed() => return,
+                };
+                let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,
                     Err(e) => {
                         tracing::warn!("admin accept failed: {e}");
@@ -38,11 +50,12 @@ impl TlsListener {
                         continue;
                     }
                 };
-                if tx.is_closed() {
+                let Ok(permit) = handshakes.clone().acquire_owned().await else {
                     return;
-                }
+                };
                 let (acceptor, sender) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
+                    let _permit = permit;
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let _ = sender.send((tls, peer)).await;

@@ -10,6 +10,9 @@
 //! - `keys/root.key`: the root key (0600), where this node signs changes;
 //! - `keys/local.key`: the local publisher key `dwcp up` made on first
 //!   start and trusted, which the CLI on this machine signs with by default;
+//! - `trust/root-endorsements`: each root rotation, the old root's
+//!   signature over the new one, so that a client pinned to an older
+//!   anchor can follow to the current one;
 //! - `keys/node.key`: the node's identity (a hybrid key, trusted in the
 //!   manifest as a node key), rotated on a schedule: the new key is
 //!   endorsed by the old one and both are accepted during the overlap.
@@ -26,9 +29,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use dwcp_crypto::composite::{HybridPublicKey, HybridSigningKey};
 use dwcp_crypto::keyfile::{KeyFile, KeyRole, SecretKey};
 use dwcp_crypto::root::{RootPublicKey, RootSigningKey};
-use dwcp_crypto::trust::{SignedManifest, TrustError, TrustManifest, TrustedKey};
-
-use crate::auth::write_secret_file;
+use dwcp_crypto::trust::{RootEndorsement, SignedManifest, TrustError, TrustManifest, TrustedKey};
 
 /// The local publisher's name and key file.
 pub const LOCAL_PUBLISHER: &str = "local";
@@ -38,6 +39,7 @@ const ROOT_PUB: &str = "trust/root.pub";
 const MANIFEST: &str = "trust/manifest";
 const ROOT_KEY: &str = "keys/root.key";
 const NODE_KEY: &str = "keys/node.key";
+const ROOT_ENDORSEMENTS: &str = "trust/root-endorsements";
 /// The node's identity key's name in the manifest.
 pub const NODE_KEY_NAME: &str = "node";
 const SIG_BEGIN: &str = "-----BEGIN DWCP ROOT SIGNATURE-----\n";
@@ -51,10 +53,16 @@ pub fn publisher_key_path(data_dir: &Path, name: &str) -> PathBuf {
 /// What the node trusts.
 pub struct TrustStore {
     data_dir: PathBuf,
-    root: RootPublicKey,
+    root: RwLock<RootPublicKey>,
     manifest: RwLock<TrustManifest>,
+    /// A change being signed: until it is written, an upload must pass it
+    /// too, so that a revocation holds from the second it is asked for
+    /// (signing takes seconds) while a new key is trusted only once stored.
+    pending: RwLock<Option<TrustManifest>>,
     /// Changes one at a time (each is read, change, sign, write).
     changing: Mutex<()>,
+    /// Node key rotations one at a time (each spans two files and a change).
+    rotating: Mutex<()>,
 }
 
 /// Why a trust operation failed.
@@ -66,6 +74,9 @@ pub enum TrustStoreError {
     /// A file could not be read or written.
     #[error("{0}")]
     Io(String),
+    /// The request is malformed.
+    #[error("{0}")]
+    BadInput(String),
     /// This node does not hold the root key.
     #[error(
         "this node holds no root key ({ROOT_KEY}): change the trust manifest on the node that does"
@@ -87,6 +98,7 @@ impl TrustStore {
         if !root_pub.exists() {
             return Ok((Self::bootstrap(data_dir, now)?, true));
         }
+        finish_root_rotation(data_dir)?;
         let damaged = |what: &str, e: &dyn std::fmt::Display| {
             TrustStoreError::Io(format!(
                 "{} is damaged ({e}): restore the data directory's trust/ from a backup",
@@ -100,9 +112,11 @@ impl TrustStore {
         let manifest = signed.open(&root).map_err(|e| damaged(MANIFEST, &e))?;
         let store = Self {
             data_dir: data_dir.to_path_buf(),
-            root,
+            root: RwLock::new(root),
             manifest: RwLock::new(manifest),
+            pending: RwLock::new(None),
             changing: Mutex::new(()),
+            rotating: Mutex::new(()),
         };
         store.finish_node_rotation()?;
         if !data_dir.join(NODE_KEY).exists() {
@@ -144,6 +158,12 @@ impl TrustStore {
     /// for `overlap` seconds. The new key is written beside the old one
     /// first and takes its place once the manifest trusts it.
     pub fn rotate_node_key(&self, now: u64, overlap: u64) -> Result<TrustedKey, TrustStoreError> {
+        let _one = self.rotating.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.data_dir.join(ROOT_KEY).exists() {
+            return Err(TrustStoreError::NoRootKey);
+        }
+        // A rotation left half done is settled before another starts.
+        self.finish_node_rotation()?;
         let path = self.data_dir.join(NODE_KEY);
         let SecretKey::Hybrid(old) = read_key_file(&path)?.key else {
             return Err(TrustStoreError::Io(format!(
@@ -214,7 +234,7 @@ impl TrustStore {
                 created_at: now,
                 key: SecretKey::Root(copy),
             };
-            write_secret_file(&root_path, &file.to_bytes())?;
+            dwcp_store::write_private(&root_path, &file.to_bytes())?;
             root
         };
         let local_path = publisher_key_path(data_dir, LOCAL_PUBLISHER);
@@ -236,7 +256,7 @@ impl TrustStore {
                 created_at: now,
                 key: SecretKey::Hybrid(HybridSigningKey::from_seeds(key.seeds())),
             };
-            write_secret_file(&local_path, &file.to_bytes())?;
+            dwcp_store::write_private(&local_path, &file.to_bytes())?;
             key
         };
         let node = HybridSigningKey::generate().map_err(random)?;
@@ -269,9 +289,11 @@ impl TrustStore {
         );
         Ok(Self {
             data_dir: data_dir.to_path_buf(),
-            root: root.public_key(),
+            root: RwLock::new(root.public_key()),
             manifest: RwLock::new(manifest),
+            pending: RwLock::new(None),
             changing: Mutex::new(()),
+            rotating: Mutex::new(()),
         })
     }
 
@@ -284,8 +306,73 @@ impl TrustStore {
     }
 
     /// The root public key.
-    pub fn root(&self) -> &RootPublicKey {
-        &self.root
+    pub fn root(&self) -> RootPublicKey {
+        self.root.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Every root rotation this node made, oldest first.
+    pub fn root_endorsements(&self) -> Result<Vec<RootEndorsement>, TrustStoreError> {
+        read_endorsements(&self.data_dir)
+    }
+
+    /// Replaces the root key: a new one, endorsed by the old one (the
+    /// endorsement kept in `trust/root-endorsements`, so that a client
+    /// holding the old anchor can follow), signs the manifest from now on.
+    /// The new key and anchor are written beside the old ones first; a
+    /// start finishes a rotation a crash interrupted, or undoes it.
+    pub fn rotate_root(&self, now: u64) -> Result<String, TrustStoreError> {
+        let _one = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let root_path = self.data_dir.join(ROOT_KEY);
+        if !root_path.exists() {
+            return Err(TrustStoreError::NoRootKey);
+        }
+        let SecretKey::Root(old) = read_key_file(&root_path)?.key else {
+            return Err(TrustStoreError::Io(format!(
+                "{} is not a root key",
+                root_path.display()
+            )));
+        };
+        let io = |e: dwcp_crypto::RandomError| TrustStoreError::Io(e.to_string());
+        let new = RootSigningKey::generate().map_err(io)?;
+        let new_public = new.public_key();
+        let endorsement = RootEndorsement {
+            old_key_id: old.public_key().key_id(),
+            new_public_key: B64.encode(new_public.to_bytes()),
+            signature: B64.encode(
+                old.sign(
+                    &new_public.to_bytes(),
+                    dwcp_crypto::trust::ROOT_ENDORSE_CONTEXT,
+                )
+                .map_err(io)?,
+            ),
+            at: now,
+        };
+        let file = KeyFile {
+            role: KeyRole::Root,
+            name: "root".into(),
+            created_at: now,
+            key: SecretKey::Root(
+                RootSigningKey::from_bytes(&new.to_bytes())
+                    .map_err(|e| TrustStoreError::Io(e.to_string()))?,
+            ),
+        };
+        dwcp_store::write_private(&next_path(&root_path), &file.to_bytes())?;
+        let anchor = B64.encode(new_public.to_bytes()) + "\n";
+        dwcp_store::write_atomically(&next_path(&self.data_dir.join(ROOT_PUB)), anchor.as_bytes())?;
+        let mut endorsements = read_endorsements(&self.data_dir)?;
+        endorsements.push(endorsement);
+        let mut text = serde_json::to_vec_pretty(&endorsements)
+            .map_err(|e| TrustStoreError::Io(e.to_string()))?;
+        text.push(b'\n');
+        dwcp_store::write_atomically(&self.data_dir.join(ROOT_ENDORSEMENTS), &text)?;
+        let mut next = self.manifest();
+        next.rebase(&new_public, now);
+        self.sign_and_store(&new, &next)?;
+        finish_root_rotation(&self.data_dir)?;
+        *self.manifest.write().unwrap_or_else(|e| e.into_inner()) = next;
+        *self.root.write().unwrap_or_else(|e| e.into_inner()) = new_public.clone();
+        tracing::info!(old = %old.public_key().key_id(), new = %new_public.key_id(), "rotated the root key");
+        Ok(new_public.key_id())
     }
 
     /// The signed manifest as stored (for `dwcp verify` to check itself).
@@ -301,17 +388,23 @@ impl TrustStore {
         signature: &[u8],
         now: u64,
     ) -> Result<TrustedKey, TrustError> {
-        let manifest = self.manifest.read().unwrap_or_else(|e| e.into_inner());
-        manifest
-            .verify(
-                KeyRole::Publisher,
-                key_id,
-                statement,
-                dwcp_crypto::trust::ARTIFACT_CONTEXT,
-                signature,
-                now,
-            )
-            .cloned()
+        let check = |manifest: &TrustManifest| {
+            manifest
+                .verify(
+                    KeyRole::Publisher,
+                    key_id,
+                    statement,
+                    dwcp_crypto::trust::ARTIFACT_CONTEXT,
+                    signature,
+                    now,
+                )
+                .cloned()
+        };
+        let key = check(&self.manifest.read().unwrap_or_else(|e| e.into_inner()))?;
+        if let Some(pending) = &*self.pending.read().unwrap_or_else(|e| e.into_inner()) {
+            check(pending)?;
+        }
+        Ok(key)
     }
 
     /// Applies `change` to a copy of the manifest, signs it with the root
@@ -333,10 +426,70 @@ impl TrustStore {
         };
         let mut next = self.manifest();
         let out = change(&mut next)?;
-        let signed = next.sign(&root)?;
+        *self.pending.write().unwrap_or_else(|e| e.into_inner()) = Some(next.clone());
+        let stored = self.sign_and_store(&root, &next);
+        if stored.is_ok() {
+            *self.manifest.write().unwrap_or_else(|e| e.into_inner()) = next;
+        }
+        *self.pending.write().unwrap_or_else(|e| e.into_inner()) = None;
+        stored.map(|()| out)
+    }
+
+    /// Signs `manifest`, checks the signature opens under `root`'s public
+    /// key (a damaged root key must not replace a good manifest) and writes
+    /// it.
+    fn sign_and_store(
+        &self,
+        root: &RootSigningKey,
+        manifest: &TrustManifest,
+    ) -> Result<(), TrustStoreError> {
+        let signed = manifest.sign(root)?;
+        signed.open(&root.public_key())?;
         write_manifest(&self.data_dir.join(MANIFEST), &signed)?;
-        *self.manifest.write().unwrap_or_else(|e| e.into_inner()) = next;
-        Ok(out)
+        Ok(())
+    }
+}
+
+/// Finishes a root rotation a crash interrupted (the manifest is already
+/// signed by the new root: move the new key and anchor in place), or
+/// undoes one that never got that far.
+fn finish_root_rotation(data_dir: &Path) -> Result<(), TrustStoreError> {
+    let (key, anchor) = (data_dir.join(ROOT_KEY), data_dir.join(ROOT_PUB));
+    let (next_key, next_anchor) = (next_path(&key), next_path(&anchor));
+    if !next_anchor.exists() {
+        if next_key.exists() {
+            std::fs::remove_file(&next_key)?;
+        }
+        return Ok(());
+    }
+    let signed_by_next = std::fs::read_to_string(&next_anchor)
+        .ok()
+        .and_then(|text| B64.decode(text.trim()).ok())
+        .and_then(|bytes| RootPublicKey::from_bytes(&bytes).ok())
+        .zip(read_manifest(&data_dir.join(MANIFEST)).ok())
+        .is_some_and(|(root, signed)| signed.open(&root).is_ok());
+    if signed_by_next {
+        if next_key.exists() {
+            std::fs::copy(&key, PathBuf::from(format!("{}.prev", key.display())))?;
+            std::fs::rename(&next_key, &key)?;
+        }
+        std::fs::rename(&next_anchor, &anchor)?;
+    } else {
+        std::fs::remove_file(&next_anchor)?;
+        if next_key.exists() {
+            std::fs::remove_file(&next_key)?;
+        }
+    }
+    Ok(())
+}
+
+fn read_endorsements(data_dir: &Path) -> Result<Vec<RootEndorsement>, TrustStoreError> {
+    let path = data_dir.join(ROOT_ENDORSEMENTS);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| TrustStoreError::Io(format!("{} is damaged: {e}", path.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -358,7 +511,7 @@ fn write_key(
         created_at: now,
         key: SecretKey::Hybrid(HybridSigningKey::from_seeds(key.seeds())),
     };
-    Ok(write_secret_file(path, &file.to_bytes())?)
+    Ok(dwcp_store::write_private(path, &file.to_bytes())?)
 }
 
 /// Reads and checks a key file, naming it in any error.
@@ -372,8 +525,8 @@ pub fn read_key_file(path: &Path) -> Result<KeyFile, TrustStoreError> {
 pub fn parse_public_key(b64: &str) -> Result<HybridPublicKey, TrustStoreError> {
     let bytes = B64
         .decode(b64.trim())
-        .map_err(|_| TrustStoreError::Io("the public key is not base64".into()))?;
-    HybridPublicKey::from_bytes(&bytes).map_err(|e| TrustStoreError::Trust(e.into()))
+        .map_err(|_| TrustStoreError::BadInput("the public key is not base64".into()))?;
+    HybridPublicKey::from_bytes(&bytes).map_err(|e| TrustStoreError::BadInput(e.to_string()))
 }
 
 fn write_manifest(path: &Path, signed: &SignedManifest) -> io::Result<()> {

@@ -312,6 +312,13 @@ impl CheckpointStore {
         list_in(&metas, scope)
     }
 
+    /// Whether the store holds no checkpoint at all.
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::db)?;
+        let metas = txn.open_table(META).map_err(StoreError::db)?;
+        Ok(metas.first().map_err(StoreError::db)?.is_none())
+    }
+
     /// Every key of `tenant/app` with its latest checkpoint.
     pub fn keys(
         &self,

@@ -23,7 +23,7 @@ mod names;
 mod records;
 mod state;
 
-pub use blobs::{BlobStore, sha256_hex, write_atomically};
+pub use blobs::{BlobStore, sha256_hex, write_atomically, write_private};
 pub use checkpoints::{Chain, CheckpointMeta, CheckpointStore, key_scope};
 pub use names::{AppId, NameError, validate_label};
 pub use records::{

@@ -193,6 +193,7 @@ pub fn run(args: CryptoBenchArgs) -> anyhow::Result<()> {
     let binding = Binding {
         tenant: "bench",
         app: "bench",
+        subject: "key",
         snapshot_id: 1,
     };
     row(

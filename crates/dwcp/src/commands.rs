@@ -17,9 +17,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
     // --token, else DWCP_TOKEN (both in `cli.token`), else the node-wide
     // token `dwcp up` wrote into the data directory.
+    // The file's node-wide token is sent only to an admin API on this
+    // machine: a remote one gets --token or DWCP_TOKEN, never this one.
     let token = cli.token.clone().or_else(|| {
-        std::fs::read_to_string(data_dir.join(dwcp_node::ADMIN_TOKEN_FILE))
-            .ok()
+        is_loopback(&cli.admin)
+            .then(|| std::fs::read_to_string(data_dir.join(dwcp_node::ADMIN_TOKEN_FILE)).ok())
+            .flatten()
             .map(|t| t.trim().to_string())
     });
     // For an https:// admin API: DWCP_ADMIN_CA, else the self-signed
@@ -92,6 +95,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// `$XDG_DATA_HOME/dwcp`, else `~/.local/share/dwcp`.
+/// Whether an admin URL (`http://127.0.0.1:8081`, `https://localhost:…`)
+/// names this machine.
+fn is_loopback(admin: &str) -> bool {
+    let rest = admin
+        .strip_prefix("http://")
+        .or_else(|| admin.strip_prefix("https://"))
+        .unwrap_or(admin);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn default_data_dir() -> PathBuf {
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(xdg).join("dwcp");
@@ -734,4 +755,30 @@ pub(crate) fn percent_encode(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod loopback_tests {
+    use super::is_loopback;
+
+    #[test]
+    fn only_this_machine_gets_the_data_directory_token() {
+        for local in [
+            "http://127.0.0.1:8081",
+            "https://localhost:8081/",
+            "http://[::1]:8081",
+            "127.0.0.1:8081",
+            "http://127.0.0.2:9",
+        ] {
+            assert!(is_loopback(local), "{local}");
+        }
+        for remote in [
+            "http://10.0.0.5:8081",
+            "https://node.example.com",
+            "http://localhost.example.com:8081",
+            "http://[2001:db8::1]:8081",
+        ] {
+            assert!(!is_loopback(remote), "{remote}");
+        }
+    }
 }

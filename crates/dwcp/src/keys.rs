@@ -50,15 +50,12 @@ pub fn run(client: &AdminClient, data_dir: &Path, command: KeysCommand) -> anyho
             match scope.as_str() {
                 "publisher" => rotate_publisher(client, data_dir, key.as_deref(), secs),
                 "node" => rotate_node(client, secs),
+                "root" => rotate_root(client),
                 "all" => {
                     rotate_publisher(client, data_dir, key.as_deref(), secs)?;
                     rotate_node(client, secs)?;
-                    eprintln!("the root key is not rotated: this build cannot rotate it yet");
-                    Ok(())
+                    rotate_root(client)
                 }
-                "root" => bail!(
-                    "--scope root: this build cannot rotate the root key yet (its trust anchor, trust/root.pub, would have to change on every node)"
-                ),
                 other => bail!("--scope {other}: expected publisher, node, root or all"),
             }
         }
@@ -117,14 +114,8 @@ fn public_file(role: KeyRole, name: &str, key: &HybridSigningKey) -> String {
 }
 
 fn write_key(path: &Path, file: &KeyFile) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    dwcp_store::write_atomically(path, &file.to_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(())
+    dwcp_store::write_private(path, &file.to_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn list(client: &AdminClient, json: bool) -> anyhow::Result<()> {
@@ -243,6 +234,13 @@ fn rotate_publisher(
     // The new secret is on disk before the node trusts it: a failure after
     // this leaves a spare file, never a trusted key nobody holds.
     let next = PathBuf::from(format!("{}.next", old.path.display()));
+    if next.exists() {
+        bail!(
+            "{} exists: an earlier rotation stopped half way, and the node may trust the key in it. Compare its key_id with `dwcp keys list`: if listed, move it to {}; if not, delete it. Then rotate again.",
+            next.display(),
+            old.path.display()
+        );
+    }
     write_key(
         &next,
         &KeyFile {
@@ -280,6 +278,16 @@ fn rotate_publisher(
         "{} now holds the new key (the old one is in {})",
         old.path.display(),
         prev.display()
+    );
+    Ok(())
+}
+
+fn rotate_root(client: &AdminClient) -> anyhow::Result<()> {
+    eprintln!("a new root key, endorsed by the old one, signs the manifest (SLH-DSA: seconds)…");
+    let out: Value = client.send("POST", "/v1/root/rotate")?;
+    println!(
+        "rotated the root key: now {}; clients that pin the old trust/root.pub follow the endorsement (dwcp verify does)",
+        text(&out["root_key_id"])
     );
     Ok(())
 }
@@ -412,12 +420,31 @@ fn fetch_manifest(client: &AdminClient, data_dir: &Path) -> anyhow::Result<Trust
                 .decode(local.trim())
                 .context("trust/root.pub is damaged")?;
             if local != node_root {
-                bail!(
-                    "the node's root key is not the one in {}: refusing its manifest",
+                // The node's root may have been rotated since this anchor
+                // was written: follow its endorsements from the pinned one.
+                let pinned =
+                    RootPublicKey::from_bytes(&local).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let current =
+                    RootPublicKey::from_bytes(&node_root).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let endorsements: Vec<dwcp_crypto::trust::RootEndorsement> =
+                    serde_json::from_value(out["root_endorsements"].clone()).unwrap_or_default();
+                let followed = dwcp_crypto::trust::follow_root_rotations(
+                    &pinned,
+                    &current,
+                    &endorsements,
+                )
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "the node's root key is not the one in {}, and {e}: refusing its manifest",
+                        data_dir.join("trust/root.pub").display()
+                    )
+                })?;
+                eprintln!(
+                    "the node's root was rotated {followed} time(s) since {}: followed the endorsements",
                     data_dir.join("trust/root.pub").display()
                 );
             }
-            local
+            node_root
         }
         None => {
             eprintln!(

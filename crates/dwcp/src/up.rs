@@ -42,6 +42,7 @@ pub fn run(args: UpArgs, admin: &str, data_dir: PathBuf) -> anyhow::Result<()> {
     config.http = args.http;
     let admin_addr = admin
         .strip_prefix("http://")
+        .or_else(|| admin.strip_prefix("https://"))
         .unwrap_or(admin)
         .trim_end_matches('/');
     config.admin = admin_addr.parse().with_context(|| {
@@ -159,12 +160,7 @@ fn tls_config(
         if !cert_path.exists() || !key_path.exists() {
             let (cert, key) =
                 dwcp_crypto::tls::self_signed(&["localhost", "*.localhost", "127.0.0.1"])?;
-            std::fs::create_dir_all(&dir)?;
-            dwcp_store::write_atomically(&key_path, key.as_bytes())?;
-            std::fs::set_permissions(
-                &key_path,
-                std::os::unix::fs::PermissionsExt::from_mode(0o600),
-            )?;
+            dwcp_store::write_private(&key_path, key.as_bytes())?;
             dwcp_store::write_atomically(&cert_path, cert.as_bytes())?;
             tracing::info!(
                 "wrote a self-signed certificate to {} (trust it in clients, e.g. curl --cacert)",

@@ -565,13 +565,85 @@ fn the_node_key_rotates_on_its_schedule_with_an_overlap() {
     .unwrap();
     assert!(keys.iter().any(|(id, _)| *id == file.key_id()));
     assert!(dir.path().join("keys/node.key.prev").exists());
+}
 
-    // The root cannot be rotated by this build, and says so.
-    let out = node.cli(&["keys", "rotate", "--scope", "root"]);
-    assert!(!out.status.success());
+#[test]
+fn a_rotated_root_signs_from_then_on_and_clients_pinned_to_the_old_one_follow() {
+    let dir = data_dir();
+    let node = TestNode::start(dir.path());
+    let hello = example("hello");
+    let sig = dir.path().join("hello.sig");
+    node.cli_ok(&[
+        "sign",
+        "t/a",
+        hello.to_str().unwrap(),
+        "--version",
+        "v1",
+        "-o",
+        sig.to_str().unwrap(),
+    ]);
+    // A client that pinned the root before the rotation: only its anchor.
+    let client = data_dir();
+    std::fs::create_dir_all(client.path().join("trust")).unwrap();
+    std::fs::copy(
+        dir.path().join("trust/root.pub"),
+        client.path().join("trust/root.pub"),
+    )
+    .unwrap();
+    let before: serde_json::Value =
+        serde_json::from_str(&node.cli_ok(&["keys", "list", "--json"])).unwrap();
+
+    node.cli_ok(&["keys", "rotate", "--scope", "root"]);
+    let after: serde_json::Value =
+        serde_json::from_str(&node.cli_ok(&["keys", "list", "--json"])).unwrap();
+    assert_ne!(before["root_key_id"], after["root_key_id"]);
+    assert!(after["serial"].as_u64() > before["serial"].as_u64());
+    assert_eq!(after["keys"], before["keys"], "the keys stay as they were");
+    assert!(dir.path().join("keys/root.key.prev").exists());
+
+    // The node's own data directory has the new anchor; the old client
+    // follows the endorsement; a client pinned to another root does not.
+    let verify = |data: &std::path::Path| {
+        std::process::Command::new(common::dwcp())
+            .args(["--admin", &format!("http://{}", node.admin)])
+            .args(["--token", &node.token()])
+            .args(["verify", hello.to_str().unwrap(), "--signature"])
+            .arg(&sig)
+            .env("DWCP_DATA_DIR", data)
+            .output()
+            .unwrap()
+    };
+    assert!(verify(dir.path()).status.success());
+    let out = verify(client.path());
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("cannot rotate the root key"),
+        stderr(&out).contains("followed the endorsements"),
         "{}",
         stderr(&out)
     );
+    let stranger = data_dir();
+    std::fs::create_dir_all(stranger.path().join("trust")).unwrap();
+    let other = dwcp_crypto::root::RootSigningKey::generate().unwrap();
+    use base64::Engine;
+    std::fs::write(
+        stranger.path().join("trust/root.pub"),
+        base64::engine::general_purpose::STANDARD.encode(other.public_key().to_bytes()),
+    )
+    .unwrap();
+    let out = verify(stranger.path());
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no chain of root rotations"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Deploys go on, and a restart opens the manifest under the new root.
+    node.cli_ok(&["deploy", "t/a", hello.to_str().unwrap()]);
+    drop(node);
+    let node = TestNode::start(dir.path());
+    let again: serde_json::Value =
+        serde_json::from_str(&node.cli_ok(&["keys", "list", "--json"])).unwrap();
+    assert_eq!(again["root_key_id"], after["root_key_id"]);
+    node.cli_ok(&["deploy", "t/a", hello.to_str().unwrap()]);
 }

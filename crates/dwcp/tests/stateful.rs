@@ -378,6 +378,7 @@ fn checkpoints_are_sealed_at_rest_and_unsealed_or_misbound_ones_are_refused() {
     let binding = |app| dwcp_crypto::seal::Binding {
         tenant: "demo",
         app,
+        subject: "alice",
         snapshot_id: meta.snapshot_id,
     };
     let plain = key.open(sealed, binding("counter")).unwrap();
