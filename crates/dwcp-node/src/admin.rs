@@ -122,6 +122,17 @@ impl IntoResponse for ApiError {
 
 pub(crate) type ApiResult<T> = Result<axum::Json<T>, ApiError>;
 
+/// Runs `work` on the blocking pool (file writes, SLH-DSA signatures),
+/// its error turned into the API's.
+pub(crate) async fn blocking<T: Send + 'static, E: Into<ApiError> + Send + 'static>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(Into::into)
+}
+
 async fn readyz(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
     if state.ready.load(Ordering::Acquire) {
         (StatusCode::OK, "ready\n")

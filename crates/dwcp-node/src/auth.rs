@@ -16,7 +16,15 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::admin::{AdminState, ApiError};
+use crate::admin::{AdminState, ApiError, blocking};
+
+/// A token store that could not be written.
+fn stored_not(e: &io::Error) -> ApiError {
+    ApiError(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("cannot store the tokens: {e}"),
+    )
+}
 
 /// The file the node-wide token is written to, under the data directory.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
@@ -181,16 +189,12 @@ async fn create_token(
     };
     let name = q.name.unwrap_or_default();
     let tokens = state.tokens.clone();
-    let (token, record) =
-        tokio::task::spawn_blocking(move || tokens.create(scope, &name, dwcp_store::unix_now()))
-            .await
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-            .map_err(|e| {
-                ApiError(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("cannot store the token: {e}"),
-                )
-            })?;
+    let (token, record) = blocking(move || {
+        tokens
+            .create(scope, &name, dwcp_store::unix_now())
+            .map_err(|e| stored_not(&e))
+    })
+    .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(CreatedToken { token, record }),
@@ -207,15 +211,7 @@ async fn revoke_token(
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let tokens = state.tokens.clone();
     let id_for_task = id.clone();
-    let removed = tokio::task::spawn_blocking(move || tokens.revoke(&id_for_task))
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| {
-            ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot store the change: {e}"),
-            )
-        })?;
+    let removed = blocking(move || tokens.revoke(&id_for_task).map_err(|e| stored_not(&e))).await?;
     if !removed {
         return Err(ApiError(
             StatusCode::NOT_FOUND,

@@ -13,7 +13,7 @@ use dwcp_crypto::keyfile::KeyRole;
 use dwcp_crypto::trust::{KeyStatus, TrustError, TrustedKey};
 use serde::{Deserialize, Serialize};
 
-use crate::admin::{AdminState, ApiError};
+use crate::admin::{AdminState, ApiError, blocking};
 use crate::trust::{TrustStoreError, parse_public_key};
 
 /// Header carrying the id of the publisher key that signed an upload.
@@ -245,13 +245,4 @@ async fn signed_manifest(
         manifest: String::from_utf8_lossy(&signed.bytes).into_owned(),
         signature: B64.encode(&signed.signature),
     }))
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, TrustStoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(ApiError::from)
 }

@@ -165,12 +165,7 @@ impl TrustStore {
         // A rotation left half done is settled before another starts.
         self.finish_node_rotation()?;
         let path = self.data_dir.join(NODE_KEY);
-        let SecretKey::Hybrid(old) = read_key_file(&path)?.key else {
-            return Err(TrustStoreError::Io(format!(
-                "{} is not a node key",
-                path.display()
-            )));
-        };
+        let old = read_hybrid_key(&path, "node")?;
         let new = HybridSigningKey::generate().map_err(|e| TrustStoreError::Io(e.to_string()))?;
         let endorsement =
             dwcp_crypto::trust::endorse(&old, KeyRole::Node, NODE_KEY_NAME, new.public_key())
@@ -215,39 +210,15 @@ impl TrustStore {
         // A root key put there beforehand (provisioning) is used as it is.
         let root_path = data_dir.join(ROOT_KEY);
         let root = if root_path.exists() {
-            match read_key_file(&root_path)?.key {
-                SecretKey::Root(root) => root,
-                _ => {
-                    return Err(TrustStoreError::Io(format!(
-                        "{} is not a root key",
-                        root_path.display()
-                    )));
-                }
-            }
+            read_root_key(&root_path)?
         } else {
             let root = RootSigningKey::generate().map_err(random)?;
-            let copy = RootSigningKey::from_bytes(&root.to_bytes())
-                .map_err(|e| TrustStoreError::Io(e.to_string()))?;
-            let file = KeyFile {
-                role: KeyRole::Root,
-                name: "root".into(),
-                created_at: now,
-                key: SecretKey::Root(copy),
-            };
-            dwcp_store::write_private(&root_path, &file.to_bytes())?;
+            write_root_key(&root_path, &root, now)?;
             root
         };
         let local_path = publisher_key_path(data_dir, LOCAL_PUBLISHER);
         let local = if local_path.exists() {
-            match read_key_file(&local_path)?.key {
-                SecretKey::Hybrid(key) => key,
-                _ => {
-                    return Err(TrustStoreError::Io(format!(
-                        "{} is not a publisher key",
-                        local_path.display()
-                    )));
-                }
-            }
+            read_hybrid_key(&local_path, "publisher")?
         } else {
             let key = HybridSigningKey::generate().map_err(random)?;
             let file = KeyFile {
@@ -326,12 +297,7 @@ impl TrustStore {
         if !root_path.exists() {
             return Err(TrustStoreError::NoRootKey);
         }
-        let SecretKey::Root(old) = read_key_file(&root_path)?.key else {
-            return Err(TrustStoreError::Io(format!(
-                "{} is not a root key",
-                root_path.display()
-            )));
-        };
+        let old = read_root_key(&root_path)?;
         let io = |e: dwcp_crypto::RandomError| TrustStoreError::Io(e.to_string());
         let new = RootSigningKey::generate().map_err(io)?;
         let new_public = new.public_key();
@@ -347,16 +313,7 @@ impl TrustStore {
             ),
             at: now,
         };
-        let file = KeyFile {
-            role: KeyRole::Root,
-            name: "root".into(),
-            created_at: now,
-            key: SecretKey::Root(
-                RootSigningKey::from_bytes(&new.to_bytes())
-                    .map_err(|e| TrustStoreError::Io(e.to_string()))?,
-            ),
-        };
-        dwcp_store::write_private(&next_path(&root_path), &file.to_bytes())?;
+        write_root_key(&next_path(&root_path), &new, now)?;
         let anchor = B64.encode(new_public.to_bytes()) + "\n";
         dwcp_store::write_atomically(&next_path(&self.data_dir.join(ROOT_PUB)), anchor.as_bytes())?;
         let mut endorsements = read_endorsements(&self.data_dir)?;
@@ -418,12 +375,7 @@ impl TrustStore {
         if !root_path.exists() {
             return Err(TrustStoreError::NoRootKey);
         }
-        let SecretKey::Root(root) = read_key_file(&root_path)?.key else {
-            return Err(TrustStoreError::Io(format!(
-                "{} is not a root key",
-                root_path.display()
-            )));
-        };
+        let root = read_root_key(&root_path)?;
         let mut next = self.manifest();
         let out = change(&mut next)?;
         *self.pending.write().unwrap_or_else(|e| e.into_inner()) = Some(next.clone());
@@ -510,6 +462,41 @@ fn write_key(
         name: name.into(),
         created_at: now,
         key: SecretKey::Hybrid(HybridSigningKey::from_seeds(key.seeds())),
+    };
+    Ok(dwcp_store::write_private(path, &file.to_bytes())?)
+}
+
+/// The root key in `path`.
+fn read_root_key(path: &Path) -> Result<RootSigningKey, TrustStoreError> {
+    match read_key_file(path)?.key {
+        SecretKey::Root(root) => Ok(root),
+        _ => Err(TrustStoreError::Io(format!(
+            "{} is not a root key",
+            path.display()
+        ))),
+    }
+}
+
+/// The hybrid key (a `what` key) in `path`.
+fn read_hybrid_key(path: &Path, what: &str) -> Result<HybridSigningKey, TrustStoreError> {
+    match read_key_file(path)?.key {
+        SecretKey::Hybrid(key) => Ok(key),
+        _ => Err(TrustStoreError::Io(format!(
+            "{} is not a {what} key",
+            path.display()
+        ))),
+    }
+}
+
+/// Writes the root key's file (0600).
+fn write_root_key(path: &Path, root: &RootSigningKey, now: u64) -> Result<(), TrustStoreError> {
+    let copy = RootSigningKey::from_bytes(&root.to_bytes())
+        .map_err(|e| TrustStoreError::Io(e.to_string()))?;
+    let file = KeyFile {
+        role: KeyRole::Root,
+        name: "root".into(),
+        created_at: now,
+        key: SecretKey::Root(copy),
     };
     Ok(dwcp_store::write_private(path, &file.to_bytes())?)
 }

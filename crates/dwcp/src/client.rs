@@ -53,6 +53,14 @@ impl AdminClient {
         }
     }
 
+    /// `request` with the bearer token, if there is one.
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(token) => request.header("authorization", format!("Bearer {token}")),
+            None => request,
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -67,9 +75,7 @@ impl AdminClient {
     /// GET `path` and decode the JSON answer.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let mut request = self.agent.get(self.url(path));
-        if let Some(token) = &self.token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
+        request = self.authorized(request);
         let response = request.call().with_context(|| self.unreachable())?;
         decode(response)
     }
@@ -78,9 +84,7 @@ impl AdminClient {
     /// thing (404).
     pub fn get_optional<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Option<T>> {
         let mut request = self.agent.get(self.url(path));
-        if let Some(token) = &self.token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
+        request = self.authorized(request);
         let response = request.call().with_context(|| self.unreachable())?;
         if response.status() == 404 {
             return Ok(None);
@@ -94,9 +98,7 @@ impl AdminClient {
             .agent
             .post(self.url(path))
             .header("content-type", "application/json");
-        if let Some(token) = &self.token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
+        request = self.authorized(request);
         let response = request
             .send(body.to_string().as_bytes())
             .with_context(|| self.unreachable())?;
@@ -106,9 +108,7 @@ impl AdminClient {
     /// DELETE `path` and decode the JSON answer.
     pub fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let mut request = self.agent.delete(self.url(path));
-        if let Some(token) = &self.token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
+        request = self.authorized(request);
         let response = request.call().with_context(|| self.unreachable())?;
         decode(response)
     }
@@ -119,9 +119,7 @@ impl AdminClient {
             .agent
             .put(self.url(path))
             .header("content-type", "application/octet-stream");
-        if let Some(token) = &self.token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
+        request = self.authorized(request);
         let response = request.send(body).with_context(|| self.unreachable())?;
         decode(response)
     }
@@ -135,9 +133,7 @@ impl AdminClient {
             "PUT" => self.agent.put(url),
             _ => self.agent.patch(url),
         };
-        if let Some(token) = &self.token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
+        request = self.authorized(request);
         let response = request.send_empty().with_context(|| self.unreachable())?;
         decode(response)
     }
@@ -171,9 +167,7 @@ impl AdminClient {
         for (name, value) in headers {
             request = request.header(*name, value.as_str());
         }
-        if let Some(token) = &self.token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
+        request = self.authorized(request);
         let response = request
             .send(SendBody::from_owned_reader(reader))
             .with_context(|| self.unreachable());
@@ -196,9 +190,7 @@ impl AdminClient {
         if open_ended {
             request = request.config().timeout_global(None).build();
         }
-        if let Some(token) = &self.token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
+        request = self.authorized(request);
         let mut response = request.call().with_context(|| self.unreachable())?;
         if !response.status().is_success() {
             return decode::<Value>(response).map(drop);
@@ -224,9 +216,7 @@ impl AdminClient {
             .config()
             .timeout_global(None)
             .build();
-        if let Some(token) = &self.token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
+        request = self.authorized(request);
         let mut response = request.call().with_context(|| self.unreachable())?;
         if !response.status().is_success() {
             return decode::<Value>(response).map(|_| 0);

@@ -137,6 +137,25 @@ fn upload(node: &TestNode, path: &str, bytes: &[u8], headers: &[(&str, &str)]) -
     common::request_full(node.admin, "POST", "localhost", path, &all, bytes)
 }
 
+/// `dwcp deploy t/a FILE --key KEY`.
+fn deploy_with_key(
+    node: &TestNode,
+    file: &std::path::Path,
+    key: &std::path::Path,
+) -> std::process::Output {
+    node.cli(&[
+        "deploy",
+        "t/a",
+        file.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ])
+}
+
+fn assert_deployed(out: std::process::Output) {
+    assert!(out.status.success(), "deploy failed: {}", stderr(&out));
+}
+
 fn key_id_of(pub_file: &std::path::Path) -> String {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(pub_file).unwrap()).unwrap();
     v["key_id"].as_str().unwrap().to_string()
@@ -234,13 +253,7 @@ fn unsigned_tampered_untrusted_revoked_and_expired_uploads_are_refused_with_the_
     let acme_key = dir.path().join("keys/acme.key");
     let acme_pub = dir.path().join("keys/acme.pub");
     let acme_id = key_id_of(&acme_pub);
-    let out = node.cli(&[
-        "deploy",
-        "t/a",
-        hello_path.to_str().unwrap(),
-        "--key",
-        acme_key.to_str().unwrap(),
-    ]);
+    let out = deploy_with_key(&node, &hello_path, &acme_key);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains(&format!("key {acme_id} is not trusted")),
@@ -250,13 +263,7 @@ fn unsigned_tampered_untrusted_revoked_and_expired_uploads_are_refused_with_the_
 
     // Trusted, it deploys; the version records who signed it.
     node.cli_ok(&["keys", "trust", acme_pub.to_str().unwrap()]);
-    node.cli_ok(&[
-        "deploy",
-        "t/a",
-        hello_path.to_str().unwrap(),
-        "--key",
-        acme_key.to_str().unwrap(),
-    ]);
+    assert_deployed(deploy_with_key(&node, &hello_path, &acme_key));
     let versions = node.cli_ok(&["versions", "t/a", "--json"]);
     assert!(versions.contains(&acme_id), "{versions}");
 
@@ -276,20 +283,8 @@ fn unsigned_tampered_untrusted_revoked_and_expired_uploads_are_refused_with_the_
     let old_key = dir.path().join("keys/acme.key.prev");
     let new_id = key_id_of(&acme_pub);
     assert_ne!(new_id, acme_id);
-    node.cli_ok(&[
-        "deploy",
-        "t/a",
-        hello_path.to_str().unwrap(),
-        "--key",
-        acme_key.to_str().unwrap(),
-    ]);
-    node.cli_ok(&[
-        "deploy",
-        "t/a",
-        hello_path.to_str().unwrap(),
-        "--key",
-        old_key.to_str().unwrap(),
-    ]);
+    assert_deployed(deploy_with_key(&node, &hello_path, &acme_key));
+    assert_deployed(deploy_with_key(&node, &hello_path, &old_key));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
     loop {
         let keys: serde_json::Value =
@@ -311,13 +306,7 @@ fn unsigned_tampered_untrusted_revoked_and_expired_uploads_are_refused_with_the_
         );
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
-    let out = node.cli(&[
-        "deploy",
-        "t/a",
-        hello_path.to_str().unwrap(),
-        "--key",
-        old_key.to_str().unwrap(),
-    ]);
+    let out = deploy_with_key(&node, &hello_path, &old_key);
     assert!(
         !out.status.success(),
         "the old key deployed after the overlap"
@@ -326,13 +315,7 @@ fn unsigned_tampered_untrusted_revoked_and_expired_uploads_are_refused_with_the_
 
     // Revoked: refused at once.
     node.cli_ok(&["keys", "revoke", &new_id, "--reason", "test"]);
-    let out = node.cli(&[
-        "deploy",
-        "t/a",
-        hello_path.to_str().unwrap(),
-        "--key",
-        acme_key.to_str().unwrap(),
-    ]);
+    let out = deploy_with_key(&node, &hello_path, &acme_key);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("revoked"), "{}", stderr(&out));
     let listed = node.cli_ok(&["keys", "list"]);
@@ -396,13 +379,7 @@ fn key_files_are_checked_and_names_reserved() {
     )
     .unwrap();
     let hello = example("hello");
-    let out = node.cli(&[
-        "deploy",
-        "t/a",
-        hello.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-    ]);
+    let out = deploy_with_key(&node, &hello, &key);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("acme.key") && stderr(&out).contains("damaged"),
@@ -410,13 +387,7 @@ fn key_files_are_checked_and_names_reserved() {
         stderr(&out)
     );
     std::fs::write(&key, "not json").unwrap();
-    let out = node.cli(&[
-        "deploy",
-        "t/a",
-        hello.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-    ]);
+    let out = deploy_with_key(&node, &hello, &key);
     assert!(
         stderr(&out).contains("not a DWCP key file"),
         "{}",
