@@ -121,16 +121,7 @@ impl TrustStore {
         store.finish_node_rotation()?;
         if !data_dir.join(NODE_KEY).exists() {
             // A data directory from before node keys: make one now.
-            let node =
-                HybridSigningKey::generate().map_err(|e| TrustStoreError::Io(e.to_string()))?;
-            let public = node.public_key().clone();
-            write_key(
-                &data_dir.join(NODE_KEY),
-                KeyRole::Node,
-                NODE_KEY_NAME,
-                &node,
-                now,
-            )?;
+            let public = make_node_key(data_dir, now)?.public_key().clone();
             store.change(|m| {
                 m.trust(KeyRole::Node, NODE_KEY_NAME, &public, now, None)
                     .map(|_| ())
@@ -230,14 +221,7 @@ impl TrustStore {
             dwcp_store::write_private(&local_path, &file.to_bytes())?;
             key
         };
-        let node = HybridSigningKey::generate().map_err(random)?;
-        write_key(
-            &data_dir.join(NODE_KEY),
-            KeyRole::Node,
-            NODE_KEY_NAME,
-            &node,
-            now,
-        )?;
+        let node = make_node_key(data_dir, now)?;
         let mut manifest = TrustManifest::new(&root.public_key(), now);
         manifest.trust(
             KeyRole::Publisher,
@@ -464,6 +448,19 @@ fn write_key(
         key: SecretKey::Hybrid(HybridSigningKey::from_seeds(key.seeds())),
     };
     Ok(dwcp_store::write_private(path, &file.to_bytes())?)
+}
+
+/// Makes the node's identity key and writes its file.
+fn make_node_key(data_dir: &Path, now: u64) -> Result<HybridSigningKey, TrustStoreError> {
+    let node = HybridSigningKey::generate().map_err(|e| TrustStoreError::Io(e.to_string()))?;
+    write_key(
+        &data_dir.join(NODE_KEY),
+        KeyRole::Node,
+        NODE_KEY_NAME,
+        &node,
+        now,
+    )?;
+    Ok(node)
 }
 
 /// The root key in `path`.
