@@ -610,7 +610,7 @@ pub enum BenchCommand {
 
 #[derive(Args, Debug)]
 pub struct CryptoBenchArgs {
-    /// Seconds each measurement runs (each is the median of 3 runs of this length / 3).
+    /// Seconds each figure takes: the median of three runs of a third of this each.
     #[arg(long, default_value_t = 1.5)]
     pub seconds: f64,
     /// Print JSON instead of tables.
