@@ -1,0 +1,14 @@
+//! DWCP release controls.
+//!
+//! [`flags`] evaluates feature flags written in flagd's flag-definition
+//! format (the JSON that flagd, the OpenFeature flag daemon, serves), with
+//! the JSONLogic targeting rules and flagd's custom operators
+//! (`fractional`, `sem_ver`, `starts_with`, `ends_with`). It is a pure
+//! library: it never reads files and only reads the clock when the caller
+//! does not supply the time, so every decision can be replayed in tests.
+//! Conformance is checked against flagd's own evaluator scenarios in
+//! `tests/flagd_conformance.rs`.
+
+#![warn(missing_docs)]
+
+pub mod flags;
