@@ -150,6 +150,7 @@ impl Node {
         );
         let (shutdown, _) = watch::channel(false);
         let mut threads = Vec::new();
+        control.mark_stored_loading()?;
 
         let (tokens, created_admin_token) = crate::auth::TokenStore::open(&config.data_dir)
             .context("cannot open the admin tokens")?;

@@ -43,6 +43,17 @@ struct Counts {
 }
 
 impl Control {
+    /// Marks every stored app as loading, before the node serves at all:
+    /// a request to an app that exists but is not loaded yet gets 503
+    /// with `retry-after`, never 404.
+    pub fn mark_stored_loading(&self) -> Result<(), ControlError> {
+        for r in self.state.apps(None)? {
+            self.apps
+                .set_unavailable(&r.tenant, &r.app, Unavailable::Loading);
+        }
+        Ok(())
+    }
+
     /// Loads every stored app on `jobs` threads, busiest first, after
     /// removing files no app refers to. One app that cannot be loaded is
     /// logged and skipped: it must not keep the others down.
