@@ -1,5 +1,10 @@
 //! DWCP release controls.
 //!
+//! [`split`] decides which version a user sees during a rollout (sticky,
+//! monotone in the weight); [`analysis`] decides whether the canary is
+//! worse than the stable version, with a sequential test that stays valid
+//! however often it is looked at.
+//!
 //! [`flags`] evaluates feature flags written in flagd's flag-definition
 //! format (the JSON that flagd, the OpenFeature flag daemon, serves), with
 //! the JSONLogic targeting rules and flagd's custom operators
@@ -11,4 +16,6 @@
 
 #![warn(missing_docs)]
 
+pub mod analysis;
 pub mod flags;
+pub mod split;
