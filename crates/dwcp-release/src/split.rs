@@ -1,10 +1,15 @@
 //! The sticky traffic split of a rollout: which version a user sees.
 //!
 //! A user's key (a header, a cookie, the stateful key or the client
-//! address) hashes to a bucket in [0, 10,000): murmur3 x86_32 of
-//! `salt ‖ key`, scaled as flagd's `fractional` v2 does (`hash × n >> 32`),
-//! so the same user lands in the same bucket on every node and every
-//! request. The canary serves the buckets below its weight (in basis
+//! address) hashes to a bucket in [0, 10,000) exactly as flagd's
+//! `fractional` (v2) buckets a flag keyed `SALT/` for a targeting key: murmur3
+//! x86_32 of `SALT/` ‖ key, scaled by `hash × 10,000 >> 32`. The same user
+//! lands in the same bucket on every node and every request, and a flag
+//! that splits users with `fractional` agrees with the rollout (tested
+//! against the evaluator, which flagd's own vectors check). Like flagd's,
+//! the shares are exact only on average: keys that differ in their last
+//! characters alone (`user-0` … `user-19999`) put 26.1% of users under a
+//! 25% weight. The canary serves the buckets below its weight (in basis
 //! points): raising the weight only moves users from stable to canary,
 //! never back, and lowering it (an abort) only moves them back.
 
@@ -27,8 +32,8 @@ pub enum Side {
 pub fn bucket(salt: &str, user_key: &str) -> u32 {
     let mut bytes = Vec::with_capacity(salt.len() + 1 + user_key.len());
     bytes.extend_from_slice(salt.as_bytes());
-    // A separator: ("ab", "c") and ("a", "bc") are different users.
-    bytes.push(0);
+    // The flag key's trailing '/' keeps ("ab", "c") and ("a", "bc") apart.
+    bytes.push(b'/');
     bytes.extend_from_slice(user_key.as_bytes());
     ((u64::from(murmur3_32(&bytes, 0)) * u64::from(BUCKETS)) >> 32) as u32
 }
@@ -47,8 +52,16 @@ pub fn side(salt: &str, user_key: &str, weight_bp: u32) -> Side {
 mod tests {
     use super::*;
 
+    /// Ids of the kind sessions and accounts carry (SplitMix64 of the index).
     fn users(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("user-{i}")).collect()
+        (0..n as u64)
+            .map(|i| {
+                let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                format!("{:016x}", z ^ (z >> 31))
+            })
+            .collect()
     }
 
     #[test]
@@ -70,6 +83,34 @@ mod tests {
             let expected = f64::from(weight) / f64::from(BUCKETS);
             assert!((share - expected).abs() < 0.01, "{weight}: {share}");
             previous = now;
+        }
+    }
+
+    #[test]
+    fn the_split_agrees_with_flagd_fractional_v2() {
+        use crate::flags::{EvalOptions, FlagSet};
+        for weight in [1u32, 100, 2_500, 5_000, 9_999] {
+            let flags = format!(
+                r#"{{"flags": {{"r7/": {{"state": "ENABLED",
+                    "variants": {{"canary": "canary", "stable": "stable"}},
+                    "defaultVariant": "stable",
+                    "targeting": {{"fractional": [["canary", {weight}], ["stable", {}]]}}}}}}}}"#,
+                BUCKETS - weight
+            );
+            let set = FlagSet::parse(&flags).expect("a valid flag file");
+            for user in users(500) {
+                let context = serde_json::json!({ "targetingKey": user });
+                let resolved = set.evaluate("r7/", &context, &EvalOptions::default());
+                let expected = match side("r7", &user, weight) {
+                    Side::Canary => "canary",
+                    Side::Stable => "stable",
+                };
+                assert_eq!(
+                    resolved.variant.as_deref(),
+                    Some(expected),
+                    "{user} at {weight}"
+                );
+            }
         }
     }
 
