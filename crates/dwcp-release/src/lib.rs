@@ -3,7 +3,8 @@
 //! [`split`] decides which version a user sees during a rollout (sticky,
 //! monotone in the weight); [`analysis`] decides whether the canary is
 //! worse than the stable version, with a sequential test that stays valid
-//! however often it is looked at.
+//! however often it is looked at; [`rollout`] turns those into decisions
+//! (advance, hold, promote, abort) with the numbers behind each.
 //!
 //! [`flags`] evaluates feature flags written in flagd's flag-definition
 //! format (the JSON that flagd, the OpenFeature flag daemon, serves), with
@@ -18,4 +19,5 @@
 
 pub mod analysis;
 pub mod flags;
+pub mod rollout;
 pub mod split;
