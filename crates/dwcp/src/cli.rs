@@ -599,6 +599,10 @@ pub enum BenchCommand {
     ///
     /// Example: dwcp bench crypto --seconds 2
     Crypto(CryptoBenchArgs),
+    /// Feature-flag evaluation: a static flag, a targeted flag and a `fractional` one.
+    ///
+    /// Example: dwcp bench flags --seconds 2
+    Flags(FlagsBenchArgs),
     /// Serve a native hyper hello-world (the ceiling `bench http` measures).
     #[command(hide = true)]
     NativeHello {
@@ -606,6 +610,16 @@ pub enum BenchCommand {
         #[arg(long)]
         addr: SocketAddr,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct FlagsBenchArgs {
+    /// Seconds each figure takes: the median of three runs of a third of this each.
+    #[arg(long, default_value_t = 1.5)]
+    pub seconds: f64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -6,6 +6,7 @@ mod access;
 mod bench;
 mod bench_codec;
 mod bench_crypto;
+mod bench_flags;
 mod bench_state;
 mod cli;
 mod client;
