@@ -323,9 +323,10 @@ async fn deploy(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = app_id(&tenant, &app)?;
     let mut options = q.options()?;
-    // Hashed once here; the signature covers this hash, and the deploy
-    // stores the artifact under it.
-    let sha256 = dwcp_store::sha256_hex(&body);
+    // Hashed once here, on the blocking pool (uploads reach 256 MiB); the
+    // signature covers this hash, and the deploy stores the artifact under it.
+    let to_hash = body.clone();
+    let sha256 = blocking(move || Ok::<_, ApiError>(dwcp_store::sha256_hex(&to_hash))).await?;
     let signed_by = crate::keys_admin::check_upload(
         &state,
         &headers,

@@ -90,6 +90,24 @@ impl CheckpointSeal {
         )
     }
 
+    /// Opens each checkpoint of a chain of `tenant/app`'s key `subject`;
+    /// the reason, naming the checkpoint, if one does not open.
+    pub fn open_chain(
+        &self,
+        tenant: &str,
+        app: &str,
+        subject: &str,
+        chain: &[(dwcp_store::CheckpointMeta, Vec<u8>)],
+    ) -> Result<Vec<Vec<u8>>, String> {
+        chain
+            .iter()
+            .map(|(meta, sealed)| {
+                self.open(tenant, app, subject, meta.snapshot_id, sealed)
+                    .map_err(|e| format!("checkpoint {}: {e}", meta.seq))
+            })
+            .collect()
+    }
+
     /// Opens a checkpoint of `tenant/app`'s key `subject` sealed to this node.
     pub fn open(
         &self,

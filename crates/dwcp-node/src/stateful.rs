@@ -408,39 +408,30 @@ impl KeyedApp {
         seq: u64,
         live: &mut KeyInstance,
     ) -> Result<(), KeyError> {
-        let checkpoints = self.checkpoints.clone();
-        let owned = self.scope(key);
-        let chain = tokio::task::spawn_blocking(move || checkpoints.chain(&owned, seq))
-            .await
-            .map_err(|e| KeyError::Restore(e.to_string()))?
-            .map_err(|e| KeyError::Restore(e.to_string()))?
-            .ok_or_else(|| KeyError::Damaged("its chain is incomplete".into()))?;
-        let artifact = live.version().artifact();
-        if let Some((meta, _)) = chain.iter().find(|(m, _)| m.artifact_sha256 != artifact) {
-            return Err(KeyError::Restore(format!(
-                "it was taken from artifact {}, this version runs {artifact}",
-                meta.artifact_sha256
-            )));
-        }
-        let opened = self.open_chain(key, &chain).map_err(KeyError::Damaged)?;
+        // Reading the chain and opening each seal (a decapsulation each)
+        // is off the ingress's event loop.
+        let (checkpoints, seal) = (self.checkpoints.clone(), self.seal.clone());
+        let (tenant, app, key) = (self.tenant.clone(), self.app.clone(), key.to_string());
+        let scope = self.scope(&key);
+        let artifact = live.version().artifact().to_string();
+        let opened = tokio::task::spawn_blocking(move || {
+            let chain = checkpoints
+                .chain(&scope, seq)
+                .map_err(|e| KeyError::Restore(e.to_string()))?
+                .ok_or_else(|| KeyError::Damaged("its chain is incomplete".into()))?;
+            if let Some((meta, _)) = chain.iter().find(|(m, _)| m.artifact_sha256 != artifact) {
+                return Err(KeyError::Restore(format!(
+                    "it was taken from artifact {}, this version runs {artifact}",
+                    meta.artifact_sha256
+                )));
+            }
+            seal.open_chain(&tenant, &app, &key, &chain)
+                .map_err(KeyError::Damaged)
+        })
+        .await
+        .map_err(|e| KeyError::Restore(e.to_string()))??;
         let bytes: Vec<&[u8]> = opened.iter().map(Vec::as_slice).collect();
         live.restore(&bytes).await
-    }
-
-    /// Opens each sealed checkpoint of a chain; the reason if one does not.
-    fn open_chain(
-        &self,
-        key: &str,
-        chain: &[(CheckpointMeta, Vec<u8>)],
-    ) -> Result<Vec<Vec<u8>>, String> {
-        chain
-            .iter()
-            .map(|(meta, sealed)| {
-                self.seal
-                    .open(&self.tenant, &self.app, key, meta.snapshot_id, sealed)
-                    .map_err(|e| format!("checkpoint {}: {e}", meta.seq))
-            })
-            .collect()
     }
 
     /// Checkpoints the key's live instance now.
@@ -756,7 +747,10 @@ impl KeyedApp {
             .checkpoints
             .chain(&scope, target.seq)?
             .ok_or_else(|| KeyedError::NotFound("its chain is incomplete".into()))?;
-        let opened = self.open_chain(key, &chain).map_err(KeyedError::Instance)?;
+        let opened = self
+            .seal
+            .open_chain(&self.tenant, &self.app, key, &chain)
+            .map_err(KeyedError::Instance)?;
         let bytes: Vec<&[u8]> = opened.iter().map(Vec::as_slice).collect();
         let (image, globals) = dwcp_runtime::state::decode_chain(&bytes, &Default::default())
             .map_err(|e| KeyedError::Instance(format!("cannot decode it: {e:#}")))?;
