@@ -169,9 +169,7 @@ impl Rollout {
                     })
                     .collect::<Vec<_>>()
                     .join("; ");
-                self.phase = Phase::Aborted;
-                self.weight_bp = 0;
-                Some(self.record(now, Action::Abort, reason, readings))
+                Some(self.end(now, Phase::Aborted, reason, readings))
             }
             Verdict::NotEnoughData { samples } if time_up => {
                 // Said once per step, not at every tick.
@@ -189,10 +187,8 @@ impl Rollout {
                 self.step_started_at = now;
                 // The step to all traffic is the promotion itself.
                 if step >= last || next_weight >= BUCKETS {
-                    self.phase = Phase::Promoted;
-                    self.weight_bp = BUCKETS;
                     let reason = "the last step passed its analysis".to_string();
-                    Some(self.record(now, Action::Promote, reason, readings))
+                    Some(self.end(now, Phase::Promoted, reason, readings))
                 } else {
                     self.phase = Phase::Running { step: step + 1 };
                     self.weight_bp = next_weight;
@@ -210,14 +206,8 @@ impl Rollout {
         if self.phase != Phase::Warming {
             return None;
         }
-        let (phase, weight, action) = if ok {
-            (Phase::Promoted, BUCKETS, Action::Promote)
-        } else {
-            (Phase::Aborted, 0, Action::Abort)
-        };
-        self.phase = phase;
-        self.weight_bp = weight;
-        Some(self.record(now, action, format!("warm-up check: {detail}"), Vec::new()))
+        let phase = if ok { Phase::Promoted } else { Phase::Aborted };
+        Some(self.end(now, phase, format!("warm-up check: {detail}"), Vec::new()))
     }
 
     /// An operator's pause: the weight stays; nothing advances.
@@ -251,32 +241,37 @@ impl Rollout {
 
     /// An operator's promote: all traffic to the new version now.
     pub fn promote(&mut self, now: u64) -> Option<&Decision> {
-        if matches!(self.phase, Phase::Promoted | Phase::Aborted) {
-            return None;
-        }
-        self.phase = Phase::Promoted;
-        self.weight_bp = BUCKETS;
-        Some(self.record(
-            now,
-            Action::Promote,
-            "promoted by an operator".into(),
-            Vec::new(),
-        ))
+        self.end_by_hand(now, Phase::Promoted, "promoted by an operator")
     }
 
     /// An operator's abort: all traffic back to stable now.
     pub fn abort(&mut self, now: u64) -> Option<&Decision> {
+        self.end_by_hand(now, Phase::Aborted, "aborted by an operator")
+    }
+
+    fn end_by_hand(&mut self, now: u64, phase: Phase, reason: &str) -> Option<&Decision> {
         if matches!(self.phase, Phase::Promoted | Phase::Aborted) {
             return None;
         }
-        self.phase = Phase::Aborted;
-        self.weight_bp = 0;
-        Some(self.record(
-            now,
-            Action::Abort,
-            "aborted by an operator".into(),
-            Vec::new(),
-        ))
+        Some(self.end(now, phase, reason.into(), Vec::new()))
+    }
+
+    /// Ends the rollout: promoted (all traffic to the new version) or
+    /// aborted (all back to stable).
+    fn end(
+        &mut self,
+        now: u64,
+        phase: Phase,
+        reason: String,
+        readings: Vec<MetricReading>,
+    ) -> &Decision {
+        let (weight, action) = match phase {
+            Phase::Promoted => (BUCKETS, Action::Promote),
+            _ => (0, Action::Abort),
+        };
+        self.phase = phase;
+        self.weight_bp = weight;
+        self.record(now, action, reason, readings)
     }
 
     fn record(

@@ -274,19 +274,7 @@ impl Reply {
 
 /// One HTTP/1.1 request with `Connection: close`; reads the whole answer.
 pub fn request(addr: SocketAddr, method: &str, host: &str, path: &str, body: &[u8]) -> Reply {
-    send(addr, method, host, path, &[], body)
-}
-
-/// A request with headers and a body.
-pub fn request_full(
-    addr: SocketAddr,
-    method: &str,
-    host: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Reply {
-    send(addr, method, host, path, headers, body)
+    request_full(addr, method, host, path, &[], body)
 }
 
 /// [`request`] with more headers and no body.
@@ -297,10 +285,11 @@ pub fn request_with(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Reply {
-    send(addr, method, host, path, headers, b"")
+    request_full(addr, method, host, path, headers, b"")
 }
 
-fn send(
+/// A request with headers and a body.
+pub fn request_full(
     addr: SocketAddr,
     method: &str,
     host: &str,
