@@ -81,7 +81,8 @@ impl ArmStats {
 }
 
 /// How strict the analysis is.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct AnalysisConfig {
     /// Overall false-abort rate allowed (split evenly between the metrics).
     pub alpha: f64,
@@ -113,7 +114,8 @@ impl Default for AnalysisConfig {
 }
 
 /// The metrics compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Share of requests that failed.
     ErrorRate,
@@ -122,7 +124,7 @@ pub enum Metric {
 }
 
 /// One metric's comparison at a look, with the numbers behind it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MetricReading {
     /// Which metric.
     pub metric: Metric,
@@ -154,7 +156,7 @@ pub enum Verdict {
 
 /// The running state of a rollout's analysis: the smallest p-value seen
 /// per metric (the always-valid p-value only goes down).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Analysis {
     config: AnalysisConfig,
     p_error: f64,

@@ -10,7 +10,8 @@ use crate::analysis::{Analysis, AnalysisConfig, ArmStats, MetricReading, Verdict
 use crate::split::BUCKETS;
 
 /// How a new version takes over.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Strategy {
     /// All traffic at once.
     Immediate,
@@ -38,7 +39,8 @@ impl Strategy {
 }
 
 /// Where a rollout stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
 pub enum Phase {
     /// Blue-green: waiting for the new version's warm-up check.
     Warming,
@@ -59,7 +61,8 @@ pub enum Phase {
 }
 
 /// What was decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Action {
     /// The rollout began at its first weight.
     Start,
@@ -75,10 +78,12 @@ pub enum Action {
     Pause,
     /// An operator resumed it.
     Resume,
+    /// An operator set the canary's weight by hand (the rollout pauses there).
+    SetWeight,
 }
 
 /// One decision, with why.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Decision {
     /// When (Unix seconds).
     pub at: u64,
@@ -92,8 +97,9 @@ pub struct Decision {
     pub readings: Vec<MetricReading>,
 }
 
-/// A rollout in progress (or ended).
-#[derive(Debug, Clone)]
+/// A rollout in progress (or ended). Serializable, so that the node can
+/// store it with the app and pick it up again after a restart.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Rollout {
     strategy: Strategy,
     analysis: Analysis,
@@ -191,7 +197,8 @@ impl Rollout {
                     Some(self.end(now, Phase::Promoted, reason, readings))
                 } else {
                     self.phase = Phase::Running { step: step + 1 };
-                    self.weight_bp = next_weight;
+                    // Never down: a weight set by hand above the next step stays.
+                    self.weight_bp = self.weight_bp.max(next_weight);
                     let reason = "no metric worse beyond tolerance".to_string();
                     Some(self.record(now, Action::Advance, reason, readings))
                 }
@@ -237,6 +244,40 @@ impl Rollout {
             "resumed by an operator".into(),
             Vec::new(),
         ))
+    }
+
+    /// An operator's weight, in basis points: the rollout pauses there
+    /// (`resume` carries on from the step at or below it; the weight never
+    /// goes down by itself). Only while it runs or is paused.
+    pub fn set_weight(&mut self, now: u64, weight_bp: u32) -> Option<&Decision> {
+        let (Phase::Running { .. } | Phase::Paused { .. }) = self.phase else {
+            return None;
+        };
+        let weight_bp = weight_bp.min(BUCKETS);
+        let step = match &self.strategy {
+            Strategy::Canary { steps, .. } => steps
+                .iter()
+                .rposition(|&w| w <= weight_bp)
+                .unwrap_or(0),
+            _ => 0,
+        };
+        self.phase = Phase::Paused { step };
+        self.weight_bp = weight_bp;
+        let reason = format!(
+            "weight set to {}% by an operator; paused there",
+            weight_bp as f64 / 100.0
+        );
+        Some(self.record(now, Action::SetWeight, reason, Vec::new()))
+    }
+
+    /// How it was started.
+    pub fn strategy(&self) -> &Strategy {
+        &self.strategy
+    }
+
+    /// Whether it has ended (promoted or aborted).
+    pub fn is_over(&self) -> bool {
+        matches!(self.phase, Phase::Promoted | Phase::Aborted)
     }
 
     /// An operator's promote: all traffic to the new version now.
@@ -413,5 +454,41 @@ mod tests {
             .clone();
         assert_eq!((d.action, d.weight_bp), (Action::Abort, 0));
         assert!(d.reason.contains("trap at start"));
+    }
+
+    #[test]
+    fn a_weight_set_by_hand_pauses_there_and_resuming_never_lowers_it() {
+        let mut r = canary();
+        let d = r.set_weight(1_010, 3_000).expect("set").clone();
+        assert_eq!((d.action, d.weight_bp), (Action::SetWeight, 3_000));
+        // Paused at the step at or below 30% (25%, index 2).
+        assert_eq!(r.phase(), Phase::Paused { step: 2 });
+        let (s, c) = arms(5, 5, 1_000);
+        assert!(r.tick(2_000, &s, &c).is_none(), "paused: nothing moves");
+        r.resume(2_000).expect("resume");
+        let d = r.tick(2_060, &s, &c).expect("advance").clone();
+        assert_eq!(
+            (d.action, d.weight_bp),
+            (Action::Advance, 5_000),
+            "on to 50%, the next step above"
+        );
+        // A hand weight above the next step is kept when the step passes.
+        r.set_weight(2_070, 8_000).expect("set");
+        r.resume(2_070).expect("resume");
+        let d = r.tick(2_130, &s, &c).expect("a decision").clone();
+        assert_eq!(d.action, Action::Promote, "the 50% step was the last but one");
+        assert!(r.set_weight(2_140, 100).is_none(), "over: no more weights");
+    }
+
+    #[test]
+    fn a_rollout_survives_a_trip_through_json() {
+        let mut r = canary();
+        let (s, c) = arms(5, 5, 1_000);
+        r.tick(1_060, &s, &c).expect("advance");
+        let json = serde_json::to_string(&r).expect("serialize");
+        let mut back: Rollout = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(back.decisions(), r.decisions());
+        assert_eq!((back.phase(), back.weight_bp()), (r.phase(), r.weight_bp()));
+        assert_eq!(back.tick(1_120, &s, &c), r.tick(1_120, &s, &c));
     }
 }
