@@ -29,6 +29,8 @@ pub struct AdminState {
     pub metrics_public: bool,
     /// Which publisher keys the node trusts.
     pub trust: Arc<crate::trust::TrustStore>,
+    /// Each tenant's feature flags.
+    pub flags: Arc<crate::flags::FlagStore>,
 }
 
 /// The admin API's routes; uploads up to `max_upload` bytes.
@@ -77,6 +79,8 @@ pub fn router(state: Arc<AdminState>, max_upload: usize) -> Router {
         .merge(crate::backup::routes())
         .merge(crate::auth::routes())
         .merge(crate::keys_admin::routes())
+        .merge(crate::rollout_admin::routes())
+        .merge(crate::flags_admin::routes())
         .layer(DefaultBodyLimit::max(max_upload))
         .layer(axum::middleware::from_fn_with_state(state.clone(), audit))
         // Outermost: a call without a valid token is neither run nor audited.
@@ -215,6 +219,15 @@ struct DeployQuery {
     checkpoint: Option<String>,
     keep_checkpoints: Option<u32>,
     hibernate_after: Option<String>,
+    // The strategy's options, spelled out: `serde(flatten)` cannot parse
+    // the numbers above from a query string.
+    strategy: Option<String>,
+    steps: Option<String>,
+    step: Option<String>,
+    max_error_increase: Option<String>,
+    max_latency_increase: Option<String>,
+    min_samples: Option<String>,
+    alpha: Option<String>,
 }
 
 impl DeployQuery {
@@ -279,6 +292,16 @@ impl DeployQuery {
 
     fn options(self) -> Result<DeployOptions, ControlError> {
         let stateful = self.stateful()?;
+        let (strategy, analysis) = crate::rollout_admin::StrategyQuery {
+            strategy: self.strategy,
+            steps: self.steps,
+            step: self.step,
+            max_error_increase: self.max_error_increase,
+            max_latency_increase: self.max_latency_increase,
+            min_samples: self.min_samples,
+            alpha: self.alpha,
+        }
+        .parse()?;
         let memory_bytes = self
             .memory
             .map(|m| parse_size(&m).map_err(|e| format!("--memory: {e}")))
@@ -301,6 +324,8 @@ impl DeployQuery {
             concurrency: self.concurrency,
             reuse: self.reuse,
             preinit: self.preinit.filter(|f| !f.is_empty()),
+            strategy,
+            analysis,
             ..DeployOptions::default()
         })
     }
@@ -352,6 +377,15 @@ struct LimitsQuery {
     allow_private: Option<String>,
     clear_egress: Option<bool>,
     keep_versions: Option<u32>,
+    strategy: Option<String>,
+    steps: Option<String>,
+    step: Option<String>,
+    max_error_increase: Option<String>,
+    max_latency_increase: Option<String>,
+    min_samples: Option<String>,
+    alpha: Option<String>,
+    user_header: Option<String>,
+    user_cookie: Option<String>,
 }
 
 async fn set_limits(
@@ -381,8 +415,17 @@ async fn set_limits(
         checkpoint: None,
         keep_checkpoints: None,
         hibernate_after: None,
+        strategy: q.strategy,
+        steps: q.steps,
+        step: q.step,
+        max_error_increase: q.max_error_increase,
+        max_latency_increase: q.max_latency_increase,
+        min_samples: q.min_samples,
+        alpha: q.alpha,
     }
     .options()?;
+    options.user_header = q.user_header;
+    options.user_cookie = q.user_cookie;
     options.allow_hosts = list(q.allow_host);
     options.allow_private = list(q.allow_private);
     options.clear_egress = q.clear_egress.unwrap_or(false);

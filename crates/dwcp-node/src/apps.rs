@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use dwcp_release::analysis::ArmStats;
 use dwcp_runtime::AppVersion;
 use tokio::sync::Semaphore;
 
@@ -11,14 +12,60 @@ use crate::host::key_of;
 use crate::metrics::VersionMetrics;
 use crate::tenants::TenantGate;
 
-/// An app as the ingress sees it: the version that serves and its
-/// concurrency slots. Immutable: a deploy builds a new one and swaps it in,
-/// so a request in flight finishes on the version it started with.
-pub struct LiveApp {
-    /// The version serving new requests.
+/// One version as the ingress serves it: the version, its Prometheus
+/// metrics and the totals a rollout's analysis reads.
+#[derive(Clone)]
+pub struct Arm {
+    /// The version.
     pub version: Arc<AppVersion>,
-    /// The version's request metrics, resolved once rather than per request.
+    /// Its request metrics, resolved once rather than per request.
     pub metrics: VersionMetrics,
+    /// Its errors and latencies since the current rollout began.
+    pub stats: Arc<ArmCounter>,
+}
+
+impl Arm {
+    /// An arm for `version` with fresh analysis totals.
+    pub fn new(version: Arc<AppVersion>, metrics: VersionMetrics) -> Self {
+        Self {
+            version,
+            metrics,
+            stats: Arc::default(),
+        }
+    }
+
+    /// The version's name.
+    pub fn name(&self) -> &str {
+        &self.version.labels().version
+    }
+}
+
+/// A version rolling out, with its share of users.
+#[derive(Clone)]
+pub struct Canary {
+    /// The version.
+    pub arm: Arm,
+    /// Its share of users, in basis points.
+    pub weight_bp: u32,
+    /// Salts the users' buckets: each rollout splits users afresh.
+    pub salt: String,
+}
+
+/// An app as the ingress sees it: the versions that serve and its
+/// concurrency slots. Immutable: a deploy or a rollout's step builds a new
+/// one and swaps it in, so a request in flight finishes on the version it
+/// started with.
+#[derive(Clone)]
+pub struct LiveApp {
+    /// The stable version: every request but the canary's share.
+    pub stable: Arm,
+    /// The version rolling out, if a rollout splits traffic now.
+    pub canary: Option<Canary>,
+    /// The version before the stable one, kept warm: `dwcp rollout undo`
+    /// switches back to it at once; `x-dwcp-version` reaches it.
+    pub previous: Option<Arm>,
+    /// How a request names its user for the split.
+    pub users: Arc<crate::release::UserKeyRule>,
     /// One permit per request that may run at once.
     pub slots: Arc<Semaphore>,
     /// The quota of the app's tenant, shared with its other apps.
@@ -28,9 +75,43 @@ pub struct LiveApp {
 }
 
 impl LiveApp {
-    /// Records one response in the app's metrics and recent activity.
+    /// The stable version.
+    pub fn version(&self) -> &Arc<AppVersion> {
+        &self.stable.version
+    }
+
+    /// The live arm named `version`, if any.
+    pub fn arm(&self, version: &str) -> Option<&Arm> {
+        std::iter::once(&self.stable)
+            .chain(self.canary.as_ref().map(|c| &c.arm))
+            .chain(self.previous.as_ref())
+            .find(|arm| arm.name() == version)
+    }
+}
+
+/// Errors and latencies of one version, summed for a rollout's analysis.
+#[derive(Default)]
+pub struct ArmCounter(Mutex<ArmStats>);
+
+impl ArmCounter {
+    /// Records one response: a 5xx (traps answer 500) is an error.
+    pub fn record(&self, status: u16, seconds: f64) {
+        let mut stats = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        stats.record(status >= 500, seconds * 1e3);
+    }
+
+    /// The totals so far.
+    pub fn totals(&self) -> ArmStats {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Arm {
+    /// Records one response in the version's metrics, analysis totals and
+    /// the app's recent activity.
     pub fn observe(&self, status: u16, seconds: f64) {
         self.metrics.observe(status, seconds);
+        self.stats.record(status, seconds);
         self.version.stats().observe(status, seconds);
     }
 }
@@ -102,6 +183,16 @@ impl AppTable {
             apps.remove(&key);
             apps
         });
+    }
+
+    /// The live apps whose rollout splits traffic (or warms a version).
+    pub fn rolling_out(&self) -> Vec<Arc<LiveApp>> {
+        self.apps
+            .load()
+            .values()
+            .filter(|app| app.canary.is_some())
+            .cloned()
+            .collect()
     }
 
     /// How many apps are live.

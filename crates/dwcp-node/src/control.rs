@@ -21,7 +21,7 @@ use dwcp_store::{
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use crate::apps::{AppTable, LiveApp, Unavailable};
+use crate::apps::{AppTable, Arm, Canary, LiveApp, Unavailable};
 use crate::metrics::NodeMetrics;
 use crate::secrets::SecretBox;
 use crate::telemetry::TelemetryTable;
@@ -100,6 +100,15 @@ pub struct DeployOptions {
     /// The upload's SHA-256 and the id of the publisher key whose
     /// signature over it was checked (deploy only).
     pub uploaded: Option<(String, String)>,
+    /// How the new version takes over (`None`: the app's default strategy,
+    /// else immediate); with `apps set`, the app's new default.
+    pub strategy: Option<dwcp_release::rollout::Strategy>,
+    /// The rollout analysis's settings (`None`: the app's, else the defaults).
+    pub analysis: Option<dwcp_release::analysis::AnalysisConfig>,
+    /// The header naming a request's user for sticky splits (`apps set` only).
+    pub user_header: Option<String>,
+    /// The cookie naming it when the header is absent (`apps set` only).
+    pub user_cookie: Option<String>,
 }
 
 /// What a deploy did.
@@ -123,6 +132,9 @@ pub struct DeployOutcome {
     pub tenant_created: bool,
     /// The limits the version serves under.
     pub limits: AppLimits,
+    /// How it takes over: `immediate`, `canary` (serving its first step
+    /// now) or `blue-green` (checked, then switched or refused).
+    pub strategy: &'static str,
 }
 
 /// One line of `dwcp apps`.
@@ -299,67 +311,145 @@ impl Control {
         })
     }
 
-    /// Prepares the active version of `record` and puts it in the table.
+    /// Prepares the versions `record` serves (the active one, a rollout's
+    /// canary, the previous one kept warm) and puts them in the table.
     pub(crate) fn activate(&self, record: &AppRecord) -> Result<CacheOutcome, ControlError> {
-        let active = record
-            .active_version()
-            .ok_or_else(|| ControlError::NoApp(format!("{}/{}", record.tenant, record.app)))?;
-        let sha = active.sha256.clone();
         let env = self.guest_env(record)?;
-        let prepared = self.prepare_version(record, &sha)?;
-        let cache = prepared.cache;
-        self.install(record, &active.version, prepared, env);
+        self.install(record, None, env)
+    }
+
+    /// Builds the live app `record` describes and swaps it in. Versions
+    /// already live keep their instances (and their rollout totals, unless
+    /// a new rollout begins); `fresh` is version code just compiled; the
+    /// rest comes from the AOT cache. Only the stable version must load: a
+    /// canary or previous version that cannot is left out and logged.
+    /// Returns the stable version's cache outcome.
+    pub(crate) fn install(
+        &self,
+        record: &AppRecord,
+        fresh: Option<(&str, dwcp_runtime::Prepared)>,
+        env: Vec<(String, String)>,
+    ) -> Result<CacheOutcome, ControlError> {
+        let live = self.apps.get_app(&record.tenant, &record.app);
+        let mut fresh = fresh;
+        let mut arm = |name: &str| -> Result<(Arm, CacheOutcome), ControlError> {
+            if let Some((_, prepared)) = fresh.take_if(|(fresh, _)| *fresh == name) {
+                let cache = prepared.cache;
+                return Ok((self.new_arm(record, name, prepared, &env), cache));
+            }
+            if let Some(arm) = live.as_ref().and_then(|l| l.arm(name)) {
+                return Ok((arm.clone(), CacheOutcome::Hit));
+            }
+            let stored = record
+                .versions
+                .iter()
+                .find(|v| v.version == name)
+                .ok_or_else(|| ControlError::NotFound(format!("no version `{name}` is stored")))?;
+            let prepared = self.prepare_version(record, &stored.sha256)?;
+            let cache = prepared.cache;
+            Ok((self.new_arm(record, name, prepared, &env), cache))
+        };
+        if record.active_version().is_none() {
+            return Err(ControlError::NoApp(format!(
+                "{}/{}",
+                record.tenant, record.app
+            )));
+        }
+        let (mut stable, cache) = arm(&record.active)?;
+        let optional = |what: &str, name: &str, arm: Result<(Arm, CacheOutcome), ControlError>| {
+            arm.map(|(arm, _)| arm)
+                .inspect_err(|e| {
+                    tracing::warn!(tenant = %record.tenant, app = %record.app, version = %name, "the {what} version cannot load: {e}")
+                })
+                .ok()
+        };
+        let mut canary = match record.rollout.as_ref().filter(|r| r.in_progress()) {
+            Some(rollout) if rollout.version != record.active => {
+                optional("canary", &rollout.version, arm(&rollout.version)).map(|arm| Canary {
+                    arm,
+                    weight_bp: rollout.state.weight_bp(),
+                    salt: crate::rollouts::rollout_salt(record, rollout),
+                })
+            }
+            _ => None,
+        };
+        // A new rollout compares the two versions from its start only.
+        let live_salt = live
+            .as_ref()
+            .and_then(|l| l.canary.as_ref())
+            .map(|c| &c.salt);
+        if let Some(canary) = canary.as_mut().filter(|c| Some(&c.salt) != live_salt) {
+            canary.arm.stats = Arc::default();
+            stable.stats = Arc::default();
+        }
+        let previous = record
+            .previous
+            .as_deref()
+            .filter(|p| *p != record.active && canary.as_ref().is_none_or(|c| c.arm.name() != *p))
+            .filter(|p| record.versions.iter().any(|v| v.version == *p))
+            .and_then(|p| optional("previous", p, arm(p)));
+        let keyed = self.keyed_for(record, &stable.version, &env);
+        // Keep the slots of the app being replaced when the limit is
+        // unchanged, so that old and new versions together still honour it.
+        let slots = match &live {
+            Some(old) if old.version().limits().concurrency == record.limits.concurrency => {
+                old.slots.clone()
+            }
+            _ => Arc::new(Semaphore::new(record.limits.concurrency as usize)),
+        };
+        let users = crate::release::UserKeyRule::new(
+            &record.release,
+            record.stateful.as_ref().map(|s| s.key_header.as_str()),
+        );
+        let live = Arc::new(LiveApp {
+            stable,
+            canary,
+            previous,
+            users: Arc::new(users),
+            slots,
+            tenant: self.gate(&record.tenant),
+            keyed,
+        });
+        self.apps.insert(&record.tenant, &record.app, live);
         Ok(cache)
     }
 
-    fn install(
+    /// A new arm serving `prepared` as version `name` of `record`.
+    fn new_arm(
         &self,
         record: &AppRecord,
-        version: &str,
+        name: &str,
         prepared: dwcp_runtime::Prepared,
-        env: Vec<(String, String)>,
-    ) {
+        env: &[(String, String)],
+    ) -> Arm {
         let labels = VersionLabels {
             tenant: record.tenant.clone(),
             app: record.app.clone(),
-            version: version.to_string(),
+            version: name.to_string(),
         };
         let metrics = self.metrics.for_version(&labels);
         let telemetry = self.telemetry.for_app(&record.tenant, &record.app);
         let artifact = record
             .versions
             .iter()
-            .find(|v| v.version == version)
+            .find(|v| v.version == name)
             .map_or("", |v| v.sha256.as_str());
         let version = Arc::new(
             AppVersion::new(&self.runtime, labels, prepared, record.limits)
                 .with_egress(self.egress_policy(record))
-                .with_env(env.clone())
+                .with_env(env.to_vec())
                 .with_telemetry(telemetry.log.clone(), telemetry.stats.clone())
                 .with_artifact(artifact),
         );
-        let keyed = self.keyed_for(record, &version, &env);
-        // Keep the slots of the version being replaced when the limit is
-        // unchanged, so that old and new versions together still honour it.
-        let slots = match self.apps.get_app(&record.tenant, &record.app) {
-            Some(old) if old.version.limits().concurrency == record.limits.concurrency => {
-                old.slots.clone()
-            }
-            _ => Arc::new(Semaphore::new(record.limits.concurrency as usize)),
-        };
-        let live = Arc::new(LiveApp {
-            version,
-            metrics,
-            slots,
-            tenant: self.gate(&record.tenant),
-            keyed,
-        });
-        self.apps.insert(&record.tenant, &record.app, live);
+        Arm::new(version, metrics)
     }
 
     /// The environment of the app's instances: config, then secrets
     /// (opened here, never logged).
-    fn guest_env(&self, record: &AppRecord) -> Result<Vec<(String, String)>, ControlError> {
+    pub(crate) fn guest_env(
+        &self,
+        record: &AppRecord,
+    ) -> Result<Vec<(String, String)>, ControlError> {
         let mut env: Vec<(String, String)> = record
             .config
             .iter()
@@ -542,13 +632,19 @@ impl Control {
             .apps
             .get_app(&record.tenant, &record.app)
             .ok_or_else(|| ControlError::NoApp(format!("{}/{}", record.tenant, record.app)))?;
-        let version = Arc::new(
-            live.version
-                .renewed(record.limits)
-                .with_egress(self.egress_policy(record))
-                .with_env(self.guest_env(record)?),
-        );
-        let slots = if live.version.limits().concurrency == record.limits.concurrency {
+        let env = self.guest_env(record)?;
+        // Every live version is renewed alike; rollout totals carry over.
+        let renew = |arm: &Arm| Arm {
+            version: Arc::new(
+                arm.version
+                    .renewed(record.limits)
+                    .with_egress(self.egress_policy(record))
+                    .with_env(env.clone()),
+            ),
+            ..arm.clone()
+        };
+        let stable = renew(&live.stable);
+        let slots = if live.version().limits().concurrency == record.limits.concurrency {
             live.slots.clone()
         } else {
             Arc::new(Semaphore::new(record.limits.concurrency as usize))
@@ -557,11 +653,20 @@ impl Control {
             if let Some(settings) = &record.stateful {
                 keyed.set_settings(settings.clone());
             }
-            keyed.add_version(version.clone());
+            keyed.add_version(stable.version.clone());
         }
+        let users = crate::release::UserKeyRule::new(
+            &record.release,
+            record.stateful.as_ref().map(|s| s.key_header.as_str()),
+        );
         Ok(Arc::new(LiveApp {
-            version,
-            metrics: live.metrics.clone(),
+            stable,
+            canary: live.canary.as_ref().map(|c| Canary {
+                arm: renew(&c.arm),
+                ..c.clone()
+            }),
+            previous: live.previous.as_ref().map(renew),
+            users: Arc::new(users),
             slots,
             tenant: live.tenant.clone(),
             keyed: live.keyed.clone(),
@@ -651,11 +756,26 @@ impl Control {
             }
             None => (bytes, None),
         };
-        let id = id.clone();
-        self.blocking_under_lock("deploy", move |this| {
-            this.deploy_blocking(&id, bytes, source_sha256, options)
-        })
-        .await
+        let target = id.clone();
+        let outcome = self
+            .blocking_under_lock("deploy", move |this| {
+                this.deploy_blocking(&target, bytes, source_sha256, options)
+            })
+            .await?;
+        // Blue-green: the deploy returns once the new version was checked.
+        self.check_green(id).await?;
+        if let Some(r) = self.record(id)?.rollout {
+            let aborted = r.version == outcome.version
+                && r.state.phase() == dwcp_release::rollout::Phase::Aborted;
+            if aborted {
+                let why = r.state.decisions().last().map_or("", |d| d.reason.as_str());
+                return Err(ControlError::StoredNotServing(format!(
+                    "{id} {} is stored but does not serve: {why}; {} still serves",
+                    outcome.version, r.stable
+                )));
+            }
+        }
+        Ok(outcome)
     }
 
     /// Runs `work` on the blocking pool, holding the lock deploys and
@@ -798,6 +918,9 @@ impl Control {
             secrets: Default::default(),
             keep_versions: None,
             stateful: None,
+            previous: None,
+            rollout: None,
+            release: Default::default(),
         });
         record.versions.push(VersionRecord {
             version: version.clone(),
@@ -808,7 +931,16 @@ impl Control {
             source_sha256,
             signed_by: options.uploaded.as_ref().map(|(_, key)| key.clone()),
         });
-        record.active = version.clone();
+        let strategy = options
+            .strategy
+            .clone()
+            .unwrap_or_else(|| Self::default_strategy(Some(&record)));
+        let strategy_name = strategy_name(&strategy);
+        if let Err(e) = Self::begin_rollout(&mut record, &version, strategy, options.analysis, now)
+        {
+            undo();
+            return Err(e);
+        }
         record.limits = limits;
         if let Some(settings) = options.stateful.clone() {
             record.stateful = Some(settings);
@@ -831,7 +963,12 @@ impl Control {
             undo();
             return Err(e);
         }
-        self.install(&record, &version, prepared, env);
+        if let Err(e) = self.install(&record, Some((&version, prepared)), env) {
+            // Stored but not served: the record is what a restart loads.
+            return Err(ControlError::StoredNotServing(format!(
+                "{id} {version} is stored but does not serve: {e}"
+            )));
+        }
         tracing::info!(tenant = %id.tenant, app = %id.app, %version, artifact = %sha256, ?cache, compile_ms, "deployed");
         self.forget_versions(&record, &pruned);
         Ok(DeployOutcome {
@@ -848,6 +985,7 @@ impl Control {
             compile_ms,
             tenant_created,
             limits,
+            strategy: strategy_name,
         })
     }
 
@@ -964,6 +1102,7 @@ impl Control {
                     }
                     record.keep_versions = Some(keep);
                 }
+                release_settings(&mut record.release, &options)?;
                 self.check_memory_quota(&id.tenant, &id.app, record.limits.memory_bytes)
             })
             .await?;
@@ -1132,7 +1271,7 @@ impl Control {
         let r = self.record(id)?;
         let live = self.apps.get_app(&id.tenant, &id.app);
         let in_flight = live.as_ref().map_or(0, |l| {
-            l.version.limits().concurrency - l.slots.available_permits() as u32
+            l.version().limits().concurrency - l.slots.available_permits() as u32
         });
         let active = r.active_version().cloned();
         Ok(AppStatus {
@@ -1213,6 +1352,49 @@ const MAX_ENV_ENTRIES: usize = 256;
 const MAX_ENV_VALUE: usize = 64 << 10;
 
 /// Config and secret names are environment variable names.
+/// Applies `apps set`'s release options to `settings`.
+fn release_settings(
+    settings: &mut dwcp_store::ReleaseSettings,
+    options: &DeployOptions,
+) -> Result<(), ControlError> {
+    if let Some(strategy) = &options.strategy {
+        settings.strategy = Some(strategy.clone());
+    }
+    if let Some(analysis) = options.analysis {
+        settings.analysis = Some(analysis);
+    }
+    if let Some(header) = &options.user_header {
+        let header = header.trim().to_ascii_lowercase();
+        if hyper::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
+            return Err(ControlError::BadOption(format!(
+                "--user-header `{header}` is not a valid header name"
+            )));
+        }
+        settings.user_header = Some(header);
+    }
+    if let Some(cookie) = &options.user_cookie {
+        let cookie = cookie.trim();
+        let token = |c: char| c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?={}".contains(c);
+        if cookie.is_empty() || !cookie.chars().all(token) {
+            return Err(ControlError::BadOption(format!(
+                "--user-cookie `{cookie}` is not a valid cookie name"
+            )));
+        }
+        settings.user_cookie = Some(cookie.to_string());
+    }
+    Ok(())
+}
+
+/// The CLI's name of a strategy.
+pub(crate) fn strategy_name(strategy: &dwcp_release::rollout::Strategy) -> &'static str {
+    use dwcp_release::rollout::Strategy;
+    match strategy {
+        Strategy::Immediate => "immediate",
+        Strategy::BlueGreen => "blue-green",
+        Strategy::Canary { .. } => "canary",
+    }
+}
+
 fn validate_env_name(name: &str) -> Result<(), ControlError> {
     let ok = !name.is_empty()
         && name.len() <= 128

@@ -1,5 +1,6 @@
 //! The ingress: HTTP/1.1 from clients to apps.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,7 @@ pub struct Ingress {
 pub async fn route(
     ingress: &Ingress,
     request: hyper::Request<Incoming>,
+    peer: IpAddr,
 ) -> hyper::Response<ResponseBody> {
     let started = Instant::now();
 
@@ -63,8 +65,13 @@ pub async fn route(
         return response;
     };
 
-    // 2. Which version: the active one (progressive rollouts choose here).
-    let version = app.version.clone();
+    // 2. Which version: the stable one, or the canary for its share of
+    //    users (sticky by user key), or the one `x-dwcp-version` names.
+    let arm = match crate::release::pick(&app, request.headers(), peer) {
+        Ok(arm) => arm,
+        Err(reason) => return text_response(404, &reason),
+    };
+    let version = arm.version.clone();
 
     // 3. A concurrency slot, waiting up to a second for one.
     // The common case takes a free slot without arming a timer.
@@ -88,7 +95,7 @@ pub async fn route(
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            app.observe(503, started.elapsed().as_secs_f64());
+            arm.observe(503, started.elapsed().as_secs_f64());
             return response;
         }
     };
@@ -99,7 +106,7 @@ pub async fn route(
     if let Some(keyed) = &app.keyed {
         let response = keyed.clone().handle(request, version.clone()).await;
         drop(permit);
-        app.observe(response.status().as_u16(), started.elapsed().as_secs_f64());
+        arm.observe(response.status().as_u16(), started.elapsed().as_secs_f64());
         return response;
     }
     let share = match app.tenant.try_enter(version.limits().memory_bytes) {
@@ -114,7 +121,7 @@ pub async fn route(
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            app.observe(503, started.elapsed().as_secs_f64());
+            arm.observe(503, started.elapsed().as_secs_f64());
             return response;
         }
     };
@@ -122,7 +129,7 @@ pub async fn route(
     // 5. An instance serves it, within the app's limits.
     let response = version.handle(request, (permit, share)).await;
 
-    // 6. Metrics.
-    app.observe(response.status().as_u16(), started.elapsed().as_secs_f64());
+    // 6. Metrics, per version (a rollout's analysis reads them).
+    arm.observe(response.status().as_u16(), started.elapsed().as_secs_f64());
     response
 }

@@ -1,7 +1,7 @@
 //! Starting and stopping a node: listeners, threads, shutdown.
 
 use std::convert::Infallible;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -165,6 +165,10 @@ impl Node {
             tokens,
             metrics_public: config.metrics_public,
             trust: Arc::new(trust),
+            flags: Arc::new(
+                crate::flags::FlagStore::open(control.clone())
+                    .context("cannot load the tenants' feature flags")?,
+            ),
         });
         if config.admin_tls && config.tls.is_none() {
             anyhow::bail!(
@@ -240,13 +244,13 @@ impl RunningNode {
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves HTTP/1.1 on one connection (plain or TLS), watched for shutdown.
-fn serve_http1<IO>(io: IO, ingress: Arc<Ingress>, graceful: &GracefulShutdown)
+fn serve_http1<IO>(io: IO, peer: IpAddr, ingress: Arc<Ingress>, graceful: &GracefulShutdown)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |request| {
         let ingress = ingress.clone();
-        async move { Ok::<_, Infallible>(route(&ingress, request).await) }
+        async move { Ok::<_, Infallible>(route(&ingress, request, peer).await) }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -292,8 +296,8 @@ fn spawn_ingress(
                 loop {
                     tokio::select! {
                         accepted = listener.accept() => {
-                            let stream = match accepted {
-                                Ok((stream, _)) => stream,
+                            let (stream, peer) = match accepted {
+                                Ok((stream, peer)) => (stream, peer.ip()),
                                 Err(e) => {
                                     // Out of file descriptors and the like:
                                     // back off rather than spin.
@@ -305,7 +309,7 @@ fn spawn_ingress(
                             let _ = stream.set_nodelay(true);
                             let ingress = ingress.clone();
                             match &acceptor {
-                                None => serve_http1(stream, ingress, &graceful),
+                                None => serve_http1(stream, peer, ingress, &graceful),
                                 Some(acceptor) => {
                                     // The handshake runs on the connection's own
                                     // task, under the same 10 s as a request head.
@@ -313,7 +317,7 @@ fn spawn_ingress(
                                     let graceful = graceful.clone();
                                     tokio::spawn(async move {
                                         match tokio::time::timeout(HEAD_TIMEOUT, handshake).await {
-                                            Ok(Ok(tls)) => serve_http1(tls, ingress, &graceful),
+                                            Ok(Ok(tls)) => serve_http1(tls, peer, ingress, &graceful),
                                             Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
                                             Err(_) => tracing::debug!("TLS handshake timed out"),
                                         }
@@ -382,6 +386,9 @@ fn spawn_keys(
         })?;
     Ok(thread)
 }
+
+/// How often rollouts in progress are looked at.
+const ROLLOUT_LOOK: Duration = Duration::from_secs(1);
 
 /// Replaces the node key whenever it is `period` old; the old one stays
 /// accepted for the default overlap.
@@ -467,6 +474,20 @@ fn spawn_admin(
                 if let Some(period) = node_key_rotation {
                     tokio::spawn(rotate_node_key_on_schedule(trust, period, shutdown.clone()));
                 }
+                // Rollouts in progress are looked at once a second.
+                let control = state_for_flush.control.clone();
+                let mut rollout_stop = shutdown.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(ROLLOUT_LOOK);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tokio::select! {
+                            _ = tick.tick() => {}
+                            _ = rollout_stop.changed() => return,
+                        }
+                        control.tick_rollouts().await;
+                    }
+                });
                 let mut drain_signal = shutdown.clone();
                 let stop = async move {
                     let _ = shutdown.changed().await;

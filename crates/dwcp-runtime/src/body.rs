@@ -9,7 +9,8 @@ use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, SizeHint};
-use wasmtime_wasi_http::Error as HttpError;
+/// The error type of request and response bodies.
+pub use wasmtime_wasi_http::Error as HttpError;
 
 /// The body of every response a node sends.
 pub type ResponseBody = UnsyncBoxBody<Bytes, HttpError>;

@@ -33,7 +33,7 @@ pub mod state;
 mod stats;
 
 pub use aot::{AotCache, AotFile, CacheOutcome};
-pub use body::{ResponseBody, text_response};
+pub use body::{HttpError, ResponseBody, text_response};
 pub use deploy::{DeployError, Prepared, check_component_bytes};
 pub use egress::{EgressPolicy, HostRule, MAX_EGRESS_RESPONSE, parse_cidr};
 pub use engine::{Runtime, RuntimeSettings};

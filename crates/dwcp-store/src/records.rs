@@ -89,7 +89,7 @@ pub struct VersionRecord {
 }
 
 /// An app: its versions, the one serving, and its limits.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AppRecord {
     /// The owning tenant.
     pub tenant: String,
@@ -119,6 +119,55 @@ pub struct AppRecord {
     /// per key, checkpointed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stateful: Option<StatefulSettings>,
+    /// The version that served before the last switch: where `dwcp rollout
+    /// undo` goes back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
+    /// The progressive rollout in progress, or the last one (kept for
+    /// `dwcp rollout status` until the next starts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutRecord>,
+    /// How new versions of the app take over, and how users are split.
+    #[serde(default)]
+    pub release: ReleaseSettings,
+}
+
+/// A progressive rollout of one version against the stable one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RolloutRecord {
+    /// The version rolling out (the canary, or blue-green's green).
+    pub version: String,
+    /// The version it is compared with, which serves the rest.
+    pub stable: String,
+    /// When it started (Unix seconds).
+    pub started_at: u64,
+    /// The rollout's state and every decision so far.
+    pub state: dwcp_release::rollout::Rollout,
+}
+
+impl RolloutRecord {
+    /// Whether the rollout still splits traffic (not promoted or aborted).
+    pub fn in_progress(&self) -> bool {
+        !self.state.is_over()
+    }
+}
+
+/// An app's release settings (`dwcp apps set --strategy …`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReleaseSettings {
+    /// The strategy of a deploy that names none (`None`: immediate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<dwcp_release::rollout::Strategy>,
+    /// The analysis's settings (`None`: the defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<dwcp_release::analysis::AnalysisConfig>,
+    /// The request header that names the user for sticky splits (`None`:
+    /// `x-user-id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_header: Option<String>,
+    /// A cookie that names the user when the header is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_cookie: Option<String>,
 }
 
 /// How a stateful app's keys are addressed, checkpointed and hibernated.
@@ -190,7 +239,19 @@ impl AppRecord {
             .iter()
             .map(|v| pinned.contains(&v.version))
             .collect();
-        let protected = |i: usize| active.is_some_and(|a| i == a || i + 1 == a) || pinned_at[i];
+        // Also kept: the version an undo goes back to and the one rolling out.
+        let release: Vec<bool> = self
+            .versions
+            .iter()
+            .map(|v| {
+                self.previous.as_deref() == Some(v.version.as_str())
+                    || self.rollout.as_ref().is_some_and(|r| {
+                        r.in_progress() && (r.version == v.version || r.stable == v.version)
+                    })
+            })
+            .collect();
+        let protected =
+            |i: usize| active.is_some_and(|a| i == a || i + 1 == a) || pinned_at[i] || release[i];
         let first_kept = self.versions.len().saturating_sub(keep);
         let mut pruned = Vec::new();
         let mut i = 0;
@@ -247,6 +308,9 @@ mod tests {
             secrets: Default::default(),
             keep_versions: None,
             stateful: None,
+            previous: None,
+            rollout: None,
+            release: Default::default(),
         }
     }
 

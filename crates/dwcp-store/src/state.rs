@@ -16,6 +16,9 @@ const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 /// Requests served per app (`tenant/app`), over its life: what orders the
 /// loading at start, busiest first. Flushed now and then, not per request.
 const SERVED: TableDefinition<&str, u64> = TableDefinition::new("served");
+/// Each tenant's feature flags: one flagd flag-definition JSON document per
+/// tenant, stored as the text the node validated.
+const FLAGS: TableDefinition<&str, &str> = TableDefinition::new("flags");
 
 /// An error of the state store.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +56,9 @@ pub struct StateExport {
     pub apps: Vec<AppRecord>,
     /// The audit log with its keys (microseconds since the epoch).
     pub audit: Vec<(u64, AuditEntry)>,
+    /// Each tenant's flag-definition document (absent in older backups).
+    #[serde(default)]
+    pub flags: Vec<(String, String)>,
 }
 
 /// Tenants and apps, durable in `state.redb`.
@@ -69,6 +75,7 @@ impl StateStore {
         txn.open_table(APPS).map_err(StoreError::db)?;
         txn.open_table(AUDIT).map_err(StoreError::db)?;
         txn.open_table(SERVED).map_err(StoreError::db)?;
+        txn.open_table(FLAGS).map_err(StoreError::db)?;
         txn.commit().map_err(StoreError::db)?;
         Ok(Self { db })
     }
@@ -137,6 +144,10 @@ impl StateStore {
                 table.remove(key.as_str()).map_err(StoreError::db)?;
                 served.remove(key.as_str()).map_err(StoreError::db)?;
             }
+            txn.open_table(FLAGS)
+                .map_err(StoreError::db)?
+                .remove(name)
+                .map_err(StoreError::db)?;
         }
         txn.commit().map_err(StoreError::db)?;
         Ok(Some((tenant, apps)))
@@ -168,6 +179,59 @@ impl StateStore {
                 .map_err(StoreError::db)?;
         }
         txn.commit().map_err(StoreError::db)
+    }
+
+    /// A tenant's flag-definition document, if it has one.
+    pub fn flags(&self, tenant: &str) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::db)?;
+        let table = txn.open_table(FLAGS).map_err(StoreError::db)?;
+        let value = table.get(tenant).map_err(StoreError::db)?;
+        Ok(value.map(|v| v.value().to_string()))
+    }
+
+    /// Every tenant's flag-definition document, by tenant.
+    pub fn all_flags(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::db)?;
+        flags_in(&txn)
+    }
+
+    /// Replaces a tenant's flag-definition document (already validated by
+    /// the caller), creating the tenant if it does not exist yet, in one
+    /// transaction.
+    pub fn put_flags(&self, tenant: &str, document: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(StoreError::db)?;
+        {
+            let mut tenants = txn.open_table(TENANTS).map_err(StoreError::db)?;
+            let exists = tenants.get(tenant).map_err(StoreError::db)?.is_some();
+            if !exists {
+                let record = TenantRecord {
+                    name: tenant.to_string(),
+                    created_at: unix_now(),
+                    quota: Default::default(),
+                };
+                tenants
+                    .insert(tenant, encode(&record).as_slice())
+                    .map_err(StoreError::db)?;
+            }
+            txn.open_table(FLAGS)
+                .map_err(StoreError::db)?
+                .insert(tenant, document)
+                .map_err(StoreError::db)?;
+        }
+        txn.commit().map_err(StoreError::db)
+    }
+
+    /// Removes a tenant's flag-definition document; whether there was one.
+    pub fn delete_flags(&self, tenant: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write().map_err(StoreError::db)?;
+        let removed = txn
+            .open_table(FLAGS)
+            .map_err(StoreError::db)?
+            .remove(tenant)
+            .map_err(StoreError::db)?
+            .is_some();
+        txn.commit().map_err(StoreError::db)?;
+        Ok(removed)
     }
 
     /// Removes an app; returns its record if it existed.
@@ -249,6 +313,7 @@ impl StateStore {
             tenants: scan_in(&txn, TENANTS, "")?,
             apps: scan_in(&txn, APPS, "")?,
             audit: audit_in(&txn, 0)?,
+            flags: flags_in(&txn)?,
         })
     }
 
@@ -275,6 +340,12 @@ impl StateStore {
             for (key, entry) in &export.audit {
                 audit
                     .insert(*key, encode(entry).as_slice())
+                    .map_err(StoreError::db)?;
+            }
+            let mut flags = txn.open_table(FLAGS).map_err(StoreError::db)?;
+            for (tenant, document) in &export.flags {
+                flags
+                    .insert(tenant.as_str(), document.as_str())
                     .map_err(StoreError::db)?;
             }
         }
@@ -368,6 +439,17 @@ fn audit_in(
     Ok(out)
 }
 
+/// Every tenant's flag-definition document, read in `txn`.
+fn flags_in(txn: &ReadTransaction) -> Result<Vec<(String, String)>, StoreError> {
+    let table = txn.open_table(FLAGS).map_err(StoreError::db)?;
+    let mut out = Vec::new();
+    for entry in table.iter().map_err(StoreError::db)? {
+        let (k, v) = entry.map_err(StoreError::db)?;
+        out.push((k.value().to_string(), v.value().to_string()));
+    }
+    Ok(out)
+}
+
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     // Serializing plain structs of strings and integers cannot fail.
     serde_json::to_vec(value).expect("records serialize")
@@ -406,6 +488,9 @@ mod tests {
             secrets: Default::default(),
             keep_versions: None,
             stateful: None,
+            previous: None,
+            rollout: None,
+            release: Default::default(),
         }
     }
 
@@ -422,8 +507,10 @@ mod tests {
             status: 200,
         };
         store.append_audit(1_000_000, &entry).unwrap();
+        store.put_flags("acme", r#"{"flags":{}}"#).unwrap();
         let export = store.export().unwrap();
         assert_eq!((export.tenants.len(), export.apps.len()), (2, 2));
+        assert_eq!(export.flags.len(), 1);
 
         let copy = StateStore::open(&dir.path().join("b.redb")).unwrap();
         copy.import(&export).unwrap();
@@ -514,6 +601,26 @@ mod tests {
             store.tenant("demo0").unwrap().is_some(),
             "other tenants stay"
         );
+    }
+
+    #[test]
+    fn flags_are_stored_per_tenant_and_go_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(&dir.path().join("state.redb")).unwrap();
+        assert_eq!(store.flags("acme").unwrap(), None);
+        store.put_flags("acme", r#"{"flags":{}}"#).unwrap();
+        assert!(store.tenant("acme").unwrap().is_some(), "tenant created");
+        store.put_flags("beta", r#"{"flags":{"a":1}}"#).unwrap();
+        assert_eq!(
+            store.flags("acme").unwrap().as_deref(),
+            Some(r#"{"flags":{}}"#)
+        );
+        assert_eq!(store.all_flags().unwrap().len(), 2);
+        assert!(store.delete_flags("beta").unwrap());
+        assert!(!store.delete_flags("beta").unwrap());
+        store.delete_tenant("acme").unwrap().unwrap();
+        assert_eq!(store.flags("acme").unwrap(), None);
+        assert!(store.all_flags().unwrap().is_empty());
     }
 
     #[test]
