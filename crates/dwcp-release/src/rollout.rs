@@ -99,7 +99,7 @@ pub struct Decision {
 
 /// A rollout in progress (or ended). Serializable, so that the node can
 /// store it with the app and pick it up again after a restart.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Rollout {
     strategy: Strategy,
     analysis: Analysis,
@@ -255,10 +255,9 @@ impl Rollout {
         };
         let weight_bp = weight_bp.min(BUCKETS);
         let step = match &self.strategy {
-            Strategy::Canary { steps, .. } => steps
-                .iter()
-                .rposition(|&w| w <= weight_bp)
-                .unwrap_or(0),
+            Strategy::Canary { steps, .. } => {
+                steps.iter().rposition(|&w| w <= weight_bp).unwrap_or(0)
+            }
             _ => 0,
         };
         self.phase = Phase::Paused { step };
@@ -476,7 +475,11 @@ mod tests {
         r.set_weight(2_070, 8_000).expect("set");
         r.resume(2_070).expect("resume");
         let d = r.tick(2_130, &s, &c).expect("a decision").clone();
-        assert_eq!(d.action, Action::Promote, "the 50% step was the last but one");
+        assert_eq!(
+            d.action,
+            Action::Promote,
+            "the 50% step was the last but one"
+        );
         assert!(r.set_weight(2_140, 100).is_none(), "over: no more weights");
     }
 
