@@ -184,6 +184,9 @@ struct CommandQuery {
     percent: Option<String>,
     /// `undo`: the version to go back to (default: the previous one).
     to: Option<String>,
+    /// `weight`: the version that gets the share; with no rollout in
+    /// progress, a canary of it starts there.
+    version: Option<String>,
 }
 
 async fn command(
@@ -213,6 +216,29 @@ async fn command(
                     ControlError::BadOption("set-weight takes a percentage from 0 to 100".into())
                 })?;
             let bp = (percent * f64::from(BUCKETS) / 100.0).round() as u32;
+            if let Some(version) = q.version {
+                let current = control.rollout_status(&id)?.rollout.filter(|r| {
+                    !matches!(
+                        r.phase,
+                        dwcp_release::rollout::Phase::Promoted
+                            | dwcp_release::rollout::Phase::Aborted
+                    )
+                });
+                match current {
+                    Some(r) if r.version != version => {
+                        return Err(ControlError::BadOption(format!(
+                            "{id} is rolling out {}, not {version}: promote or abort it first",
+                            r.version
+                        ))
+                        .into());
+                    }
+                    Some(_) => {}
+                    None => {
+                        let canary = Some(Strategy::default_canary());
+                        control.start_rollout(&id, version, canary, None).await?;
+                    }
+                }
+            }
             control
                 .rollout_command(&id, RolloutCommand::SetWeight(bp))
                 .await?

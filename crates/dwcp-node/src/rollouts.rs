@@ -201,15 +201,8 @@ impl Control {
         self.rollout_status(id)
     }
 
-    /// Stores `record` and serves what it now says. A promoted rollout
-    /// first makes its version the stable one (the old stable one becomes
-    /// the previous, kept warm for `undo`).
-    pub(crate) fn commit_release(&self, mut record: AppRecord) -> Result<AppRecord, ControlError> {
-        if let Some(r) = &record.rollout {
-            if r.state.phase() == Phase::Promoted && record.active != r.version {
-                record.previous = Some(std::mem::replace(&mut record.active, r.version.clone()));
-            }
-        }
+    /// Stores `record` and serves what it now says.
+    pub(crate) fn commit_release(&self, record: AppRecord) -> Result<AppRecord, ControlError> {
         let env = self.guest_env(&record)?;
         self.state.put_app(&record)?;
         self.install(&record, None, env).map_err(|e| {
@@ -253,8 +246,7 @@ impl Control {
                     command_done(command)
                 )));
             };
-            let version = r.version.clone();
-            this.note_decision(&target, &version, &decision, true);
+            this.decided(&mut record, &decision, true);
             this.commit_release(record).map(drop)
         })
         .await?;
@@ -297,7 +289,6 @@ impl Control {
             let from = std::mem::replace(&mut record.active, to.clone());
             record.previous = Some(from.clone());
             tracing::info!(tenant = %target.tenant, app = %target.app, %from, %to, "undo: switched back");
-            this.audit(format!("rollout undo {target}: {from} -> {to}"), None, 200);
             this.commit_release(record).map(drop)
         })
         .await?;
@@ -396,10 +387,9 @@ impl Control {
         if r.state == before {
             return Ok(Look::Done);
         }
-        let version = r.version.clone();
         match decision {
             Some(decision) => {
-                self.note_decision(id, &version, &decision, false);
+                self.decided(&mut record, &decision, false);
                 self.commit_release(record)?;
             }
             // Only the running p-values moved: stored, nothing to switch.
@@ -439,23 +429,33 @@ impl Control {
                 return Ok(());
             };
             if let Some(decision) = r.state.warmed(unix_now(), ok, &detail).cloned() {
-                this.note_decision(&target, &version, &decision, false);
+                this.decided(&mut record, &decision, false);
             }
             this.commit_release(record).map(drop)
         })
         .await
     }
 
-    /// Logs a decision; one that moves traffic also goes to the audit log.
-    fn note_decision(&self, id: &AppId, version: &str, decision: &Decision, by_hand: bool) {
+    /// Acts on a decision just taken on `record`'s rollout: a promotion
+    /// makes its version the stable one (the old stable one becomes the
+    /// previous, kept warm for `undo`). Logs it; one that moves traffic
+    /// also goes to the audit log.
+    fn decided(&self, record: &mut AppRecord, decision: &Decision, by_hand: bool) {
+        let Some(version) = record.rollout.as_ref().map(|r| r.version.clone()) else {
+            return;
+        };
+        if decision.action == Action::Promote && record.active != version {
+            record.previous = Some(std::mem::replace(&mut record.active, version.clone()));
+        }
+        let id = format!("{}/{}", record.tenant, record.app);
         let percent = f64::from(decision.weight_bp) * 100.0 / f64::from(BUCKETS);
         let action = format!("{:?}", decision.action).to_lowercase();
         match decision.action {
             Action::Abort => {
-                tracing::warn!(tenant = %id.tenant, app = %id.app, %version, reason = %decision.reason, "rollout aborted: all traffic back on the stable version")
+                tracing::warn!(app = %id, %version, reason = %decision.reason, "rollout aborted: all traffic back on the stable version")
             }
             _ => {
-                tracing::info!(tenant = %id.tenant, app = %id.app, %version, %action, percent, reason = %decision.reason, "rollout decision")
+                tracing::info!(app = %id, %version, %action, percent, reason = %decision.reason, "rollout decision")
             }
         }
         // Operators' own commands are audited by the admin API already.

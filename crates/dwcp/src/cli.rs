@@ -170,6 +170,16 @@ pub enum Command {
     /// Example: dwcp tokens create --tenant acme --name ci
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// A tenant's feature flags (flagd's format), evaluated over OFREP and for its apps.
+    ///
+    /// Example: dwcp --tenant demo flags rollout new-checkout 25
+    #[command(subcommand)]
+    Flags(crate::flags::FlagsCommand),
+    /// Progressive rollouts: canary and blue-green, with automatic rollback.
+    ///
+    /// Example: dwcp rollout status demo/shop
+    #[command(subcommand)]
+    Rollout(crate::rollout::RolloutCommand),
     /// Benchmarks against named peers.
     ///
     /// Example: dwcp bench http
@@ -353,6 +363,8 @@ pub struct DeployArgs {
     pub preinit: Option<String>,
     #[command(flatten)]
     pub state: StatefulFlags,
+    #[command(flatten)]
+    pub release: crate::rollout::StrategyFlags,
     /// Sign with this publisher key (default: DATA_DIR/keys/local.key, made by `dwcp up`).
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
@@ -467,6 +479,16 @@ pub struct SetArgs {
     /// Versions to keep for this app (default: the node's --keep-versions).
     #[arg(long)]
     pub keep_versions: Option<u32>,
+    /// The app's default way for new versions to take over (with the
+    /// canary and analysis flags: the app's defaults for those too).
+    #[command(flatten)]
+    pub release: crate::rollout::StrategyFlags,
+    /// The request header that names a user for sticky splits (default x-user-id).
+    #[arg(long, value_name = "NAME")]
+    pub user_header: Option<String>,
+    /// A cookie that names the user when the header is absent.
+    #[arg(long, value_name = "NAME")]
+    pub user_cookie: Option<String>,
     /// Print the app's new status as JSON.
     #[arg(long)]
     pub json: bool,

@@ -75,6 +75,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup { file } => backup(&client(), &file),
         Command::Gc { dry_run, json } => gc(&client(), dry_run, json),
         Command::Tokens(command) => crate::access::tokens(&client(), command),
+        Command::Rollout(command) => crate::rollout::run(&client(), &cli.tenant, command),
+        Command::Flags(command) => crate::flags::run(&client(), &cli.tenant, command),
         Command::Keys(command) => crate::keys::run(&client(), &data_dir, command),
         Command::Sign {
             app,
@@ -196,6 +198,12 @@ fn deploy(
         );
         add("hibernate_after", state.hibernate_after.clone());
     }
+    for pair in args.release.query() {
+        if !query.is_empty() {
+            query.push('&');
+        }
+        query.push_str(&pair);
+    }
     let out = match detached {
         Some(sig) => crate::signing::upload_with(client, &sig, &query, bytes)?,
         None => {
@@ -224,8 +232,17 @@ fn deploy(
     if out["tenant_created"].as_bool() == Some(true) {
         println!("created tenant {tenant}");
     }
+    let serving = match out["strategy"].as_str() {
+        Some("canary") => format!(
+            "its canary serves a first share of users at Host: {app}.{tenant}.localhost; `dwcp rollout status {tenant}/{app}` follows it"
+        ),
+        Some("blue-green") => {
+            format!("checked, then switched: serving at Host: {app}.{tenant}.localhost")
+        }
+        _ => format!("serving at Host: {app}.{tenant}.localhost"),
+    };
     println!(
-        "deployed {tenant}/{app} {} ({}, {} bytes, {compile}); serving at Host: {app}.{tenant}.localhost",
+        "deployed {tenant}/{app} {} ({}, {} bytes, {compile}); {serving}",
         out["version"].as_str().unwrap_or("?"),
         short_hash(out["sha256"].as_str().unwrap_or("")),
         out["size"].as_u64().unwrap_or(0),
@@ -262,15 +279,29 @@ fn apps_set(client: &AdminClient, default_tenant: &str, args: SetArgs) -> anyhow
     };
     add("allow_host", &args.allow_hosts);
     add("allow_private", &args.allow_private);
+    for (key, value) in [
+        ("user_header", &args.user_header),
+        ("user_cookie", &args.user_cookie),
+    ] {
+        if let Some(v) = value {
+            add(key, std::slice::from_ref(v));
+        }
+    }
     if args.clear_egress {
         add("clear_egress", &["true".to_string()]);
     }
     if let Some(keep) = args.keep_versions {
         add("keep_versions", &[keep.to_string()]);
     }
+    for pair in args.release.query() {
+        if !query.is_empty() {
+            query.push('&');
+        }
+        query.push_str(&pair);
+    }
     if query.is_empty() {
         anyhow::bail!(
-            "nothing to set: give --memory, --deadline, --concurrency, --reuse, --allow-host, --allow-private, --clear-egress or --keep-versions"
+            "nothing to set: give --memory, --deadline, --concurrency, --reuse, --allow-host, --allow-private, --clear-egress, --keep-versions, --strategy (and its flags), --user-header or --user-cookie"
         );
     }
     let s: Value = client.send("PATCH", &format!("/v1/apps/{tenant}/{app}?{query}"))?;
