@@ -275,6 +275,9 @@ fn tenant_may_call(tenant: &str, method: &axum::http::Method, path: &str) -> boo
     match (parts.next(), parts.next(), parts.next()) {
         (Some("v1"), Some("apps"), None) => method == axum::http::Method::GET,
         (Some("v1"), Some("apps"), Some(t)) => t == tenant,
+        (Some("v1"), Some("flags"), Some(t)) => t == tenant,
+        // OFREP evaluates the token's own tenant's flags (flags_admin.rs).
+        (Some("ofrep"), _, _) => true,
         _ => false,
     }
 }
@@ -308,6 +311,9 @@ mod tests {
         assert!(!tenant_may_call("acme", &post, "/v1/tenants/acme/quota"));
         assert!(!tenant_may_call("acme", &get, "/v1/audit"));
         assert!(!tenant_may_call("acme", &get, "/metrics"));
+        assert!(tenant_may_call("acme", &get, "/v1/flags/acme/flags"));
+        assert!(!tenant_may_call("acme", &get, "/v1/flags/other"));
+        assert!(tenant_may_call("acme", &post, "/ofrep/v1/evaluate/flags"));
     }
 
     #[test]
