@@ -21,6 +21,8 @@ const EXAMPLES: &[&str] = &[
     "heavy-init",
     "counter",
     "kv",
+    "flaky",
+    "broken",
 ];
 
 /// The guests the demo deploys, with the flags that show them off.
