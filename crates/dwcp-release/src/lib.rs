@@ -4,7 +4,9 @@
 //! monotone in the weight); [`analysis`] decides whether the canary is
 //! worse than the stable version, with a sequential test that stays valid
 //! however often it is looked at; [`rollout`] turns those into decisions
-//! (advance, hold, promote, abort) with the numbers behind each.
+//! (advance, hold, promote, abort) with the numbers behind each;
+//! [`simulate`] replays seeded rollouts against synthetic traffic to
+//! measure false aborts and detection times.
 //!
 //! [`flags`] evaluates feature flags written in flagd's flag-definition
 //! format (the JSON that flagd, the OpenFeature flag daemon, serves), with
@@ -20,4 +22,5 @@
 pub mod analysis;
 pub mod flags;
 pub mod rollout;
+pub mod simulate;
 pub mod split;
