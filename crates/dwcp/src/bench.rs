@@ -23,6 +23,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::State(args) => crate::bench_state::run(args),
         BenchCommand::Crypto(args) => crate::bench_crypto::run(args),
         BenchCommand::Flags(args) => crate::bench_flags::run(args),
+        BenchCommand::Rollout(args) => crate::bench_rollout::run(args),
         BenchCommand::NativeHello { addr } => native_hello(addr),
     }
 }

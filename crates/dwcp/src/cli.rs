@@ -625,6 +625,11 @@ pub enum BenchCommand {
     ///
     /// Example: dwcp bench flags --seconds 2
     Flags(FlagsBenchArgs),
+    /// Canary rollouts under load: a bad canary aborted by itself, a good
+    /// one promoted, and seeded simulations of the same analysis.
+    ///
+    /// Example: dwcp bench rollout --rate 1000 --simulations 1000
+    Rollout(RolloutBenchArgs),
     /// Serve a native hyper hello-world (the ceiling `bench http` measures).
     #[command(hide = true)]
     NativeHello {
@@ -632,6 +637,34 @@ pub enum BenchCommand {
         #[arg(long)]
         addr: SocketAddr,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct RolloutBenchArgs {
+    /// Requests a second, each from a new user.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u64,
+    /// Client connections carrying them.
+    #[arg(long, default_value_t = 16)]
+    pub connections: u64,
+    /// The least time at each canary step.
+    #[arg(long, default_value = "10s")]
+    pub step_time: String,
+    /// Seconds of load on v1 alone, to measure its own failure rate.
+    #[arg(long, default_value_t = 5)]
+    pub baseline_secs: u64,
+    /// Give up on a live rollout that has not ended after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub max_secs: u64,
+    /// Seeded simulated rollouts of each kind (good, bad).
+    #[arg(long, default_value_t = 1000)]
+    pub simulations: u64,
+    /// Only the simulations.
+    #[arg(long)]
+    pub skip_live: bool,
+    /// Where `flaky.wasm` and `broken.wasm` are.
+    #[arg(long, default_value = "target/examples")]
+    pub examples: PathBuf,
 }
 
 #[derive(Args, Debug)]

@@ -7,6 +7,7 @@ mod bench;
 mod bench_codec;
 mod bench_crypto;
 mod bench_flags;
+mod bench_rollout;
 mod bench_state;
 mod cli;
 mod client;
