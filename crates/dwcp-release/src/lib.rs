@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod analysis;
+pub mod experiment;
 pub mod flags;
 pub mod rollout;
 pub mod simulate;
