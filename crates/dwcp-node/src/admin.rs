@@ -506,6 +506,8 @@ async fn delete_tenant(
     Path(tenant): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let apps = state.control.delete_tenant(&tenant).await?;
+    // Its flags went with it in the store; the node stops evaluating them.
+    state.flags.forget(&tenant);
     Ok(axum::Json(
         serde_json::json!({ "tenant": tenant, "deleted_apps": apps }),
     ))
@@ -605,7 +607,12 @@ async fn audit(
     next: axum::middleware::Next,
 ) -> Response {
     let method = request.method().clone();
-    if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
+    // Reads change nothing; OFREP evaluations are POSTs that read too
+    // (auditing each would be a disk commit per flag lookup).
+    let reads = method == axum::http::Method::GET
+        || method == axum::http::Method::HEAD
+        || request.uri().path().starts_with("/ofrep/");
+    if reads {
         return next.run(request).await;
     }
     let action = format!("{method} {}", request.uri());

@@ -18,6 +18,8 @@ const SLOT_WAIT: Duration = Duration::from_secs(1);
 pub struct Ingress {
     /// The live apps.
     pub apps: Arc<AppTable>,
+    /// The tenants' feature flags, evaluated for each request's user.
+    pub flags: Arc<crate::flags::FlagStore>,
     /// The host suffix apps are addressed under (`localhost`).
     pub domain: String,
 }
@@ -25,7 +27,7 @@ pub struct Ingress {
 /// Serves one request. The whole path of a request, top to bottom.
 pub async fn route(
     ingress: &Ingress,
-    request: hyper::Request<Incoming>,
+    mut request: hyper::Request<Incoming>,
     peer: IpAddr,
 ) -> hyper::Response<ResponseBody> {
     let started = Instant::now();
@@ -72,6 +74,19 @@ pub async fn route(
         Err(reason) => return text_response(404, &reason),
     };
     let version = arm.version.clone();
+
+    // The tenant's flags, evaluated for this user, travel with the request;
+    // a client's own `x-dwcp-flags` never reaches the app.
+    let flags = ingress.flags.header_for(
+        &version.labels().tenant,
+        &app.users.user_key(request.headers(), peer),
+    );
+    request.headers_mut().remove(crate::flags::FLAGS_HEADER);
+    if let Some(flags) = flags {
+        request
+            .headers_mut()
+            .insert(crate::flags::FLAGS_HEADER, flags);
+    }
 
     // 3. A concurrency slot, waiting up to a second for one.
     // The common case takes a free slot without arming a timer.

@@ -157,6 +157,10 @@ impl Node {
         let (trust, created_trust) =
             crate::trust::TrustStore::open(&config.data_dir, dwcp_store::unix_now())
                 .context("cannot open the node's trust manifest")?;
+        let flags = Arc::new(
+            crate::flags::FlagStore::open(control.clone())
+                .context("cannot load the tenants' feature flags")?,
+        );
         let admin_state = Arc::new(AdminState {
             control: control.clone(),
             metrics: metrics.clone(),
@@ -165,10 +169,7 @@ impl Node {
             tokens,
             metrics_public: config.metrics_public,
             trust: Arc::new(trust),
-            flags: Arc::new(
-                crate::flags::FlagStore::open(control.clone())
-                    .context("cannot load the tenants' feature flags")?,
-            ),
+            flags: flags.clone(),
         });
         if config.admin_tls && config.tls.is_none() {
             anyhow::bail!(
@@ -190,6 +191,7 @@ impl Node {
         // loaded, the busiest first (see `startup.rs`).
         let ingress = Arc::new(Ingress {
             apps,
+            flags,
             domain: config.domain.clone(),
         });
         for i in 0..config.workers.max(1) {

@@ -481,3 +481,64 @@ fn ofrep_evaluates_a_tenants_flags_for_its_token_only() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("403"), "{}", stderr(&out));
 }
+
+#[test]
+fn apps_receive_their_tenants_flags_for_the_requests_user_and_never_a_forged_header() {
+    let dir = data_dir();
+    let node = TestNode::start(dir.path());
+    let files = data_dir();
+    node.deploy("acme/echo", "echo", &[]);
+    node.deploy("other/echo", "echo", &[]);
+    flags(
+        &node,
+        "acme",
+        &["import", &write(files.path(), "flags.json", FLAGS)],
+    );
+    flags(&node, "acme", &["create", "beta"]);
+    flags(&node, "acme", &["rollout", "beta", "50"]);
+    // What the guest saw, from `echo`'s JSON of the request headers.
+    let seen = |host: &str, headers: &[(&str, &str)]| -> Option<Value> {
+        let reply = request_full(node.http, "GET", host, "/", headers, b"");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let echo: Value = serde_json::from_str(&reply.text()).expect("echo answers JSON");
+        let headers = echo["headers"].clone();
+        let value = match &headers {
+            Value::Object(map) => map.get("x-dwcp-flags").cloned(),
+            Value::Array(list) => list
+                .iter()
+                .find(|h| h[0] == "x-dwcp-flags")
+                .map(|h| h[1].clone()),
+            _ => None,
+        }?;
+        let text = match value {
+            Value::String(s) => s,
+            Value::Array(values) => values[0].as_str()?.to_string(),
+            _ => return None,
+        };
+        serde_json::from_str(&text).ok()
+    };
+    let forged = ("x-dwcp-flags", r#"{"color":"forged"}"#);
+    let alice = seen("echo.acme.localhost", &[("x-user-id", "alice"), forged])
+        .expect("the app got its tenant's flags");
+    assert_eq!(alice["color"], "#f00", "{alice}");
+    assert_eq!(alice["new-checkout"], false, "{alice}");
+    assert!(
+        alice.get("old").is_none(),
+        "a disabled flag has no value: {alice}"
+    );
+    // The split flag is sticky per user and splits users.
+    let mut on = 0;
+    for u in 0..200 {
+        let user = format!("user-{u}");
+        let first = seen("echo.acme.localhost", &[("x-user-id", &user)]).expect("flags");
+        let again = seen("echo.acme.localhost", &[("x-user-id", &user)]).expect("flags");
+        assert_eq!(first["beta"], again["beta"], "{user} flipped");
+        on += usize::from(first["beta"] == true);
+    }
+    assert!(
+        (60..=140).contains(&on),
+        "{on} of 200 users have beta on at 50%"
+    );
+    // Another tenant's app gets none of them, and not the forged one either.
+    assert_eq!(seen("echo.other.localhost", &[forged]), None);
+}
