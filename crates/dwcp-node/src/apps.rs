@@ -1,6 +1,7 @@
 //! The table of apps being served, switched atomically.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -66,6 +67,8 @@ pub struct LiveApp {
     pub previous: Option<Arm>,
     /// How a request names its user for the split.
     pub users: Arc<crate::release::UserKeyRule>,
+    /// What counts as a conversion, while an experiment runs.
+    pub conversion: Option<Arc<dwcp_store::ConversionRule>>,
     /// One permit per request that may run at once.
     pub slots: Arc<Semaphore>,
     /// The quota of the app's tenant, shared with its other apps.
@@ -89,20 +92,45 @@ impl LiveApp {
     }
 }
 
-/// Errors and latencies of one version, summed for a rollout's analysis.
+/// Errors and latencies of one version, summed for a rollout's analysis,
+/// and its conversions for an experiment's.
 #[derive(Default)]
-pub struct ArmCounter(Mutex<ArmStats>);
+pub struct ArmCounter {
+    stats: Mutex<ArmStats>,
+    conversions: AtomicU64,
+    /// Requests and conversions already added to the stored experiment.
+    flushed: Mutex<(u64, u64)>,
+}
 
 impl ArmCounter {
     /// Records one response: a 5xx (traps answer 500) is an error.
     pub fn record(&self, status: u16, seconds: f64) {
-        let mut stats = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         stats.record(status >= 500, seconds * 1e3);
+    }
+
+    /// Records that a response converted (an experiment's goal).
+    pub fn convert(&self) {
+        self.conversions.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The totals so far.
     pub fn totals(&self) -> ArmStats {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Requests and conversions since the last call: what the stored
+    /// experiment has yet to add.
+    pub fn unflushed(&self) -> (u64, u64) {
+        let requests = self.totals().requests;
+        let conversions = self.conversions.load(Ordering::Relaxed);
+        let mut flushed = self.flushed.lock().unwrap_or_else(|e| e.into_inner());
+        let delta = (
+            requests.saturating_sub(flushed.0),
+            conversions.saturating_sub(flushed.1),
+        );
+        *flushed = (requests, conversions);
+        delta
     }
 }
 

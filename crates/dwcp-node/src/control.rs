@@ -363,6 +363,7 @@ impl Control {
                 })
                 .ok()
         };
+        let experiment = record.experiment.as_ref().filter(|e| e.running());
         let mut canary = match record.rollout.as_ref().filter(|r| r.in_progress()) {
             Some(rollout) if rollout.version != record.active => {
                 optional("canary", &rollout.version, arm(&rollout.version)).map(|arm| Canary {
@@ -371,7 +372,16 @@ impl Control {
                     salt: crate::rollouts::rollout_salt(record, rollout),
                 })
             }
-            _ => None,
+            // An experiment splits like a rollout that never moves.
+            _ => experiment
+                .filter(|e| e.control == record.active)
+                .and_then(|e| {
+                    optional("treatment", &e.treatment, arm(&e.treatment)).map(|arm| Canary {
+                        arm,
+                        weight_bp: e.split_bp,
+                        salt: crate::experiments::experiment_salt(record, e),
+                    })
+                }),
         };
         // A new rollout compares the two versions from its start only.
         let live_salt = live
@@ -401,11 +411,13 @@ impl Control {
             &record.release,
             record.stateful.as_ref().map(|s| s.key_header.as_str()),
         );
+        let conversion = experiment.map(|e| Arc::new(e.conversion.clone()));
         let live = Arc::new(LiveApp {
             stable,
             canary,
             previous,
             users: Arc::new(users),
+            conversion,
             slots,
             tenant: self.gate(&record.tenant),
             keyed,
@@ -667,6 +679,7 @@ impl Control {
             }),
             previous: live.previous.as_ref().map(renew),
             users: Arc::new(users),
+            conversion: live.conversion.clone(),
             slots,
             tenant: live.tenant.clone(),
             keyed: live.keyed.clone(),
@@ -921,6 +934,7 @@ impl Control {
             previous: None,
             rollout: None,
             release: Default::default(),
+            experiment: None,
         });
         record.versions.push(VersionRecord {
             version: version.clone(),

@@ -119,8 +119,11 @@ pub async fn route(
     //    is at it because of its own load. (A stateful app's key holds its
     //    share for as long as its instance lives: see `stateful.rs`.)
     if let Some(keyed) = &app.keyed {
-        let response = keyed.clone().handle(request, version.clone()).await;
+        let mut response = keyed.clone().handle(request, version.clone()).await;
         drop(permit);
+        if let Some(rule) = &app.conversion {
+            crate::experiments::count_conversion(rule, arm, &mut response);
+        }
         arm.observe(response.status().as_u16(), started.elapsed().as_secs_f64());
         return response;
     }
@@ -142,9 +145,13 @@ pub async fn route(
     };
 
     // 5. An instance serves it, within the app's limits.
-    let response = version.handle(request, (permit, share)).await;
+    let mut response = version.handle(request, (permit, share)).await;
 
-    // 6. Metrics, per version (a rollout's analysis reads them).
+    // 6. Metrics, per version (a rollout's analysis reads them), and an
+    //    experiment's conversion.
+    if let Some(rule) = &app.conversion {
+        crate::experiments::count_conversion(rule, arm, &mut response);
+    }
     arm.observe(response.status().as_u16(), started.elapsed().as_secs_f64());
     response
 }

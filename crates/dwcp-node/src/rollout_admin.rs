@@ -13,13 +13,113 @@ use serde::Deserialize;
 
 use crate::admin::{AdminState, ApiResult, app_id};
 use crate::control::ControlError;
+use crate::experiments::ExperimentStatus;
 use crate::rollouts::{RolloutCommand, RolloutStatus};
+use dwcp_store::ConversionRule;
 
 /// The rollout routes.
 pub(crate) fn routes() -> Router<Arc<AdminState>> {
     Router::new()
         .route("/v1/apps/{tenant}/{app}/rollout", get(status).post(start))
         .route("/v1/apps/{tenant}/{app}/rollout/{command}", post(command))
+        .route(
+            "/v1/apps/{tenant}/{app}/experiment",
+            get(experiment_results).post(experiment_start),
+        )
+        .route(
+            "/v1/apps/{tenant}/{app}/experiment/stop",
+            post(experiment_stop),
+        )
+}
+
+/// Query of `POST …/experiment`.
+#[derive(Deserialize)]
+struct ExperimentQuery {
+    /// The treatment version.
+    version: String,
+    /// Its share of users in percent (default 50).
+    split: Option<String>,
+    /// `header` (x-dwcp-conversion), `header:NAME` or `status:2xx`.
+    conversion: Option<String>,
+}
+
+/// A conversion rule from the CLI's words.
+fn conversion_rule(text: Option<&str>) -> Result<ConversionRule, ControlError> {
+    let text = text.unwrap_or("header").trim();
+    if text == "header" {
+        return Ok(ConversionRule::Header(
+            crate::experiments::CONVERSION_HEADER.into(),
+        ));
+    }
+    if let Some(name) = text.strip_prefix("header:") {
+        let name = name.trim().to_ascii_lowercase();
+        if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(ControlError::BadOption(format!(
+                "--conversion header `{name}` is not a valid header name"
+            )));
+        }
+        return Ok(ConversionRule::Header(name));
+    }
+    if let Some(class) = text.strip_prefix("status:") {
+        let class = class.trim().to_ascii_lowercase();
+        let digit = class
+            .strip_suffix("xx")
+            .and_then(|d| d.parse::<u16>().ok())
+            .filter(|d| (1..=5).contains(d));
+        if let Some(digit) = digit {
+            return Ok(ConversionRule::StatusClass(digit));
+        }
+    }
+    Err(ControlError::BadOption(format!(
+        "--conversion `{text}`: use `header` ({}), `header:NAME` or `status:2xx`",
+        crate::experiments::CONVERSION_HEADER
+    )))
+}
+
+async fn experiment_start(
+    State(state): State<Arc<AdminState>>,
+    Path((tenant, app)): Path<(String, String)>,
+    Query(q): Query<ExperimentQuery>,
+) -> ApiResult<ExperimentStatus> {
+    let id = app_id(&tenant, &app)?;
+    let percent = match q.split.as_deref() {
+        None => 50.0,
+        Some(p) => p
+            .trim()
+            .trim_end_matches('%')
+            .parse::<f64>()
+            .ok()
+            .filter(|p| p.is_finite() && *p > 0.0 && *p < 100.0)
+            .ok_or_else(|| {
+                ControlError::BadOption(format!(
+                    "--split `{p}`: a percentage above 0 and below 100"
+                ))
+            })?,
+    };
+    let split_bp = (percent * f64::from(BUCKETS) / 100.0).round() as u32;
+    let conversion = conversion_rule(q.conversion.as_deref())?;
+    Ok(axum::Json(
+        state
+            .control
+            .start_experiment(&id, q.version, split_bp, conversion)
+            .await?,
+    ))
+}
+
+async fn experiment_stop(
+    State(state): State<Arc<AdminState>>,
+    Path((tenant, app)): Path<(String, String)>,
+) -> ApiResult<ExperimentStatus> {
+    let id = app_id(&tenant, &app)?;
+    Ok(axum::Json(state.control.stop_experiment(&id).await?))
+}
+
+async fn experiment_results(
+    State(state): State<Arc<AdminState>>,
+    Path((tenant, app)): Path<(String, String)>,
+) -> ApiResult<ExperimentStatus> {
+    let id = app_id(&tenant, &app)?;
+    Ok(axum::Json(state.control.experiment_results(&id).await?))
 }
 
 /// How a new version takes over, in the CLI's words: every field a string
@@ -263,6 +363,25 @@ mod tests {
             steps: steps.map(Into::into),
             step: step.map(Into::into),
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn conversion_rules_parse_from_the_cli_words() {
+        assert_eq!(
+            conversion_rule(None).unwrap(),
+            ConversionRule::Header("x-dwcp-conversion".into())
+        );
+        assert_eq!(
+            conversion_rule(Some("header:X-Bought")).unwrap(),
+            ConversionRule::Header("x-bought".into())
+        );
+        assert_eq!(
+            conversion_rule(Some("status:2xx")).unwrap(),
+            ConversionRule::StatusClass(2)
+        );
+        for bad in ["status:9xx", "status:200", "header:bad name", "clicks"] {
+            assert!(conversion_rule(Some(bad)).is_err(), "{bad}");
         }
     }
 

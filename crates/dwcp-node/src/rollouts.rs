@@ -147,6 +147,12 @@ impl Control {
                 r.version
             )));
         }
+        if let Some(e) = record.experiment.as_ref().filter(|e| e.running()) {
+            return Err(ControlError::BadOption(format!(
+                "{id} runs an experiment of {}: `dwcp experiment stop {id}` first",
+                e.treatment
+            )));
+        }
         if !record.versions.iter().any(|v| v.version == version) {
             return Err(ControlError::NotFound(format!(
                 "{id} has no version `{version}`: `dwcp versions {id}` lists them"
@@ -340,6 +346,19 @@ impl Control {
                 tenant: labels.tenant.clone(),
                 app: labels.app.clone(),
             };
+            if live.conversion.is_some() {
+                // An experiment: its split never moves; its counts are stored.
+                let target = id.clone();
+                let flushed = self
+                    .blocking_under_lock("experiment", move |this| {
+                        this.flush_experiment(&target).map(drop)
+                    })
+                    .await;
+                if let Err(e) = flushed {
+                    tracing::warn!(tenant = %id.tenant, app = %id.app, "experiment counts not stored: {e}");
+                }
+                continue;
+            }
             let stable = live.stable.clone();
             let looked = self
                 .blocking_under_lock("rollout", move |this| {

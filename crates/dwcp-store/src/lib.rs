@@ -27,7 +27,8 @@ pub use blobs::{BlobStore, sha256_hex, write_atomically, write_private};
 pub use checkpoints::{Chain, CheckpointMeta, CheckpointStore, key_scope};
 pub use names::{AppId, NameError, validate_label};
 pub use records::{
-    AppLimits, AppRecord, AuditEntry, EgressSettings, ReleaseSettings, RolloutRecord, SealedSecret,
-    StatefulSettings, TenantQuota, TenantRecord, VersionRecord, unix_now,
+    AppLimits, AppRecord, AuditEntry, ConversionRule, EgressSettings, ExperimentRecord,
+    ReleaseSettings, RolloutRecord, SealedSecret, StatefulSettings, TenantQuota, TenantRecord,
+    VersionRecord, unix_now,
 };
 pub use state::{StateExport, StateStore, StoreError};

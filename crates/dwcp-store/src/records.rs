@@ -130,6 +130,50 @@ pub struct AppRecord {
     /// How new versions of the app take over, and how users are split.
     #[serde(default)]
     pub release: ReleaseSettings,
+    /// The A/B experiment running, or the last one (kept for its results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<ExperimentRecord>,
+}
+
+/// An A/B experiment between the stable version (control) and another.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExperimentRecord {
+    /// The control: the stable version when it started.
+    pub control: String,
+    /// The treatment.
+    pub treatment: String,
+    /// The treatment's share of users, in basis points.
+    pub split_bp: u32,
+    /// What counts as a conversion.
+    pub conversion: ConversionRule,
+    /// When it started (Unix seconds).
+    pub started_at: u64,
+    /// When it stopped (`None`: it runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<u64>,
+    /// The control's exposures and conversions so far.
+    #[serde(default)]
+    pub control_counts: dwcp_release::experiment::VariantCounts,
+    /// The treatment's.
+    #[serde(default)]
+    pub treatment_counts: dwcp_release::experiment::VariantCounts,
+}
+
+impl ExperimentRecord {
+    /// Whether it still splits traffic.
+    pub fn running(&self) -> bool {
+        self.stopped_at.is_none()
+    }
+}
+
+/// What counts as a conversion in an experiment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum ConversionRule {
+    /// The app's response carries this header (which the node removes).
+    Header(String),
+    /// The response's status is in this class (2 for 2xx).
+    StatusClass(u16),
 }
 
 /// A progressive rollout of one version against the stable one.
@@ -239,7 +283,8 @@ impl AppRecord {
             .iter()
             .map(|v| pinned.contains(&v.version))
             .collect();
-        // Also kept: the version an undo goes back to and the one rolling out.
+        // Also kept: the version an undo goes back to, the one rolling out
+        // and those an experiment runs.
         let release: Vec<bool> = self
             .versions
             .iter()
@@ -247,6 +292,9 @@ impl AppRecord {
                 self.previous.as_deref() == Some(v.version.as_str())
                     || self.rollout.as_ref().is_some_and(|r| {
                         r.in_progress() && (r.version == v.version || r.stable == v.version)
+                    })
+                    || self.experiment.as_ref().is_some_and(|e| {
+                        e.running() && (e.control == v.version || e.treatment == v.version)
                     })
             })
             .collect();
@@ -311,6 +359,7 @@ mod tests {
             previous: None,
             rollout: None,
             release: Default::default(),
+            experiment: None,
         }
     }
 

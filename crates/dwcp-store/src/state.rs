@@ -491,6 +491,7 @@ mod tests {
             previous: None,
             rollout: None,
             release: Default::default(),
+            experiment: None,
         }
     }
 

@@ -180,6 +180,11 @@ pub enum Command {
     /// Example: dwcp rollout status demo/shop
     #[command(subcommand)]
     Rollout(crate::rollout::RolloutCommand),
+    /// A/B experiments between the stable version and another.
+    ///
+    /// Example: dwcp experiment results demo/shop
+    #[command(subcommand)]
+    Experiment(crate::experiment::ExperimentCommand),
     /// Benchmarks against named peers.
     ///
     /// Example: dwcp bench http

@@ -76,6 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gc { dry_run, json } => gc(&client(), dry_run, json),
         Command::Tokens(command) => crate::access::tokens(&client(), command),
         Command::Rollout(command) => crate::rollout::run(&client(), &cli.tenant, command),
+        Command::Experiment(command) => crate::experiment::run(&client(), &cli.tenant, command),
         Command::Flags(command) => crate::flags::run(&client(), &cli.tenant, command),
         Command::Keys(command) => crate::keys::run(&client(), &data_dir, command),
         Command::Sign {

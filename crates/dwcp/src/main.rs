@@ -12,6 +12,7 @@ mod bench_state;
 mod cli;
 mod client;
 mod commands;
+mod experiment;
 mod flags;
 mod keys;
 mod observe;

@@ -1,0 +1,232 @@
+//! A/B experiments between two versions of an app: a sticky split that
+//! does not move (the rollout's machinery, without its decisions),
+//! exposures and conversions counted per version, and results with an
+//! always-valid interval and a sample-ratio check (`dwcp_release::experiment`).
+//!
+//! An exposure is a request served by a variant; a conversion is a
+//! response that carries the conversion header (removed before the client
+//! sees it) or whose status is in the chosen class. Counts are kept per
+//! version in memory and added to the app's record once a second, so a
+//! restart loses at most the last second.
+
+use std::sync::Arc;
+
+use dwcp_release::experiment::{ExperimentConfig, ExperimentResults, VariantCounts, results};
+use dwcp_release::split::BUCKETS;
+use dwcp_runtime::ResponseBody;
+use dwcp_store::{AppId, AppRecord, ConversionRule, ExperimentRecord, unix_now};
+use serde::Serialize;
+
+use crate::apps::{Arm, LiveApp};
+use crate::control::{Control, ControlError};
+
+/// The response header an app sets to count a conversion, unless the
+/// experiment names another.
+pub const CONVERSION_HEADER: &str = "x-dwcp-conversion";
+
+/// The salt of an experiment's split: its users are split afresh.
+pub(crate) fn experiment_salt(record: &AppRecord, e: &ExperimentRecord) -> String {
+    format!(
+        "experiment/{}/{}/{}/{}",
+        record.tenant, record.app, e.treatment, e.started_at
+    )
+}
+
+/// Counts `response` as a conversion of `arm` if `rule` says it is one; a
+/// conversion header is removed either way (it is for the node).
+pub(crate) fn count_conversion(
+    rule: &ConversionRule,
+    arm: &Arm,
+    response: &mut hyper::Response<ResponseBody>,
+) {
+    let converted = match rule {
+        ConversionRule::Header(name) => response.headers_mut().remove(name.as_str()).is_some(),
+        ConversionRule::StatusClass(class) => response.status().as_u16() / 100 == *class,
+    };
+    if converted {
+        arm.stats.convert();
+    }
+}
+
+/// `dwcp experiment results`: the experiment and what its numbers say.
+#[derive(Debug, Serialize)]
+pub struct ExperimentStatus {
+    /// The tenant.
+    pub tenant: String,
+    /// The app.
+    pub app: String,
+    /// Whether it still splits traffic.
+    pub running: bool,
+    /// The control version.
+    pub control: String,
+    /// The treatment version.
+    pub treatment: String,
+    /// The treatment's share of users, in percent.
+    pub split_percent: f64,
+    /// What counts as a conversion.
+    pub conversion: ConversionRule,
+    /// When it started (Unix seconds).
+    pub started_at: u64,
+    /// When it stopped.
+    pub stopped_at: Option<u64>,
+    /// The comparison.
+    pub results: ExperimentResults,
+}
+
+impl Control {
+    /// Starts an experiment: `treatment` (a stored version) gets
+    /// `split_bp` of users, the stable version the rest.
+    pub async fn start_experiment(
+        self: &Arc<Self>,
+        id: &AppId,
+        treatment: String,
+        split_bp: u32,
+        conversion: ConversionRule,
+    ) -> Result<ExperimentStatus, ControlError> {
+        if split_bp == 0 || split_bp >= BUCKETS {
+            return Err(ControlError::BadOption(
+                "--split must be above 0 and below 100 percent".into(),
+            ));
+        }
+        let target = id.clone();
+        self.blocking_under_lock("experiment", move |this| {
+            let mut record = this.record(&target)?;
+            if let Some(e) = record.experiment.as_ref().filter(|e| e.running()) {
+                return Err(ControlError::BadOption(format!(
+                    "{target} runs an experiment of {} already: `dwcp experiment stop {target}` first",
+                    e.treatment
+                )));
+            }
+            if let Some(r) = record.rollout.as_ref().filter(|r| r.in_progress()) {
+                return Err(ControlError::BadOption(format!(
+                    "{target} is rolling out {}: promote or abort it before an experiment",
+                    r.version
+                )));
+            }
+            if record.stateful.is_some() {
+                return Err(ControlError::BadOption(format!(
+                    "{target} is stateful: its keys stay on the version their state belongs to, so it cannot split traffic"
+                )));
+            }
+            if treatment == record.active {
+                return Err(ControlError::BadOption(format!(
+                    "{treatment} is {target}'s stable version, the experiment's control: name another"
+                )));
+            }
+            if !record.versions.iter().any(|v| v.version == treatment) {
+                return Err(ControlError::NotFound(format!(
+                    "{target} has no version `{treatment}`: `dwcp versions {target}` lists them"
+                )));
+            }
+            record.experiment = Some(ExperimentRecord {
+                control: record.active.clone(),
+                treatment,
+                split_bp,
+                conversion,
+                started_at: unix_now(),
+                stopped_at: None,
+                control_counts: VariantCounts::default(),
+                treatment_counts: VariantCounts::default(),
+            });
+            this.commit_release(record).map(drop)
+        })
+        .await?;
+        self.experiment_results(id).await
+    }
+
+    /// Stops the running experiment: everyone back on the control; its
+    /// counts are kept for `results`.
+    pub async fn stop_experiment(
+        self: &Arc<Self>,
+        id: &AppId,
+    ) -> Result<ExperimentStatus, ControlError> {
+        let target = id.clone();
+        self.blocking_under_lock("experiment", move |this| {
+            let mut record = this.record(&target)?;
+            let live = this.apps.get_app(&target.tenant, &target.app);
+            let Some(e) = record.experiment.as_mut().filter(|e| e.running()) else {
+                return Err(ControlError::BadOption(format!(
+                    "{target} runs no experiment (`dwcp experiment start {target} VERSION` begins one)"
+                )));
+            };
+            if let Some(live) = &live {
+                add_unflushed(e, live);
+            }
+            e.stopped_at = Some(unix_now());
+            tracing::info!(tenant = %target.tenant, app = %target.app, treatment = %e.treatment, "experiment stopped");
+            this.commit_release(record).map(drop)
+        })
+        .await?;
+        self.experiment_results(id).await
+    }
+
+    /// The experiment's results, with the counts up to now.
+    pub async fn experiment_results(
+        self: &Arc<Self>,
+        id: &AppId,
+    ) -> Result<ExperimentStatus, ControlError> {
+        let target = id.clone();
+        let record = self
+            .blocking_under_lock("experiment", move |this| this.flush_experiment(&target))
+            .await?;
+        let Some(e) = record.experiment else {
+            return Err(ControlError::NotFound(format!(
+                "{id} has had no experiment (`dwcp experiment start {id} VERSION` begins one)"
+            )));
+        };
+        let config = ExperimentConfig {
+            expected_share: f64::from(e.split_bp) / f64::from(BUCKETS),
+            ..ExperimentConfig::default()
+        };
+        Ok(ExperimentStatus {
+            tenant: record.tenant,
+            app: record.app,
+            running: e.running(),
+            results: results(&e.control_counts, &e.treatment_counts, &config),
+            split_percent: f64::from(e.split_bp) * 100.0 / f64::from(BUCKETS),
+            control: e.control,
+            treatment: e.treatment,
+            conversion: e.conversion,
+            started_at: e.started_at,
+            stopped_at: e.stopped_at,
+        })
+    }
+
+    /// Adds the live counts not yet stored to the running experiment's
+    /// record (stored only when there were any). Returns the record.
+    pub(crate) fn flush_experiment(&self, id: &AppId) -> Result<AppRecord, ControlError> {
+        let mut record = self.record(id)?;
+        let live = self.apps.get_app(&id.tenant, &id.app);
+        if let (Some(e), Some(live)) = (
+            record.experiment.as_mut().filter(|e| e.running()),
+            live.as_ref(),
+        ) {
+            if add_unflushed(e, live) {
+                self.state.put_app(&record)?;
+            }
+        }
+        Ok(record)
+    }
+}
+
+/// Adds `live`'s unstored counts to `e`, when its arms are the
+/// experiment's; whether anything was added.
+fn add_unflushed(e: &mut ExperimentRecord, live: &LiveApp) -> bool {
+    let Some(canary) = live.canary.as_ref() else {
+        return false;
+    };
+    if live.stable.name() != e.control || canary.arm.name() != e.treatment {
+        return false;
+    }
+    let mut added = false;
+    for (arm, counts) in [
+        (&live.stable, &mut e.control_counts),
+        (&canary.arm, &mut e.treatment_counts),
+    ] {
+        let (exposures, conversions) = arm.stats.unflushed();
+        counts.exposures += exposures;
+        counts.conversions += conversions;
+        added |= exposures > 0 || conversions > 0;
+    }
+    added
+}
