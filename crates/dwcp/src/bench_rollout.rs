@@ -70,7 +70,10 @@ fn live(args: &RolloutBenchArgs, step_time: &str) -> anyhow::Result<()> {
     let read = |name: &str| {
         let path = args.examples.join(format!("{name}.wasm"));
         std::fs::read(&path).with_context(|| {
-            format!("cannot read {} (build it with `cargo xtask examples`)", path.display())
+            format!(
+                "cannot read {} (build it with `cargo xtask examples`)",
+                path.display()
+            )
         })
     };
     let (flaky, broken) = (read("flaky")?, read("broken")?);
@@ -123,7 +126,11 @@ fn live(args: &RolloutBenchArgs, step_time: &str) -> anyhow::Result<()> {
         good.failed
     );
     if bad.phase != "aborted" || good.phase != "promoted" {
-        bail!("the live rollouts did not end as they must: broken {}, flaky {}", bad.phase, good.phase);
+        bail!(
+            "the live rollouts did not end as they must: broken {}, flaky {}",
+            bad.phase,
+            good.phase
+        );
     }
     Ok(())
 }
@@ -295,7 +302,12 @@ fn simulated(args: &RolloutBenchArgs, strategy: Strategy) -> anyhow::Result<()> 
     );
     let detection = bad
         .secs_to_abort
-        .map(|p| format!("p50 {} s, p90 {} s, p99 {} s, max {} s", p.p50, p.p90, p.p99, p.max))
+        .map(|p| {
+            format!(
+                "p50 {} s, p90 {} s, p99 {} s, max {} s",
+                p.p50, p.p90, p.p99, p.max
+            )
+        })
         .unwrap_or_else(|| "never".into());
     println!(
         "  bad canary (5% vs 0.5%):   {} aborted, {} promoted; time to abort {detection}; failed beyond the baseline {:.3}% of all requests",
