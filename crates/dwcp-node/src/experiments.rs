@@ -197,13 +197,15 @@ impl Control {
     pub(crate) fn flush_experiment(&self, id: &AppId) -> Result<AppRecord, ControlError> {
         let mut record = self.record(id)?;
         let live = self.apps.get_app(&id.tenant, &id.app);
-        if let (Some(e), Some(live)) = (
+        let added = match (
             record.experiment.as_mut().filter(|e| e.running()),
             live.as_ref(),
         ) {
-            if add_unflushed(e, live) {
-                self.state.put_app(&record)?;
-            }
+            (Some(e), Some(live)) => add_unflushed(e, live),
+            _ => false,
+        };
+        if added {
+            self.state.put_app(&record)?;
         }
         Ok(record)
     }

@@ -461,7 +461,7 @@ pub enum AppsCommand {
     /// Change an app's limits without a redeploy.
     ///
     /// Example: dwcp apps set demo/hello --memory 128MiB --concurrency 20
-    Set(SetArgs),
+    Set(Box<SetArgs>),
 }
 
 #[derive(Args, Debug)]

@@ -45,7 +45,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Some(AppsCommand::List(list)) => {
                 apps_list(&client(), list.tenant.as_deref(), list.json || args.json)
             }
-            Some(AppsCommand::Set(set)) => apps_set(&client(), &cli.tenant, set),
+            Some(AppsCommand::Set(set)) => apps_set(&client(), &cli.tenant, *set),
             None => apps_list(&client(), None, args.json),
         },
         Command::Status(arg) => status(&client(), &cli.tenant, arg),
