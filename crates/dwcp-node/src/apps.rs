@@ -1,7 +1,6 @@
 //! The table of apps being served, switched atomically.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -69,6 +68,9 @@ pub struct LiveApp {
     pub users: Arc<crate::release::UserKeyRule>,
     /// What counts as a conversion, while an experiment runs.
     pub conversion: Option<Arc<dwcp_store::ConversionRule>>,
+    /// Why the version a rollout or experiment splits toward is not live
+    /// (it failed to load): the next look ends the rollout or experiment.
+    pub canary_error: Option<Arc<str>>,
     /// One permit per request that may run at once.
     pub slots: Arc<Semaphore>,
     /// The quota of the app's tenant, shared with its other apps.
@@ -83,7 +85,7 @@ impl LiveApp {
         &self.stable.version
     }
 
-    /// The live arm named `version`, if any.
+    /// The live arm named `version` (stable, canary or previous), if any.
     pub fn arm(&self, version: &str) -> Option<&Arm> {
         std::iter::once(&self.stable)
             .chain(self.canary.as_ref().map(|c| &c.arm))
@@ -97,9 +99,17 @@ impl LiveApp {
 #[derive(Default)]
 pub struct ArmCounter {
     stats: Mutex<ArmStats>,
-    conversions: AtomicU64,
-    /// Requests and conversions already added to the stored experiment.
+    /// An experiment's users: those exposed and those converted.
+    users: Mutex<ExperimentUsers>,
+    /// Users and conversions already added to the stored experiment.
     flushed: Mutex<(u64, u64)>,
+}
+
+/// Distinct users of one version in an experiment.
+#[derive(Default)]
+struct ExperimentUsers {
+    exposed: HashSet<u64>,
+    converted: HashSet<u64>,
 }
 
 impl ArmCounter {
@@ -109,9 +119,14 @@ impl ArmCounter {
         stats.record(status >= 500, seconds * 1e3);
     }
 
-    /// Records that a response converted (an experiment's goal).
-    pub fn convert(&self) {
-        self.conversions.fetch_add(1, Ordering::Relaxed);
+    /// Records that `user` saw this version, and whether this response
+    /// converted (an experiment's goal).
+    pub fn expose(&self, user: u64, converted: bool) {
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        users.exposed.insert(user);
+        if converted {
+            users.converted.insert(user);
+        }
     }
 
     /// The totals so far.
@@ -119,27 +134,31 @@ impl ArmCounter {
         *self.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Requests and conversions since the last call: what the stored
+    /// Users exposed and converted since the last call: what the stored
     /// experiment has yet to add.
     pub fn unflushed(&self) -> (u64, u64) {
-        let requests = self.totals().requests;
-        let conversions = self.conversions.load(Ordering::Relaxed);
+        let (exposed, converted) = {
+            let users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+            (users.exposed.len() as u64, users.converted.len() as u64)
+        };
         let mut flushed = self.flushed.lock().unwrap_or_else(|e| e.into_inner());
         let delta = (
-            requests.saturating_sub(flushed.0),
-            conversions.saturating_sub(flushed.1),
+            exposed.saturating_sub(flushed.0),
+            converted.saturating_sub(flushed.1),
         );
-        *flushed = (requests, conversions);
+        *flushed = (exposed, converted);
         delta
     }
 }
 
 impl Arm {
-    /// Records one response in the version's metrics, analysis totals and
-    /// the app's recent activity.
-    pub fn observe(&self, status: u16, seconds: f64) {
+    /// Records one response in the version's metrics, its analysis totals
+    /// (unless a tester's header routed it) and the app's recent activity.
+    pub fn observe(&self, status: u16, seconds: f64, routed: crate::release::Routed) {
         self.metrics.observe(status, seconds);
-        self.stats.record(status, seconds);
+        if routed == crate::release::Routed::Split {
+            self.stats.record(status, seconds);
+        }
         self.version.stats().observe(status, seconds);
     }
 }
@@ -218,7 +237,7 @@ impl AppTable {
         self.apps
             .load()
             .values()
-            .filter(|app| app.canary.is_some())
+            .filter(|app| app.canary.is_some() || app.canary_error.is_some())
             .cloned()
             .collect()
     }

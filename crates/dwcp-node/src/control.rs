@@ -276,6 +276,9 @@ pub struct Control {
     /// Stateful apps' keys, by `tenant/app`: they outlive a deploy, since
     /// keys stay on the version their state belongs to.
     pub(crate) keyed: std::sync::Mutex<HashMap<String, Arc<crate::stateful::KeyedApp>>>,
+    /// Tells this run of the node from earlier ones (a rollout's totals
+    /// carry over a restart; the live counters do not).
+    pub(crate) run_id: u64,
 }
 
 impl Control {
@@ -308,6 +311,7 @@ impl Control {
             preinit_lock: tokio::sync::Mutex::new(()),
             checkpoints: Arc::new(checkpoints),
             keyed: std::sync::Mutex::new(HashMap::new()),
+            run_id: run_id(),
         })
     }
 
@@ -356,13 +360,18 @@ impl Control {
             )));
         }
         let (mut stable, cache) = arm(&record.active)?;
-        let optional = |what: &str, name: &str, arm: Result<(Arm, CacheOutcome), ControlError>| {
-            arm.map(|(arm, _)| arm)
+        let mut canary_error: Option<Arc<str>> = None;
+        let mut optional =
+            |what: &str, name: &str, arm: Result<(Arm, CacheOutcome), ControlError>| {
+                arm.map(|(arm, _)| arm)
                 .inspect_err(|e| {
-                    tracing::warn!(tenant = %record.tenant, app = %record.app, version = %name, "the {what} version cannot load: {e}")
+                    tracing::warn!(tenant = %record.tenant, app = %record.app, version = %name, "the {what} version cannot load: {e}");
+                    if what != "previous" {
+                        canary_error = Some(Arc::from(format!("{name} does not load: {e}")));
+                    }
                 })
                 .ok()
-        };
+            };
         let experiment = record.experiment.as_ref().filter(|e| e.running());
         let mut canary = match record.rollout.as_ref().filter(|r| r.in_progress()) {
             Some(rollout) if rollout.version != record.active => {
@@ -418,6 +427,7 @@ impl Control {
             previous,
             users: Arc::new(users),
             conversion,
+            canary_error,
             slots,
             tenant: self.gate(&record.tenant),
             keyed,
@@ -680,6 +690,7 @@ impl Control {
             previous: live.previous.as_ref().map(renew),
             users: Arc::new(users),
             conversion: live.conversion.clone(),
+            canary_error: live.canary_error.clone(),
             slots,
             tenant: live.tenant.clone(),
             keyed: live.keyed.clone(),
@@ -1116,6 +1127,16 @@ impl Control {
                     }
                     record.keep_versions = Some(keep);
                 }
+                if record.stateful.is_some()
+                    && options
+                        .strategy
+                        .as_ref()
+                        .is_some_and(|s| *s != dwcp_release::rollout::Strategy::Immediate)
+                {
+                    return Err(ControlError::BadOption(format!(
+                        "{id} is stateful: its keys stay on the version their state belongs to, so it cannot split traffic (only --strategy immediate)"
+                    )));
+                }
                 release_settings(&mut record.release, &options)?;
                 self.check_memory_quota(&id.tenant, &id.app, record.limits.memory_bytes)
             })
@@ -1397,6 +1418,15 @@ fn release_settings(
         settings.user_cookie = Some(cookie.to_string());
     }
     Ok(())
+}
+
+/// An id for this run of the node: the start time's nanoseconds and the
+/// process id (unique enough: runs of one node never overlap).
+fn run_id() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (nanos ^ (u64::from(std::process::id()) << 32)).max(1)
 }
 
 /// The CLI's name of a strategy.

@@ -3,11 +3,17 @@
 //! exposures and conversions counted per version, and results with an
 //! always-valid interval and a sample-ratio check (`dwcp_release::experiment`).
 //!
-//! An exposure is a request served by a variant; a conversion is a
-//! response that carries the conversion header (removed before the client
-//! sees it) or whose status is in the chosen class. Counts are kept per
-//! version in memory and added to the app's record once a second, so a
-//! restart loses at most the last second.
+//! The unit is the user (the split's user key): a user is exposed to the
+//! version the split gives them, once however many requests they send, and
+//! converts once if any of their responses carries the conversion header
+//! (removed before the client sees it) or has a status in the chosen class.
+//! Counting users, not requests, keeps the statistics honest: the split is
+//! per user, so requests of one user are not independent trials, and a
+//! request count would inflate the sample-ratio test and narrow the
+//! interval. Requests routed by `x-dwcp-version` are not counted. The sets
+//! of users seen are in memory (about 16 bytes a user); counts go to the
+//! app's record once a second. A restart forgets the sets: a user seen
+//! before it and again after is counted twice (once per restart).
 
 use std::sync::Arc;
 
@@ -32,20 +38,28 @@ pub(crate) fn experiment_salt(record: &AppRecord, e: &ExperimentRecord) -> Strin
     )
 }
 
-/// Counts `response` as a conversion of `arm` if `rule` says it is one; a
-/// conversion header is removed either way (it is for the node).
-pub(crate) fn count_conversion(
+/// The in-memory identity of a user key: experiments count distinct users.
+pub(crate) fn user_hash(user: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    // Fixed keys: the same user hashes alike for the whole run (the sets
+    // live in memory only).
+    BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(user)
+}
+
+/// Counts `user` as exposed to `arm`, and as converted if `response` is a
+/// conversion by `rule`; a conversion header is removed either way (it is
+/// for the node, not the client).
+pub(crate) fn count_exposure(
     rule: &ConversionRule,
     arm: &Arm,
+    user: u64,
     response: &mut hyper::Response<ResponseBody>,
 ) {
     let converted = match rule {
         ConversionRule::Header(name) => response.headers_mut().remove(name.as_str()).is_some(),
         ConversionRule::StatusClass(class) => response.status().as_u16() / 100 == *class,
     };
-    if converted {
-        arm.stats.convert();
-    }
+    arm.stats.expose(user, converted);
 }
 
 /// `dwcp experiment results`: the experiment and what its numbers say.
@@ -190,6 +204,22 @@ impl Control {
             started_at: e.started_at,
             stopped_at: e.stopped_at,
         })
+    }
+
+    /// Stops the running experiment because its treatment cannot serve.
+    pub(crate) fn fail_experiment(&self, id: &AppId, error: &str) -> Result<(), ControlError> {
+        let mut record = self.record(id)?;
+        let Some(e) = record.experiment.as_mut().filter(|e| e.running()) else {
+            return Ok(());
+        };
+        e.stopped_at = Some(unix_now());
+        tracing::warn!(tenant = %id.tenant, app = %id.app, treatment = %e.treatment, "experiment stopped: the treatment cannot serve: {error}");
+        self.audit(
+            format!("experiment stopped {id}: the treatment cannot serve: {error}"),
+            None,
+            200,
+        );
+        self.commit_release(record).map(drop)
     }
 
     /// Adds the live counts not yet stored to the running experiment's

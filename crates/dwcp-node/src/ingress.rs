@@ -69,18 +69,21 @@ pub async fn route(
 
     // 2. Which version: the stable one, or the canary for its share of
     //    users (sticky by user key), or the one `x-dwcp-version` names.
-    let arm = match crate::release::pick(&app, request.headers(), peer) {
-        Ok(arm) => arm,
+    let (arm, routed) = match crate::release::pick(&app, request.headers(), peer) {
+        Ok(picked) => picked,
         Err(reason) => return text_response(404, &reason),
     };
     let version = arm.version.clone();
 
     // The tenant's flags, evaluated for this user, travel with the request;
-    // a client's own `x-dwcp-flags` never reaches the app.
-    let flags = ingress.flags.header_for(
-        &version.labels().tenant,
-        &app.users.user_key(request.headers(), peer),
-    );
+    // a client's own `x-dwcp-flags` never reaches the app. An experiment
+    // counts the user (once) as exposed to this version.
+    let (flags, exposure) = {
+        let user = app.users.user_key(request.headers(), peer);
+        let flags = ingress.flags.header_for(&version.labels().tenant, &user);
+        let counted = app.conversion.is_some() && routed == crate::release::Routed::Split;
+        (flags, counted.then(|| crate::experiments::user_hash(&user)))
+    };
     request.headers_mut().remove(crate::flags::FLAGS_HEADER);
     if let Some(flags) = flags {
         request
@@ -110,7 +113,7 @@ pub async fn route(
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            arm.observe(503, started.elapsed().as_secs_f64());
+            arm.observe(503, started.elapsed().as_secs_f64(), routed);
             return response;
         }
     };
@@ -121,10 +124,14 @@ pub async fn route(
     if let Some(keyed) = &app.keyed {
         let mut response = keyed.clone().handle(request, version.clone()).await;
         drop(permit);
-        if let Some(rule) = &app.conversion {
-            crate::experiments::count_conversion(rule, arm, &mut response);
+        if let (Some(rule), Some(user)) = (&app.conversion, exposure) {
+            crate::experiments::count_exposure(rule, arm, user, &mut response);
         }
-        arm.observe(response.status().as_u16(), started.elapsed().as_secs_f64());
+        arm.observe(
+            response.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+            routed,
+        );
         return response;
     }
     let share = match app.tenant.try_enter(version.limits().memory_bytes) {
@@ -139,7 +146,7 @@ pub async fn route(
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            arm.observe(503, started.elapsed().as_secs_f64());
+            arm.observe(503, started.elapsed().as_secs_f64(), routed);
             return response;
         }
     };
@@ -149,9 +156,13 @@ pub async fn route(
 
     // 6. Metrics, per version (a rollout's analysis reads them), and an
     //    experiment's conversion.
-    if let Some(rule) = &app.conversion {
-        crate::experiments::count_conversion(rule, arm, &mut response);
+    if let (Some(rule), Some(user)) = (&app.conversion, exposure) {
+        crate::experiments::count_exposure(rule, arm, user, &mut response);
     }
-    arm.observe(response.status().as_u16(), started.elapsed().as_secs_f64());
+    arm.observe(
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+        routed,
+    );
     response
 }

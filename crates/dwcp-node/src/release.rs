@@ -88,32 +88,47 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-/// The arm that serves a request to `app`, or why none does (a version
-/// named by `x-dwcp-version` that is not live).
-pub fn pick<'a>(app: &'a LiveApp, headers: &HeaderMap, peer: IpAddr) -> Result<&'a Arm, String> {
+/// How a request came to its version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routed {
+    /// By the split (or to the stable version): it counts for a rollout's
+    /// analysis and an experiment.
+    Split,
+    /// By `x-dwcp-version`: a tester's request, counted for neither.
+    Header,
+}
+
+/// The arm that serves a request to `app`, or why none does. The
+/// `x-dwcp-version` header reaches the stable version and the one a
+/// rollout or experiment splits toward, nothing else (a version rolled back
+/// must not stay reachable by anyone who knows its name).
+pub fn pick<'a>(
+    app: &'a LiveApp,
+    headers: &HeaderMap,
+    peer: IpAddr,
+) -> Result<(&'a Arm, Routed), String> {
     if let Some(wanted) = headers.get(VERSION_HEADER) {
         let wanted = wanted.to_str().unwrap_or("");
-        return app.arm(wanted).ok_or_else(|| {
-            let live: Vec<&str> = std::iter::once(app.stable.name())
-                .chain(app.canary.as_ref().map(|c| c.arm.name()))
-                .chain(app.previous.as_ref().map(Arm::name))
-                .collect();
-            format!(
-                "version `{wanted}` is not live (live: {}); `dwcp versions` lists the stored ones",
-                live.join(", ")
-            )
-        });
+        let canary = app.canary.as_ref().map(|c| &c.arm);
+        return std::iter::once(&app.stable)
+            .chain(canary)
+            .find(|arm| arm.name() == wanted)
+            .map(|arm| (arm, Routed::Header))
+            .ok_or_else(|| {
+                format!("version `{wanted}` does not serve (only the stable version and one rolling out can be named)")
+            });
     }
-    match &app.canary {
+    let arm = match &app.canary {
         Some(canary) if canary.weight_bp > 0 => {
             let user = app.users.user_key(headers, peer);
             match side(&canary.salt, &user, canary.weight_bp) {
-                Side::Canary => Ok(&canary.arm),
-                Side::Stable => Ok(&app.stable),
+                Side::Canary => &canary.arm,
+                Side::Stable => &app.stable,
             }
         }
-        _ => Ok(&app.stable),
-    }
+        _ => &app.stable,
+    };
+    Ok((arm, Routed::Split))
 }
 
 #[cfg(test)]

@@ -226,6 +226,13 @@ fn canary(steps: Option<&str>, step: Option<&str>) -> Result<Strategy, ControlEr
                 }
                 out.push(bp.max(1));
             }
+            if out.first().is_none_or(|first| *first >= BUCKETS) {
+                // A first step of everyone leaves the stable version nothing
+                // to compare with: it would hold forever.
+                return Err(ControlError::BadOption(format!(
+                    "--steps `{list}` needs a step below 100% (for everyone at once: --strategy immediate or blue-green)"
+                )));
+            }
             if out.last() != Some(&BUCKETS) {
                 out.push(BUCKETS);
             }
@@ -409,6 +416,8 @@ mod tests {
             query(Some("canary"), Some("50,10"), None),
             query(Some("canary"), Some("0"), None),
             query(Some("canary"), Some("150"), None),
+            query(Some("canary"), Some("100"), None),
+            query(Some("canary"), Some(""), None),
             query(Some("immediate"), Some("5"), None),
             query(Some("canary"), None, Some("soon")),
         ] {

@@ -82,8 +82,8 @@ pub struct RolloutView {
     pub weight_percent: f64,
     /// When it started (Unix seconds).
     pub started_at: u64,
-    /// Requests, errors and latency of each version since it started
-    /// (while it runs on this node; `None` once it has ended).
+    /// Requests, errors and latency of each version since it started, as
+    /// of the last look (`None` once it has ended).
     pub live: Option<ArmsView>,
     /// Every decision, oldest first, with the numbers behind it.
     pub decisions: Vec<Decision>,
@@ -181,6 +181,9 @@ impl Control {
             stable: record.active.clone(),
             started_at: now,
             state: Rollout::start(strategy, analysis, now),
+            seen: Default::default(),
+            carried: Default::default(),
+            run: 0,
         });
         Ok(())
     }
@@ -279,6 +282,19 @@ impl Control {
         let target = id.clone();
         self.blocking_under_lock("undo", move |this| {
             let mut record = this.record(&target)?;
+            // Checked again under the lock: one may have begun since.
+            if let Some(r) = record.rollout.as_ref().filter(|r| r.in_progress()) {
+                return Err(ControlError::BadOption(format!(
+                    "{target} is rolling out {}: `dwcp rollout undo {target}` aborts it",
+                    r.version
+                )));
+            }
+            if let Some(e) = record.experiment.as_ref().filter(|e| e.running()) {
+                return Err(ControlError::BadOption(format!(
+                    "{target} runs an experiment of {}: `dwcp experiment stop {target}` first",
+                    e.treatment
+                )));
+            }
             let Some(to) = to.or_else(|| record.previous.clone()) else {
                 return Err(ControlError::BadOption(format!(
                     "{target} has no previous version to go back to; name one with --to (`dwcp versions {target}`)"
@@ -304,14 +320,11 @@ impl Control {
     /// Where the app's rollout stands.
     pub fn rollout_status(&self, id: &AppId) -> Result<RolloutStatus, ControlError> {
         let record = self.record(id)?;
-        let live = self.apps.get_app(&id.tenant, &id.app);
         let rollout = record.rollout.map(|r| {
-            let arms = live.as_ref().and_then(|l| {
-                let canary = l.canary.as_ref().filter(|c| c.arm.name() == r.version)?;
-                Some(ArmsView {
-                    stable: l.stable.stats.totals().into(),
-                    canary: canary.arm.stats.totals().into(),
-                })
+            // What the analysis saw at its last look (at most a second old).
+            let arms = r.in_progress().then(|| ArmsView {
+                stable: r.seen.stable.into(),
+                canary: r.seen.canary.into(),
             });
             RolloutView {
                 version: r.version,
@@ -338,20 +351,20 @@ impl Control {
     /// changed is stored. Runs once a second.
     pub async fn tick_rollouts(self: &Arc<Self>) {
         for live in self.apps.rolling_out() {
-            let Some(canary) = live.canary.clone() else {
-                continue;
-            };
             let labels = live.version().labels();
             let id = AppId {
                 tenant: labels.tenant.clone(),
                 app: labels.app.clone(),
             };
             if live.conversion.is_some() {
-                // An experiment: its split never moves; its counts are stored.
+                // An experiment: its split never moves; its counts are stored
+                // (or it stops, if its treatment cannot serve).
                 let target = id.clone();
+                let error = live.canary_error.clone();
                 let flushed = self
-                    .blocking_under_lock("experiment", move |this| {
-                        this.flush_experiment(&target).map(drop)
+                    .blocking_under_lock("experiment", move |this| match error {
+                        Some(error) => this.fail_experiment(&target, &error),
+                        None => this.flush_experiment(&target).map(drop),
                     })
                     .await;
                 if let Err(e) = flushed {
@@ -359,11 +372,8 @@ impl Control {
                 }
                 continue;
             }
-            let stable = live.stable.clone();
             let looked = self
-                .blocking_under_lock("rollout", move |this| {
-                    this.look_at_rollout(&id, &stable, &canary.arm)
-                })
+                .blocking_under_lock("rollout", move |this| this.look_at_rollout(&id))
                 .await;
             match looked {
                 Ok(Look::Warming(id)) => {
@@ -380,30 +390,48 @@ impl Control {
     }
 
     /// Feeds the two versions' totals to the rollout and stores what
-    /// changed (a decision, or only the analysis's running p-values).
-    fn look_at_rollout(
-        &self,
-        id: &AppId,
-        stable: &Arm,
-        canary: &Arm,
-    ) -> Result<Look, ControlError> {
+    /// changed (a decision, or only the analysis's running p-values and
+    /// the totals seen). The live app is read here, under the lock, and
+    /// must be this rollout's: same versions and same split.
+    fn look_at_rollout(&self, id: &AppId) -> Result<Look, ControlError> {
         let mut record = self.record(id)?;
-        let Some(r) = record
-            .rollout
-            .as_mut()
-            .filter(|r| r.in_progress() && r.version == canary.name() && r.stable == stable.name())
-        else {
+        let live = self.apps.get_app(&id.tenant, &id.app);
+        let Some(r) = record.rollout.as_ref().filter(|r| r.in_progress()) else {
+            return Ok(Look::Done);
+        };
+        if let Some(error) = live.as_ref().and_then(|l| l.canary_error.clone()) {
+            return self.fail_rollout(record, &error).map(|_| Look::Done);
+        }
+        let salt = rollout_salt(&record, r);
+        let Some((stable, canary)) = live.as_ref().and_then(|l| {
+            let canary = l.canary.as_ref().filter(|c| c.salt == salt)?;
+            (l.stable.name() == r.stable && canary.arm.name() == r.version)
+                .then(|| (l.stable.stats.totals(), canary.arm.stats.totals()))
+        }) else {
             return Ok(Look::Done);
         };
         if r.state.phase() == Phase::Warming {
             return Ok(Look::Warming(id.clone()));
         }
-        let before = r.state.clone();
+        let Some(r) = record.rollout.as_mut() else {
+            return Ok(Look::Done);
+        };
+        // This run's counters join what earlier runs of the node counted.
+        if r.run != self.run_id {
+            r.carried = r.seen;
+            r.run = self.run_id;
+        }
+        let totals = dwcp_store::ArmTotals {
+            stable: r.carried.stable.merge(&stable),
+            canary: r.carried.canary.merge(&canary),
+        };
+        let before = (r.state.clone(), r.seen);
         let decision = r
             .state
-            .tick(unix_now(), &stable.stats.totals(), &canary.stats.totals())
+            .tick(unix_now(), &totals.stable, &totals.canary)
             .cloned();
-        if r.state == before {
+        r.seen = totals;
+        if (r.state.clone(), r.seen) == before {
             return Ok(Look::Done);
         }
         match decision {
@@ -411,10 +439,23 @@ impl Control {
                 self.decided(&mut record, &decision, false);
                 self.commit_release(record)?;
             }
-            // Only the running p-values moved: stored, nothing to switch.
+            // Only the running p-values and totals moved: stored, nothing
+            // to switch.
             None => self.state.put_app(&record)?,
         }
         Ok(Look::Done)
+    }
+
+    /// Aborts the rollout in progress because its version cannot serve.
+    fn fail_rollout(&self, mut record: AppRecord, error: &str) -> Result<(), ControlError> {
+        let Some(r) = record.rollout.as_mut().filter(|r| r.in_progress()) else {
+            return Ok(());
+        };
+        let reason = format!("the new version cannot serve: {error}");
+        if let Some(decision) = r.state.fail(unix_now(), &reason).cloned() {
+            self.decided(&mut record, &decision, false);
+        }
+        self.commit_release(record).map(drop)
     }
 
     /// Blue-green: warms the new version, sends it a few requests and

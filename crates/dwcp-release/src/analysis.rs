@@ -24,7 +24,7 @@
 //! decided: no data is its own outcome, and it is never "no difference".
 
 /// Running count, mean and variance of a stream (Welford's algorithm).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Moments {
     n: u64,
     mean: f64,
@@ -38,6 +38,25 @@ impl Moments {
         let delta = x - self.mean;
         self.mean += delta / self.n as f64;
         self.m2 += delta * (x - self.mean);
+    }
+
+    /// The moments of both streams together (Chan, Golub and LeVeque's
+    /// pairwise update): how totals from before a restart join those after.
+    pub fn merge(&self, other: &Moments) -> Moments {
+        if self.n == 0 {
+            return *other;
+        }
+        if other.n == 0 {
+            return *self;
+        }
+        let n = self.n + other.n;
+        let delta = other.mean - self.mean;
+        let (a, b) = (self.n as f64, other.n as f64);
+        Moments {
+            n,
+            mean: self.mean + delta * b / n as f64,
+            m2: self.m2 + other.m2 + delta * delta * a * b / n as f64,
+        }
     }
 
     /// How many observations.
@@ -61,7 +80,7 @@ impl Moments {
 }
 
 /// What one version served since the rollout began.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ArmStats {
     /// Requests answered (including errors).
     pub requests: u64,
@@ -77,6 +96,15 @@ impl ArmStats {
         self.requests += 1;
         self.errors += u64::from(error);
         self.log_latency_ms.push(latency_ms.max(1e-3).ln());
+    }
+
+    /// Both totals together.
+    pub fn merge(&self, other: &ArmStats) -> ArmStats {
+        ArmStats {
+            requests: self.requests + other.requests,
+            errors: self.errors + other.errors,
+            log_latency_ms: self.log_latency_ms.merge(&other.log_latency_ms),
+        }
     }
 }
 
@@ -363,5 +391,23 @@ mod tests {
                 last = r[0].p_value;
             }
         }
+    }
+
+    #[test]
+    fn merged_moments_equal_one_stream() {
+        let xs: Vec<f64> = (0..100)
+            .map(|i| (i as f64 * 0.37).sin() * 3.0 + 1.0)
+            .collect();
+        let (mut all, mut a, mut b) = (Moments::default(), Moments::default(), Moments::default());
+        for (i, x) in xs.iter().enumerate() {
+            all.push(*x);
+            if i < 37 { a.push(*x) } else { b.push(*x) }
+        }
+        let m = a.merge(&b);
+        assert_eq!(m.count(), all.count());
+        assert!((m.mean() - all.mean()).abs() < 1e-12);
+        assert!((m.variance() - all.variance()).abs() < 1e-12);
+        assert_eq!(Moments::default().merge(&a), a);
+        assert_eq!(a.merge(&Moments::default()), a);
     }
 }

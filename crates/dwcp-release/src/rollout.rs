@@ -238,6 +238,12 @@ impl Rollout {
         };
         self.phase = Phase::Running { step };
         self.step_started_at = now;
+        // A weight set by hand below the step's (even 0) would starve the
+        // canary of data and hold forever: resuming restores the step's.
+        if let Strategy::Canary { steps, .. } = &self.strategy {
+            let floor = steps.get(step).copied().unwrap_or(BUCKETS).min(BUCKETS);
+            self.weight_bp = self.weight_bp.max(floor);
+        }
         Some(self.record(
             now,
             Action::Resume,
@@ -287,6 +293,12 @@ impl Rollout {
     /// An operator's abort: all traffic back to stable now.
     pub fn abort(&mut self, now: u64) -> Option<&Decision> {
         self.end_by_hand(now, Phase::Aborted, "aborted by an operator")
+    }
+
+    /// Aborts for a reason outside the analysis (the new version does not
+    /// load, say).
+    pub fn fail(&mut self, now: u64, reason: &str) -> Option<&Decision> {
+        self.end_by_hand(now, Phase::Aborted, reason)
     }
 
     fn end_by_hand(&mut self, now: u64, phase: Phase, reason: &str) -> Option<&Decision> {
@@ -481,6 +493,20 @@ mod tests {
             "the 50% step was the last but one"
         );
         assert!(r.set_weight(2_140, 100).is_none(), "over: no more weights");
+    }
+
+    #[test]
+    fn resuming_from_a_weight_of_zero_gives_the_canary_its_steps_share() {
+        let mut r = canary();
+        r.set_weight(1_010, 0).expect("set");
+        r.resume(1_020).expect("resume");
+        assert_eq!(r.weight_bp(), 100, "back to the first step's 1%");
+        let d = r
+            .fail(1_030, "the new version does not load")
+            .expect("fail")
+            .clone();
+        assert_eq!((d.action, d.weight_bp), (Action::Abort, 0));
+        assert!(r.fail(1_040, "again").is_none());
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub use blobs::{BlobStore, sha256_hex, write_atomically, write_private};
 pub use checkpoints::{Chain, CheckpointMeta, CheckpointStore, key_scope};
 pub use names::{AppId, NameError, validate_label};
 pub use records::{
-    AppLimits, AppRecord, AuditEntry, ConversionRule, EgressSettings, ExperimentRecord,
+    AppLimits, AppRecord, ArmTotals, AuditEntry, ConversionRule, EgressSettings, ExperimentRecord,
     ReleaseSettings, RolloutRecord, SealedSecret, StatefulSettings, TenantQuota, TenantRecord,
     VersionRecord, unix_now,
 };

@@ -187,6 +187,25 @@ pub struct RolloutRecord {
     pub started_at: u64,
     /// The rollout's state and every decision so far.
     pub state: dwcp_release::rollout::Rollout,
+    /// Both versions' totals at the last look: what the analysis has seen.
+    #[serde(default)]
+    pub seen: ArmTotals,
+    /// The part of `seen` counted by earlier runs of the node (its live
+    /// counters start again at a restart; the analysis must not).
+    #[serde(default)]
+    pub carried: ArmTotals,
+    /// Which run of the node counted the rest.
+    #[serde(default)]
+    pub run: u64,
+}
+
+/// The stable version's and the canary's totals.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct ArmTotals {
+    /// The stable version's.
+    pub stable: dwcp_release::analysis::ArmStats,
+    /// The canary's.
+    pub canary: dwcp_release::analysis::ArmStats,
 }
 
 impl RolloutRecord {

@@ -80,6 +80,15 @@ fn an_experiment_counts_each_version_and_calls_the_worse_one_worse() {
     let interval = &r["results"]["interval"];
     assert!(interval["upper"].as_f64().unwrap() < 0.0, "{interval}");
 
+    // The unit is the user: the same users again add no exposure.
+    send(&node, 0..300);
+    let again = results(&node);
+    let total = |r: &Value| {
+        r["results"]["control"]["exposures"].as_u64().unwrap()
+            + r["results"]["treatment"]["exposures"].as_u64().unwrap()
+    };
+    assert_eq!(total(&again), 4_000);
+
     // Stopped: everyone is on the control; the results stay, and no longer grow.
     node.cli_ok(&["experiment", "stop", "demo/shop"]);
     let stopped = results(&node);

@@ -141,10 +141,11 @@ fn a_good_canary_splits_users_stickily_then_is_promoted_and_undo_goes_back() {
     // Undo: the previous version serves the very next request.
     node.cli_ok(&["rollout", "undo", "demo/app"]);
     assert_eq!(served_by(&node, "anyone", &[]), (200, "hello"));
-    // The version undone stays warm and reachable.
+    // The version undone stays warm for another undo, but no header
+    // reaches it: only the stable version and one rolling out can be named.
     assert_eq!(
-        served_by(&node, "anyone", &[("x-dwcp-version", "v2")]),
-        (200, "echo")
+        served_by(&node, "anyone", &[("x-dwcp-version", "v2")]).0,
+        404
     );
     let versions = node.cli_ok(&["versions", "demo/app"]);
     assert!(
@@ -385,4 +386,108 @@ fn a_stateful_app_refuses_a_split_and_bad_strategies_are_refused() {
         let out = node.cli(&args);
         assert!(!out.status.success(), "{bad:?} accepted");
     }
+}
+
+fn seen(node: &TestNode) -> (u64, u64) {
+    let s = status(node);
+    let live = &s["rollout"]["live"];
+    (
+        live["stable"]["requests"].as_u64().unwrap_or(0),
+        live["canary"]["requests"].as_u64().unwrap_or(0),
+    )
+}
+
+/// Waits for the once-a-second look to have seen `total` requests.
+fn wait_seen(node: &TestNode, total: u64) -> (u64, u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, c) = seen(node);
+        if s + c >= total {
+            return (s, c);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the look saw {s} + {c} of {total}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_analysis_keeps_its_totals_across_a_restart_and_a_canary_that_cannot_load_is_aborted() {
+    let dir = data_dir();
+    let canary_flags = [
+        "--strategy",
+        "canary",
+        "--steps",
+        "50,100",
+        "--step-time",
+        "1h",
+        "--min-samples",
+        "100000",
+    ];
+    {
+        let node = TestNode::start(dir.path());
+        node.deploy("demo/app", "hello", &[]);
+        node.deploy("demo/app", "echo", &canary_flags);
+        for u in 0..200 {
+            served_by(&node, &format!("user-{u}"), &[]);
+        }
+        // Testers' requests do not count.
+        served_by(&node, "tester", &[("x-dwcp-version", "v2")]);
+        assert_eq!(wait_seen(&node, 200).0 + wait_seen(&node, 200).1, 200);
+    }
+    {
+        let node = TestNode::start(dir.path());
+        for u in 200..300 {
+            served_by(&node, &format!("user-{u}"), &[]);
+        }
+        let (s, c) = wait_seen(&node, 300);
+        assert_eq!(s + c, 300, "the 200 before the restart are still counted");
+        assert_eq!(phase(&status(&node)), "running");
+    }
+    // The canary's files vanish (a disk fault): the next start cannot load
+    // it, and the rollout is aborted by itself with the reason.
+    let sha: String = {
+        let node = TestNode::start(dir.path());
+        let versions: Value =
+            serde_json::from_str(&node.cli_ok(&["versions", "demo/app", "--json"])).unwrap();
+        versions
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["version"] == "v2")
+            .and_then(|v| v["sha256"].as_str())
+            .unwrap()
+            .to_string()
+    };
+    std::fs::remove_file(dir.path().join("artifacts").join(format!("{sha}.wasm"))).unwrap();
+    for entry in std::fs::read_dir(dir.path().join("aot")).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(&sha)
+        {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let node = TestNode::start(dir.path());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while phase(&status(&node)) != "aborted" {
+        assert!(Instant::now() < deadline, "{:#}", status(&node));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let s = status(&node);
+    let reason = s["rollout"]["decisions"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("cannot serve"), "{reason}");
+    assert_eq!(served_by(&node, "user-1", &[]), (200, "hello"));
 }
