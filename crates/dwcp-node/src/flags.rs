@@ -106,13 +106,18 @@ pub struct FlagStore {
     tenants: ArcSwap<HashMap<String, Arc<TenantFlags>>>,
     /// Changes are read-modify-write of a tenant's document: one at a time.
     writes: Mutex<()>,
+    /// How flags are evaluated (`dwcp up --flags-fractional`).
+    options: EvalOptions,
 }
 
 impl FlagStore {
     /// Loads every tenant's stored flags. A document that no longer parses
     /// is skipped with a warning (the tenant serves no flags until it is
     /// imported again); the node still starts.
-    pub fn open(control: Arc<Control>) -> Result<Self, StoreError> {
+    pub fn open(
+        control: Arc<Control>,
+        fractional: dwcp_release::flags::FractionalVersion,
+    ) -> Result<Self, StoreError> {
         let mut tenants = HashMap::new();
         for (tenant, text) in control.state.all_flags()? {
             match validate(&text) {
@@ -129,6 +134,10 @@ impl FlagStore {
             control,
             tenants: ArcSwap::from_pointee(tenants),
             writes: Mutex::new(()),
+            options: EvalOptions {
+                fractional,
+                now_unix_secs: None,
+            },
         })
     }
 
@@ -148,7 +157,7 @@ impl FlagStore {
     /// when the tenant has no such flag).
     pub fn evaluate(&self, tenant: &str, key: &str, context: &Value) -> Resolution {
         match self.get_tenant(tenant) {
-            Some(flags) => flags.set.evaluate(key, context, &EvalOptions::default()),
+            Some(flags) => flags.set.evaluate(key, context, &self.options),
             None => Resolution {
                 value: None,
                 variant: None,
@@ -164,11 +173,10 @@ impl FlagStore {
         let Some(flags) = self.get_tenant(tenant) else {
             return Vec::new();
         };
-        let options = EvalOptions::default();
         flags
             .set
             .keys()
-            .map(|key| (key.to_string(), flags.set.evaluate(key, context, &options)))
+            .map(|key| (key.to_string(), flags.set.evaluate(key, context, &self.options)))
             .collect()
     }
 
@@ -402,7 +410,7 @@ impl FlagStore {
     ) -> Option<hyper::header::HeaderValue> {
         let flags = self.get_tenant(tenant)?;
         flags.set.keys().next()?;
-        let (json, left_out) = header_json(&flags.set, targeting_key);
+        let (json, left_out) = header_json(&flags.set, targeting_key, &self.options);
         if left_out > 0 && !flags.header_capped.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 tenant,
@@ -703,19 +711,18 @@ pub fn key_line(text: &str, path: &[&str]) -> Option<usize> {
 /// `{flagKey: value, …}` for every flag of `set` that resolves to a value
 /// for `targeting_key`, in key order, compact and ASCII, at most
 /// [`MAX_HEADER_BYTES`]; with the number of flags that did not fit.
-fn header_json(set: &FlagSet, targeting_key: &str) -> (String, usize) {
+fn header_json(set: &FlagSet, targeting_key: &str, options: &EvalOptions) -> (String, usize) {
     let mut context = Map::new();
     if !targeting_key.is_empty() {
         context.insert("targetingKey".into(), Value::from(targeting_key));
     }
     let context = Value::Object(context);
-    let options = EvalOptions::default();
     let mut out = String::with_capacity(256);
     out.push('{');
     let mut left_out = 0usize;
     let mut any = false;
     for key in set.keys() {
-        let Some(value) = set.evaluate(key, &context, &options).value else {
+        let Some(value) = set.evaluate(key, &context, options).value else {
             continue;
         };
         let entry = format!("{}:{}", ascii_json(&Value::from(key)), ascii_json(&value));
@@ -800,12 +807,12 @@ mod tests {
             "c": {"state": "DISABLED", "variants": {"on": true}, "defaultVariant": "on"}
         }}"#;
         let (_, set) = validate(doc).expect("a valid document");
-        let (json, left_out) = header_json(&set, "alice");
+        let (json, left_out) = header_json(&set, "alice", &EvalOptions::default());
         assert_eq!(json, r#"{"a":true,"b":"\u00e9"}"#);
         assert_eq!(left_out, 0);
         assert!(hyper::header::HeaderValue::from_str(&json).is_ok());
         // Without a targeting key `fractional` has nothing to bucket by.
-        assert_eq!(header_json(&set, "").0, r#"{"a":false,"b":"\u00e9"}"#);
+        assert_eq!(header_json(&set, "", &EvalOptions::default()).0, r#"{"a":false,"b":"\u00e9"}"#);
 
         let big: Map<String, Value> = (0..100)
             .map(|i| {
@@ -815,7 +822,7 @@ mod tests {
             .collect();
         let doc = json!({ "flags": big }).to_string();
         let (_, set) = validate(&doc).expect("a valid document");
-        let (json, left_out) = header_json(&set, "alice");
+        let (json, left_out) = header_json(&set, "alice", &EvalOptions::default());
         assert!(json.len() <= MAX_HEADER_BYTES, "{}", json.len());
         assert!(left_out > 0 && left_out < 100, "{left_out}");
         let parsed: Map<String, Value> = serde_json::from_str(&json).expect("JSON");

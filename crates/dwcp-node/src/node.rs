@@ -58,6 +58,9 @@ pub struct NodeConfig {
     pub admin_tls: bool,
     /// The node key is replaced when it is this old (none: never by itself).
     pub node_key_rotation: Option<Duration>,
+    /// The `fractional` bucketing flags are evaluated with (flagd's v2
+    /// unless flags were written for v1).
+    pub flags_fractional: dwcp_release::flags::FractionalVersion,
 }
 
 impl NodeConfig {
@@ -80,6 +83,7 @@ impl NodeConfig {
             tls: None,
             admin_tls: false,
             node_key_rotation: Some(Duration::from_secs(30 * 86_400)),
+            flags_fractional: Default::default(),
         }
     }
 }
@@ -158,7 +162,7 @@ impl Node {
             crate::trust::TrustStore::open(&config.data_dir, dwcp_store::unix_now())
                 .context("cannot open the node's trust manifest")?;
         let flags = Arc::new(
-            crate::flags::FlagStore::open(control.clone())
+            crate::flags::FlagStore::open(control.clone(), config.flags_fractional)
                 .context("cannot load the tenants' feature flags")?,
         );
         let admin_state = Arc::new(AdminState {

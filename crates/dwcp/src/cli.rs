@@ -258,6 +258,10 @@ pub struct UpArgs {
     /// Replace the node's identity key when it is this old (`never`: only on demand).
     #[arg(long, default_value = "30d")]
     pub node_key_rotation: String,
+    /// The bucketing of flags' `fractional`: flagd's v2 (exact), or v1 for
+    /// flag files whose splits were made with flagd's older one.
+    #[arg(long, default_value = "v2", value_parser = ["v1", "v2"])]
+    pub flags_fractional: String,
 }
 
 #[derive(Subcommand, Debug)]

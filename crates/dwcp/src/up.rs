@@ -79,6 +79,10 @@ pub fn run(args: UpArgs, admin: &str, data_dir: PathBuf) -> anyhow::Result<()> {
             format!("--node-key-rotation `{d}`: write it as `30d`, `12h` or `never`")
         })?),
     };
+    config.flags_fractional = match args.flags_fractional.as_str() {
+        "v1" => dwcp_release::flags::FractionalVersion::V1,
+        _ => dwcp_release::flags::FractionalVersion::V2,
+    };
     config.runtime = RuntimeSettings {
         pool_instances: args.pool_instances,
         max_memory: parse_size("--pool-max-memory", &args.pool_max_memory)?,

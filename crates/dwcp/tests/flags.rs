@@ -542,3 +542,55 @@ fn apps_receive_their_tenants_flags_for_the_requests_user_and_never_a_forged_hea
     // Another tenant's app gets none of them, and not the forged one either.
     assert_eq!(seen("echo.other.localhost", &[forged]), None);
 }
+
+#[test]
+fn the_fractional_bucketing_is_a_node_setting_v2_by_default() {
+    use dwcp_release::flags::{EvalOptions, FlagSet, FractionalVersion};
+    const SPLIT: &str = r#"{"flags": {"ab": {
+        "state": "ENABLED",
+        "variants": {"a": "a", "b": "b"},
+        "defaultVariant": "a",
+        "targeting": {"fractional": [["a", 50], ["b", 50]]}
+    }}}"#;
+    let set = FlagSet::parse(SPLIT).unwrap();
+    let users: Vec<String> = (0..64).map(|u| format!("user-{u}")).collect();
+    let expected = |fractional| -> Vec<String> {
+        let options = EvalOptions {
+            fractional,
+            now_unix_secs: None,
+        };
+        users
+            .iter()
+            .map(|u| {
+                let r = set.evaluate("ab", &json!({ "targetingKey": u }), &options);
+                r.variant.unwrap().to_string()
+            })
+            .collect()
+    };
+    let (v1, v2) = (
+        expected(FractionalVersion::V1),
+        expected(FractionalVersion::V2),
+    );
+    assert_ne!(v1, v2, "the two bucketings differ for some of these users");
+    for (flags, want) in [(&[][..], &v2), (&["--flags-fractional", "v1"][..], &v1)] {
+        let dir = data_dir();
+        let node = TestNode::start_with(dir.path(), flags);
+        let files = data_dir();
+        node.cli_ok(&[
+            "--tenant",
+            "acme",
+            "flags",
+            "import",
+            &write(files.path(), "ab.json", SPLIT),
+        ]);
+        let got: Vec<String> = users
+            .iter()
+            .map(|u| {
+                let (status, body) = evaluate(&node, "acme", "ab", json!({ "targetingKey": u }));
+                assert_eq!(status, 200, "{body}");
+                body["variant"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(&got, want, "{flags:?}");
+    }
+}
