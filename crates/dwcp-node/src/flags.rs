@@ -176,7 +176,12 @@ impl FlagStore {
         flags
             .set
             .keys()
-            .map(|key| (key.to_string(), flags.set.evaluate(key, context, &self.options)))
+            .map(|key| {
+                (
+                    key.to_string(),
+                    flags.set.evaluate(key, context, &self.options),
+                )
+            })
             .collect()
     }
 
@@ -812,7 +817,10 @@ mod tests {
         assert_eq!(left_out, 0);
         assert!(hyper::header::HeaderValue::from_str(&json).is_ok());
         // Without a targeting key `fractional` has nothing to bucket by.
-        assert_eq!(header_json(&set, "", &EvalOptions::default()).0, r#"{"a":false,"b":"\u00e9"}"#);
+        assert_eq!(
+            header_json(&set, "", &EvalOptions::default()).0,
+            r#"{"a":false,"b":"\u00e9"}"#
+        );
 
         let big: Map<String, Value> = (0..100)
             .map(|i| {
