@@ -68,6 +68,8 @@ pub struct LiveApp {
     pub users: Arc<crate::release::UserKeyRule>,
     /// What counts as a conversion, while an experiment runs.
     pub conversion: Option<Arc<dwcp_store::ConversionRule>>,
+    /// An experiment over a flag's variants: which users to count where.
+    pub flag_experiment: Option<Arc<FlagExperiment>>,
     /// Why the version a rollout or experiment splits toward is not live
     /// (it failed to load): the next look ends the rollout or experiment.
     pub canary_error: Option<Arc<str>>,
@@ -92,6 +94,21 @@ impl LiveApp {
             .chain(self.previous.as_ref())
             .find(|arm| arm.name() == version)
     }
+}
+
+/// A running experiment over two variants of a flag, with each variant's
+/// users (control first).
+pub struct FlagExperiment {
+    /// The flag.
+    pub flag: String,
+    /// The control variant.
+    pub control: String,
+    /// The treatment variant.
+    pub treatment: String,
+    /// When it started: tells this experiment from a later one.
+    pub started_at: u64,
+    /// The control's and the treatment's users.
+    pub counters: [Arc<ArmCounter>; 2],
 }
 
 /// Errors and latencies of one version, summed for a rollout's analysis,
@@ -237,7 +254,9 @@ impl AppTable {
         self.apps
             .load()
             .values()
-            .filter(|app| app.canary.is_some() || app.canary_error.is_some())
+            .filter(|app| {
+                app.canary.is_some() || app.canary_error.is_some() || app.flag_experiment.is_some()
+            })
             .cloned()
             .collect()
     }

@@ -383,7 +383,7 @@ impl Control {
             }
             // An experiment splits like a rollout that never moves.
             _ => experiment
-                .filter(|e| e.control == record.active)
+                .filter(|e| e.flag.is_none() && e.control == record.active)
                 .and_then(|e| {
                     optional("treatment", &e.treatment, arm(&e.treatment)).map(|arm| Canary {
                         arm,
@@ -421,12 +421,30 @@ impl Control {
             record.stateful.as_ref().map(|s| s.key_header.as_str()),
         );
         let conversion = experiment.map(|e| Arc::new(e.conversion.clone()));
+        let flag_experiment = experiment.and_then(|e| {
+            let flag = e.flag.clone()?;
+            // The same experiment keeps its users across rebuilds.
+            let same = live
+                .as_ref()
+                .and_then(|l| l.flag_experiment.clone())
+                .filter(|x| x.flag == flag && x.started_at == e.started_at);
+            Some(same.unwrap_or_else(|| {
+                Arc::new(crate::apps::FlagExperiment {
+                    flag,
+                    control: e.control.clone(),
+                    treatment: e.treatment.clone(),
+                    started_at: e.started_at,
+                    counters: Default::default(),
+                })
+            }))
+        });
         let live = Arc::new(LiveApp {
             stable,
             canary,
             previous,
             users: Arc::new(users),
             conversion,
+            flag_experiment,
             canary_error,
             slots,
             tenant: self.gate(&record.tenant),
@@ -690,6 +708,7 @@ impl Control {
             previous: live.previous.as_ref().map(renew),
             users: Arc::new(users),
             conversion: live.conversion.clone(),
+            flag_experiment: live.flag_experiment.clone(),
             canary_error: live.canary_error.clone(),
             slots,
             tenant: live.tenant.clone(),

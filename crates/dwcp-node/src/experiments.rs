@@ -1,6 +1,8 @@
-//! A/B experiments between two versions of an app: a sticky split that
-//! does not move (the rollout's machinery, without its decisions),
-//! exposures and conversions counted per version, and results with an
+//! A/B experiments on an app: between two versions (a sticky split that
+//! does not move: the rollout's machinery, without its decisions) or
+//! between two variants of one of the tenant's flags (the flag splits its
+//! users; the app's responses are what converts); exposures and
+//! conversions counted per version or variant, and results with an
 //! always-valid interval and a sample-ratio check (`dwcp_release::experiment`).
 //!
 //! The unit is the user (the split's user key): a user is exposed to the
@@ -23,8 +25,9 @@ use dwcp_runtime::ResponseBody;
 use dwcp_store::{AppId, AppRecord, ConversionRule, ExperimentRecord, unix_now};
 use serde::Serialize;
 
-use crate::apps::{Arm, LiveApp};
+use crate::apps::{Arm, ArmCounter, LiveApp};
 use crate::control::{Control, ControlError};
+use crate::flags::FlagStore;
 
 /// The response header an app sets to count a conversion, unless the
 /// experiment names another.
@@ -46,12 +49,39 @@ pub(crate) fn user_hash(user: &str) -> u64 {
     BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(user)
 }
 
-/// Counts `user` as exposed to `arm`, and as converted if `response` is a
-/// conversion by `rule`; a conversion header is removed either way (it is
-/// for the node, not the client).
+/// Where a request of `user` counts in the app's running experiment: the
+/// version's counter (`arm`), or the counter of the flag variant the user
+/// gets (none for a variant outside the experiment); with the user's hash.
+pub(crate) fn exposed_counter(
+    app: &LiveApp,
+    arm: &Arm,
+    flags: &FlagStore,
+    tenant: &str,
+    user: &str,
+) -> Option<(Arc<ArmCounter>, u64)> {
+    let counter = match &app.flag_experiment {
+        None => arm.stats.clone(),
+        Some(x) => {
+            let variant = flags.variant(tenant, &x.flag, user)?;
+            let [control, treatment] = &x.counters;
+            if variant == x.control {
+                control.clone()
+            } else if variant == x.treatment {
+                treatment.clone()
+            } else {
+                return None;
+            }
+        }
+    };
+    Some((counter, user_hash(user)))
+}
+
+/// Counts `user` as exposed in `counter`, and as converted if `response`
+/// is a conversion by `rule`; a conversion header is removed either way
+/// (it is for the node, not the client).
 pub(crate) fn count_exposure(
     rule: &ConversionRule,
-    arm: &Arm,
+    counter: &ArmCounter,
     user: u64,
     response: &mut hyper::Response<ResponseBody>,
 ) {
@@ -59,7 +89,7 @@ pub(crate) fn count_exposure(
         ConversionRule::Header(name) => response.headers_mut().remove(name.as_str()).is_some(),
         ConversionRule::StatusClass(class) => response.status().as_u16() / 100 == *class,
     };
-    arm.stats.expose(user, converted);
+    counter.expose(user, converted);
 }
 
 /// `dwcp experiment results`: the experiment and what its numbers say.
@@ -71,9 +101,11 @@ pub struct ExperimentStatus {
     pub app: String,
     /// Whether it still splits traffic.
     pub running: bool,
-    /// The control version.
+    /// The flag whose variants are compared (`None`: versions are).
+    pub flag: Option<String>,
+    /// The control: a version, or a variant.
     pub control: String,
-    /// The treatment version.
+    /// The treatment: a version, or a variant.
     pub treatment: String,
     /// The treatment's share of users, in percent.
     pub split_percent: f64,
@@ -87,13 +119,31 @@ pub struct ExperimentStatus {
     pub results: ExperimentResults,
 }
 
+/// What an experiment compares.
+#[derive(Debug, Clone)]
+pub enum ExperimentSubject {
+    /// The stable version against this stored version.
+    Version(String),
+    /// Two variants of one of the tenant's flags (checked to exist).
+    Flag {
+        /// The flag.
+        key: String,
+        /// The control variant.
+        control: String,
+        /// The treatment variant.
+        treatment: String,
+    },
+}
+
 impl Control {
-    /// Starts an experiment: `treatment` (a stored version) gets
-    /// `split_bp` of users, the stable version the rest.
+    /// Starts an experiment. A version experiment gives the treatment
+    /// `split_bp` of users and the stable version the rest; a flag
+    /// experiment leaves the split to the flag and holds the exposures to
+    /// `split_bp` in its sample-ratio check.
     pub async fn start_experiment(
         self: &Arc<Self>,
         id: &AppId,
-        treatment: String,
+        subject: ExperimentSubject,
         split_bp: u32,
         conversion: ConversionRule,
     ) -> Result<ExperimentStatus, ControlError> {
@@ -117,23 +167,34 @@ impl Control {
                     r.version
                 )));
             }
-            if record.stateful.is_some() {
-                return Err(ControlError::BadOption(format!(
-                    "{target} is stateful: its keys stay on the version their state belongs to, so it cannot split traffic"
-                )));
-            }
-            if treatment == record.active {
-                return Err(ControlError::BadOption(format!(
-                    "{treatment} is {target}'s stable version, the experiment's control: name another"
-                )));
-            }
-            if !record.versions.iter().any(|v| v.version == treatment) {
-                return Err(ControlError::NotFound(format!(
-                    "{target} has no version `{treatment}`: `dwcp versions {target}` lists them"
-                )));
-            }
+            let (flag, control, treatment) = match subject {
+                ExperimentSubject::Flag {
+                    key,
+                    control,
+                    treatment,
+                } => (Some(key), control, treatment),
+                ExperimentSubject::Version(treatment) => {
+                    if record.stateful.is_some() {
+                        return Err(ControlError::BadOption(format!(
+                            "{target} is stateful: its keys stay on the version their state belongs to, so it cannot split traffic between versions (an experiment over a flag can)"
+                        )));
+                    }
+                    if treatment == record.active {
+                        return Err(ControlError::BadOption(format!(
+                            "{treatment} is {target}'s stable version, the experiment's control: name another"
+                        )));
+                    }
+                    if !record.versions.iter().any(|v| v.version == treatment) {
+                        return Err(ControlError::NotFound(format!(
+                            "{target} has no version `{treatment}`: `dwcp versions {target}` lists them"
+                        )));
+                    }
+                    (None, record.active.clone(), treatment)
+                }
+            };
             record.experiment = Some(ExperimentRecord {
-                control: record.active.clone(),
+                flag,
+                control,
                 treatment,
                 split_bp,
                 conversion,
@@ -196,6 +257,7 @@ impl Control {
             tenant: record.tenant,
             app: record.app,
             running: e.running(),
+            flag: e.flag,
             results: results(&e.control_counts, &e.treatment_counts, &config),
             split_percent: f64::from(e.split_bp) * 100.0 / f64::from(BUCKETS),
             control: e.control,
@@ -244,18 +306,23 @@ impl Control {
 /// Adds `live`'s unstored counts to `e`, when its arms are the
 /// experiment's; whether anything was added.
 fn add_unflushed(e: &mut ExperimentRecord, live: &LiveApp) -> bool {
-    let Some(canary) = live.canary.as_ref() else {
-        return false;
+    let counters: [&Arc<ArmCounter>; 2] = match (&e.flag, &live.flag_experiment, &live.canary) {
+        (Some(flag), Some(x), _) if *flag == x.flag && e.started_at == x.started_at => {
+            [&x.counters[0], &x.counters[1]]
+        }
+        (None, _, Some(canary))
+            if live.stable.name() == e.control && canary.arm.name() == e.treatment =>
+        {
+            [&live.stable.stats, &canary.arm.stats]
+        }
+        _ => return false,
     };
-    if live.stable.name() != e.control || canary.arm.name() != e.treatment {
-        return false;
-    }
     let mut added = false;
-    for (arm, counts) in [
-        (&live.stable, &mut e.control_counts),
-        (&canary.arm, &mut e.treatment_counts),
+    for (counter, counts) in [
+        (counters[0], &mut e.control_counts),
+        (counters[1], &mut e.treatment_counts),
     ] {
-        let (exposures, conversions) = arm.stats.unflushed();
+        let (exposures, conversions) = counter.unflushed();
         counts.exposures += exposures;
         counts.conversions += conversions;
         added |= exposures > 0 || conversions > 0;

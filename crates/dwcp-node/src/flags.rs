@@ -168,6 +168,14 @@ impl FlagStore {
         }
     }
 
+    /// The variant flag `key` of `tenant` gives the user `targeting_key`
+    /// (`None`: no such flag, or it resolves to none).
+    pub fn variant(&self, tenant: &str, key: &str, targeting_key: &str) -> Option<String> {
+        let flags = self.get_tenant(tenant)?;
+        let context = serde_json::json!({ "targetingKey": targeting_key });
+        flags.set.evaluate(key, &context, &self.options).variant
+    }
+
     /// Resolves every flag of the tenant for `context`, by key.
     pub fn evaluate_all(&self, tenant: &str, context: &Value) -> Vec<(String, Resolution)> {
         let Some(flags) = self.get_tenant(tenant) else {

@@ -80,9 +80,13 @@ pub async fn route(
     // counts the user (once) as exposed to this version.
     let (flags, exposure) = {
         let user = app.users.user_key(request.headers(), peer);
-        let flags = ingress.flags.header_for(&version.labels().tenant, &user);
+        let tenant = &version.labels().tenant;
+        let flags = ingress.flags.header_for(tenant, &user);
         let counted = app.conversion.is_some() && routed == crate::release::Routed::Split;
-        (flags, counted.then(|| crate::experiments::user_hash(&user)))
+        let exposure = counted
+            .then(|| crate::experiments::exposed_counter(&app, arm, &ingress.flags, tenant, &user))
+            .flatten();
+        (flags, exposure)
     };
     request.headers_mut().remove(crate::flags::FLAGS_HEADER);
     if let Some(flags) = flags {
@@ -124,8 +128,8 @@ pub async fn route(
     if let Some(keyed) = &app.keyed {
         let mut response = keyed.clone().handle(request, version.clone()).await;
         drop(permit);
-        if let (Some(rule), Some(user)) = (&app.conversion, exposure) {
-            crate::experiments::count_exposure(rule, arm, user, &mut response);
+        if let (Some(rule), Some((counter, user))) = (&app.conversion, &exposure) {
+            crate::experiments::count_exposure(rule, counter, *user, &mut response);
         }
         arm.observe(
             response.status().as_u16(),
@@ -156,8 +160,8 @@ pub async fn route(
 
     // 6. Metrics, per version (a rollout's analysis reads them), and an
     //    experiment's conversion.
-    if let (Some(rule), Some(user)) = (&app.conversion, exposure) {
-        crate::experiments::count_exposure(rule, arm, user, &mut response);
+    if let (Some(rule), Some((counter, user))) = (&app.conversion, &exposure) {
+        crate::experiments::count_exposure(rule, counter, *user, &mut response);
     }
     arm.observe(
         response.status().as_u16(),

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::admin::{AdminState, ApiResult, app_id};
 use crate::control::ControlError;
-use crate::experiments::ExperimentStatus;
+use crate::experiments::{ExperimentStatus, ExperimentSubject};
 use crate::rollouts::{RolloutCommand, RolloutStatus};
 use dwcp_store::ConversionRule;
 
@@ -35,8 +35,15 @@ pub(crate) fn routes() -> Router<Arc<AdminState>> {
 /// Query of `POST …/experiment`.
 #[derive(Deserialize)]
 struct ExperimentQuery {
-    /// The treatment version.
-    version: String,
+    /// The treatment version (or `flag`).
+    version: Option<String>,
+    /// The flag whose variants are compared.
+    flag: Option<String>,
+    /// The flag's control variant (default: its default variant).
+    control: Option<String>,
+    /// The flag's treatment variant (default: its other variant, when it
+    /// has two).
+    treatment: Option<String>,
     /// Its share of users in percent (default 50).
     split: Option<String>,
     /// `header` (x-dwcp-conversion), `header:NAME` or `status:2xx`.
@@ -98,12 +105,83 @@ async fn experiment_start(
     };
     let split_bp = (percent * f64::from(BUCKETS) / 100.0).round() as u32;
     let conversion = conversion_rule(q.conversion.as_deref())?;
+    let subject = match (q.version, q.flag) {
+        (Some(version), None) => ExperimentSubject::Version(version),
+        (None, Some(key)) => flag_subject(&state, &tenant, key, q.control, q.treatment)?,
+        _ => {
+            return Err(ControlError::BadOption(
+                "name a version to compare with the stable one, or --flag KEY (not both)".into(),
+            )
+            .into());
+        }
+    };
     Ok(axum::Json(
         state
             .control
-            .start_experiment(&id, q.version, split_bp, conversion)
+            .start_experiment(&id, subject, split_bp, conversion)
             .await?,
     ))
+}
+
+/// The variants of flag `key` of `tenant` an experiment compares: checked
+/// to exist and differ; by default the flag's default variant against its
+/// other one.
+fn flag_subject(
+    state: &AdminState,
+    tenant: &str,
+    key: String,
+    control: Option<String>,
+    treatment: Option<String>,
+) -> Result<ExperimentSubject, ControlError> {
+    let definition = state.flags.get(tenant, &key).map_err(|_| {
+        ControlError::NotFound(format!(
+            "tenant `{tenant}` has no flag `{key}` (`dwcp --tenant {tenant} flags list`)"
+        ))
+    })?;
+    let variants: Vec<String> = definition["variants"]
+        .as_object()
+        .map(|v| v.keys().cloned().collect())
+        .unwrap_or_default();
+    let control = control
+        .or_else(|| definition["defaultVariant"].as_str().map(str::to_string))
+        .ok_or_else(|| {
+            ControlError::BadOption(format!(
+                "flag `{key}` has no default variant: name --control"
+            ))
+        })?;
+    let treatment = match treatment {
+        Some(t) => t,
+        None => {
+            let others: Vec<&String> = variants.iter().filter(|v| **v != control).collect();
+            match others.as_slice() {
+                [one] => (*one).clone(),
+                _ => {
+                    return Err(ControlError::BadOption(format!(
+                        "flag `{key}` has variants {}: name the treatment with --treatment",
+                        variants.join(", ")
+                    )));
+                }
+            }
+        }
+    };
+    for variant in [&control, &treatment] {
+        if !variants.contains(variant) {
+            return Err(ControlError::BadOption(format!(
+                "flag `{key}` has no variant `{variant}` (it has {})",
+                variants.join(", ")
+            )));
+        }
+    }
+    if control == treatment {
+        return Err(ControlError::BadOption(format!(
+            "--control and --treatment are both `{control}`"
+        )));
+    }
+    Ok(ExperimentSubject::Flag {
+        key,
+        control,
+        treatment,
+    })
 }
 
 async fn experiment_stop(

@@ -135,14 +135,20 @@ pub struct AppRecord {
     pub experiment: Option<ExperimentRecord>,
 }
 
-/// An A/B experiment between the stable version (control) and another.
+/// An A/B experiment: between the stable version (control) and another,
+/// or between two variants of one of the tenant's flags.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ExperimentRecord {
-    /// The control: the stable version when it started.
+    /// The flag whose variants are compared (`None`: versions are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flag: Option<String>,
+    /// The control: the stable version when it started, or a variant.
     pub control: String,
-    /// The treatment.
+    /// The treatment: a version, or a variant.
     pub treatment: String,
-    /// The treatment's share of users, in basis points.
+    /// The treatment's share of users, in basis points (for a flag: the
+    /// share its targeting is meant to give, which the sample-ratio check
+    /// holds it to).
     pub split_bp: u32,
     /// What counts as a conversion.
     pub conversion: ConversionRule,

@@ -9,16 +9,28 @@ use crate::commands::{percent_encode, print_json, split_app, text};
 /// `dwcp experiment`'s subcommands.
 #[derive(Subcommand, Debug)]
 pub enum ExperimentCommand {
-    /// Split users between the stable version (control) and VERSION, and
-    /// count each one's exposures and conversions.
+    /// Split users between the stable version (control) and VERSION, or
+    /// compare two variants of a flag (--flag), and count each one's users
+    /// and conversions on this app.
     ///
     /// Example: dwcp experiment start demo/shop v3 --split 50 --conversion header
     Start {
         /// TENANT/APP.
         app: String,
-        /// The treatment version (already uploaded).
-        version: String,
-        /// The treatment's share of users, in percent.
+        /// The treatment version (already uploaded); or give --flag.
+        #[arg(required_unless_present = "flag", conflicts_with = "flag")]
+        version: Option<String>,
+        /// Compare two variants of this flag of the app's tenant instead.
+        #[arg(long, value_name = "KEY")]
+        flag: Option<String>,
+        /// The flag's control variant (default: its default variant).
+        #[arg(long, requires = "flag")]
+        control: Option<String>,
+        /// The flag's treatment variant (default: its other variant).
+        #[arg(long, requires = "flag")]
+        treatment: Option<String>,
+        /// The treatment's share of users in percent (for a flag: the share
+        /// its targeting gives, which the sample-ratio check expects).
         #[arg(long, default_value = "50")]
         split: String,
         /// What a conversion is: `header` (the app's response carries
@@ -65,17 +77,28 @@ pub fn run(
         ExperimentCommand::Start {
             app,
             version,
+            flag,
+            control,
+            treatment,
             split,
             conversion,
             json,
         } => {
-            let url = format!(
-                "{}?version={}&split={}&conversion={}",
-                path(&app)?,
-                percent_encode(&version),
-                percent_encode(&split),
-                percent_encode(&conversion)
-            );
+            let mut query = vec![
+                format!("split={}", percent_encode(&split)),
+                format!("conversion={}", percent_encode(&conversion)),
+            ];
+            for (key, value) in [
+                ("version", version),
+                ("flag", flag),
+                ("control", control),
+                ("treatment", treatment),
+            ] {
+                if let Some(v) = value {
+                    query.push(format!("{key}={}", percent_encode(&v)));
+                }
+            }
+            let url = format!("{}?{}", path(&app)?, query.join("&"));
             (client.send("POST", &url)?, json)
         }
         ExperimentCommand::Stop { app, json } => {
@@ -97,8 +120,12 @@ fn print_results(s: &Value) {
     } else {
         "stopped"
     };
+    let over = match s["flag"].as_str() {
+        Some(flag) => format!("flag {flag}: variant "),
+        None => String::new(),
+    };
     println!(
-        "{}/{}: experiment {} (treatment, {}% of users) against {} (control), {state}",
+        "{}/{}: experiment {over}{} (treatment, {}% of users) against {} (control), {state}",
         text(&s["tenant"]),
         text(&s["app"]),
         text(&s["treatment"]),

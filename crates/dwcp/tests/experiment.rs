@@ -134,3 +134,65 @@ fn counts_survive_a_restart_and_bad_experiments_are_refused() {
     // No conversion header was ever set: nothing converted.
     assert_eq!(r["results"]["treatment"]["conversions"], 0);
 }
+
+#[test]
+fn an_experiment_over_a_flags_variants_counts_the_users_each_variant_got() {
+    let dir = data_dir();
+    let node = TestNode::start(dir.path());
+    node.deploy("demo/shop", "flaky", &[]);
+    let files = data_dir();
+    let flag = files.path().join("flags.json");
+    std::fs::write(
+        &flag,
+        r#"{"flags": {"checkout": {
+            "state": "ENABLED",
+            "variants": {"old": false, "new": true, "beta": true},
+            "defaultVariant": "old",
+            "targeting": {"fractional": [["old", 40], ["new", 40], ["beta", 20]]}
+        }}}"#,
+    )
+    .unwrap();
+    node.cli_ok(&[
+        "--tenant",
+        "demo",
+        "flags",
+        "import",
+        flag.to_str().unwrap(),
+    ]);
+    // Three variants: the treatment must be named; unknown variants are refused.
+    for bad in [
+        vec!["--flag", "checkout"],
+        vec!["--flag", "checkout", "--treatment", "nope"],
+        vec!["--flag", "nosuch", "--treatment", "new"],
+    ] {
+        let mut args = vec!["experiment", "start", "demo/shop"];
+        args.extend(bad.iter().copied());
+        assert!(!node.cli(&args).status.success(), "{bad:?} was accepted");
+    }
+    node.cli_ok(&[
+        "experiment",
+        "start",
+        "demo/shop",
+        "--flag",
+        "checkout",
+        "--treatment",
+        "new",
+        "--conversion",
+        "status:2xx",
+    ]);
+    let (ok, _) = send(&node, 0..2_000);
+    let r = results(&node);
+    assert_eq!(r["flag"], "checkout");
+    let c = r["results"]["control"]["exposures"].as_u64().unwrap();
+    let t = r["results"]["treatment"]["exposures"].as_u64().unwrap();
+    // `beta` users (about 20%) are in neither arm.
+    assert!(c + t < 2_000 && c + t > 1_400, "{c} + {t}");
+    assert!((c as f64 / (c + t) as f64 - 0.5).abs() < 0.08, "{c} vs {t}");
+    assert_eq!(r["results"]["srm"]["mismatch"], false, "{r:#}");
+    let conversions = r["results"]["control"]["conversions"].as_u64().unwrap()
+        + r["results"]["treatment"]["conversions"].as_u64().unwrap();
+    assert!(
+        conversions <= u64::from(ok) && conversions + 30 >= c + t,
+        "{r:#}"
+    );
+}
