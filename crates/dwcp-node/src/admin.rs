@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::control::{Control, ControlError, DeployOptions};
 use crate::metrics::NodeMetrics;
+use crate::rollout_admin::StrategyQuery;
 
 /// What the admin handlers share.
 pub struct AdminState {
@@ -219,15 +220,6 @@ struct DeployQuery {
     checkpoint: Option<String>,
     keep_checkpoints: Option<u32>,
     hibernate_after: Option<String>,
-    // The strategy's options, spelled out: `serde(flatten)` cannot parse
-    // the numbers above from a query string.
-    strategy: Option<String>,
-    steps: Option<String>,
-    step: Option<String>,
-    max_error_increase: Option<String>,
-    max_latency_increase: Option<String>,
-    min_samples: Option<String>,
-    alpha: Option<String>,
 }
 
 impl DeployQuery {
@@ -292,16 +284,6 @@ impl DeployQuery {
 
     fn options(self) -> Result<DeployOptions, ControlError> {
         let stateful = self.stateful()?;
-        let (strategy, analysis) = crate::rollout_admin::StrategyQuery {
-            strategy: self.strategy,
-            steps: self.steps,
-            step: self.step,
-            max_error_increase: self.max_error_increase,
-            max_latency_increase: self.max_latency_increase,
-            min_samples: self.min_samples,
-            alpha: self.alpha,
-        }
-        .parse()?;
         let memory_bytes = self
             .memory
             .map(|m| parse_size(&m).map_err(|e| format!("--memory: {e}")))
@@ -324,8 +306,6 @@ impl DeployQuery {
             concurrency: self.concurrency,
             reuse: self.reuse,
             preinit: self.preinit.filter(|f| !f.is_empty()),
-            strategy,
-            analysis,
             ..DeployOptions::default()
         })
     }
@@ -343,11 +323,13 @@ async fn deploy(
     State(state): State<Arc<AdminState>>,
     Path((tenant, app)): Path<(String, String)>,
     Query(q): Query<DeployQuery>,
+    Query(release): Query<StrategyQuery>,
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = app_id(&tenant, &app)?;
     let mut options = q.options()?;
+    (options.strategy, options.analysis) = release.parse()?;
     // Hashed once here, on the blocking pool (uploads reach 256 MiB); the
     // signature covers this hash, and the deploy stores the artifact under it.
     let to_hash = body.clone();
@@ -377,13 +359,6 @@ struct LimitsQuery {
     allow_private: Option<String>,
     clear_egress: Option<bool>,
     keep_versions: Option<u32>,
-    strategy: Option<String>,
-    steps: Option<String>,
-    step: Option<String>,
-    max_error_increase: Option<String>,
-    max_latency_increase: Option<String>,
-    min_samples: Option<String>,
-    alpha: Option<String>,
     user_header: Option<String>,
     user_cookie: Option<String>,
 }
@@ -392,6 +367,7 @@ async fn set_limits(
     State(state): State<Arc<AdminState>>,
     Path((tenant, app)): Path<(String, String)>,
     Query(q): Query<LimitsQuery>,
+    Query(release): Query<StrategyQuery>,
 ) -> ApiResult<crate::AppStatus> {
     let id = app_id(&tenant, &app)?;
     let list = |v: Option<String>| -> Vec<String> {
@@ -415,15 +391,9 @@ async fn set_limits(
         checkpoint: None,
         keep_checkpoints: None,
         hibernate_after: None,
-        strategy: q.strategy,
-        steps: q.steps,
-        step: q.step,
-        max_error_increase: q.max_error_increase,
-        max_latency_increase: q.max_latency_increase,
-        min_samples: q.min_samples,
-        alpha: q.alpha,
     }
     .options()?;
+    (options.strategy, options.analysis) = release.parse()?;
     options.user_header = q.user_header;
     options.user_cookie = q.user_cookie;
     options.allow_hosts = list(q.allow_host);

@@ -155,18 +155,7 @@ impl Control {
         let target = id.clone();
         self.blocking_under_lock("experiment", move |this| {
             let mut record = this.record(&target)?;
-            if let Some(e) = record.experiment.as_ref().filter(|e| e.running()) {
-                return Err(ControlError::BadOption(format!(
-                    "{target} runs an experiment of {} already: `dwcp experiment stop {target}` first",
-                    e.treatment
-                )));
-            }
-            if let Some(r) = record.rollout.as_ref().filter(|r| r.in_progress()) {
-                return Err(ControlError::BadOption(format!(
-                    "{target} is rolling out {}: promote or abort it before an experiment",
-                    r.version
-                )));
-            }
+            crate::rollouts::release_idle(&record)?;
             let (flag, control, treatment) = match subject {
                 ExperimentSubject::Flag {
                     key,

@@ -8,8 +8,9 @@ use dwcp_runtime::{ResponseBody, text_response};
 use hyper::body::Incoming;
 use hyper::header::{HOST, HeaderValue, RETRY_AFTER};
 
-use crate::apps::{AppTable, Unavailable};
+use crate::apps::{AppTable, Arm, ArmCounter, LiveApp, Unavailable};
 use crate::host::{app_key, split_key};
+use crate::release::Routed;
 
 /// How long a request waits for a concurrency slot before it gets 503.
 const SLOT_WAIT: Duration = Duration::from_secs(1);
@@ -82,7 +83,7 @@ pub async fn route(
         let user = app.users.user_key(request.headers(), peer);
         let tenant = &version.labels().tenant;
         let flags = ingress.flags.header_for(tenant, &user);
-        let counted = app.conversion.is_some() && routed == crate::release::Routed::Split;
+        let counted = app.conversion.is_some() && routed == Routed::Split;
         let exposure = counted
             .then(|| crate::experiments::exposed_counter(&app, arm, &ingress.flags, tenant, &user))
             .flatten();
@@ -128,14 +129,7 @@ pub async fn route(
     if let Some(keyed) = &app.keyed {
         let mut response = keyed.clone().handle(request, version.clone()).await;
         drop(permit);
-        if let (Some(rule), Some((counter, user))) = (&app.conversion, &exposure) {
-            crate::experiments::count_exposure(rule, counter, *user, &mut response);
-        }
-        arm.observe(
-            response.status().as_u16(),
-            started.elapsed().as_secs_f64(),
-            routed,
-        );
+        record(&app, arm, routed, exposure.as_ref(), started, &mut response);
         return response;
     }
     let share = match app.tenant.try_enter(version.limits().memory_bytes) {
@@ -159,14 +153,24 @@ pub async fn route(
     let mut response = version.handle(request, (permit, share)).await;
 
     // 6. Metrics, per version (a rollout's analysis reads them), and an
-    //    experiment's conversion.
-    if let (Some(rule), Some((counter, user))) = (&app.conversion, &exposure) {
-        crate::experiments::count_exposure(rule, counter, *user, &mut response);
-    }
-    arm.observe(
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-        routed,
-    );
+    //    experiment's exposure and conversion.
+    record(&app, arm, routed, exposure.as_ref(), started, &mut response);
     response
+}
+
+/// Records a served response: the experiment's exposure and conversion
+/// (removing a conversion header), then the version's metrics.
+fn record(
+    app: &LiveApp,
+    arm: &Arm,
+    routed: Routed,
+    exposure: Option<&(Arc<ArmCounter>, u64)>,
+    started: Instant,
+    response: &mut hyper::Response<ResponseBody>,
+) {
+    if let (Some(rule), Some((counter, user))) = (&app.conversion, exposure) {
+        crate::experiments::count_exposure(rule, counter, *user, response);
+    }
+    let status = response.status().as_u16();
+    arm.observe(status, started.elapsed().as_secs_f64(), routed);
 }

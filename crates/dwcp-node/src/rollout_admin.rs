@@ -201,7 +201,8 @@ async fn experiment_results(
 }
 
 /// How a new version takes over, in the CLI's words: every field a string
-/// (a query string's flattened numbers do not parse otherwise).
+/// (a query string's flattened numbers do not parse otherwise). Handlers
+/// that take other options read it as a second `Query` of the same string.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct StrategyQuery {
     /// `immediate`, `canary` or `blue-green`.

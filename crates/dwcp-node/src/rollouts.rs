@@ -37,6 +37,25 @@ pub(crate) fn rollout_salt(record: &AppRecord, rollout: &RolloutRecord) -> Strin
     )
 }
 
+/// Refuses a change that needs the app's traffic unsplit: while a rollout
+/// is in progress or an experiment runs.
+pub(crate) fn release_idle(record: &AppRecord) -> Result<(), ControlError> {
+    let id = format!("{}/{}", record.tenant, record.app);
+    if let Some(r) = record.rollout.as_ref().filter(|r| r.in_progress()) {
+        return Err(ControlError::BadOption(format!(
+            "{id} is rolling out {}: `dwcp rollout promote` or `abort` it first",
+            r.version
+        )));
+    }
+    if let Some(e) = record.experiment.as_ref().filter(|e| e.running()) {
+        return Err(ControlError::BadOption(format!(
+            "{id} runs an experiment of {}: `dwcp experiment stop {id}` first",
+            e.treatment
+        )));
+    }
+    Ok(())
+}
+
 /// What an operator does to a rollout in progress.
 #[derive(Debug, Clone, Copy)]
 pub enum RolloutCommand {
@@ -141,18 +160,7 @@ impl Control {
         now: u64,
     ) -> Result<(), ControlError> {
         let id = format!("{}/{}", record.tenant, record.app);
-        if let Some(r) = record.rollout.as_ref().filter(|r| r.in_progress()) {
-            return Err(ControlError::BadOption(format!(
-                "{id} is rolling out {} already: `dwcp rollout promote` or `abort` it first",
-                r.version
-            )));
-        }
-        if let Some(e) = record.experiment.as_ref().filter(|e| e.running()) {
-            return Err(ControlError::BadOption(format!(
-                "{id} runs an experiment of {}: `dwcp experiment stop {id}` first",
-                e.treatment
-            )));
-        }
+        release_idle(record)?;
         if !record.versions.iter().any(|v| v.version == version) {
             return Err(ControlError::NotFound(format!(
                 "{id} has no version `{version}`: `dwcp versions {id}` lists them"
@@ -283,18 +291,7 @@ impl Control {
         self.blocking_under_lock("undo", move |this| {
             let mut record = this.record(&target)?;
             // Checked again under the lock: one may have begun since.
-            if let Some(r) = record.rollout.as_ref().filter(|r| r.in_progress()) {
-                return Err(ControlError::BadOption(format!(
-                    "{target} is rolling out {}: `dwcp rollout undo {target}` aborts it",
-                    r.version
-                )));
-            }
-            if let Some(e) = record.experiment.as_ref().filter(|e| e.running()) {
-                return Err(ControlError::BadOption(format!(
-                    "{target} runs an experiment of {}: `dwcp experiment stop {target}` first",
-                    e.treatment
-                )));
-            }
+            release_idle(&record)?;
             let Some(to) = to.or_else(|| record.previous.clone()) else {
                 return Err(ControlError::BadOption(format!(
                     "{target} has no previous version to go back to; name one with --to (`dwcp versions {target}`)"
