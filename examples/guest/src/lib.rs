@@ -39,6 +39,20 @@ pub fn respond(out: ResponseOutparam, status: u16, headers: &[(&str, &str)], bod
     let _ = OutgoingBody::finish(outgoing, None);
 }
 
+/// Answers `ok` with 200, or a 500 with `failure` for the share of requests
+/// `fail_below` sets as a threshold on a uniform `u64` (`u64::MAX / 200` is
+/// 0.5%: exact to 1 in 2^64, unlike a modulo). The draw is `wasi:random`,
+/// not a generator seeded in the component: instances start fresh from the
+/// same memory image, so they would all draw alike.
+pub fn respond_failing_sometimes(out: ResponseOutparam, fail_below: u64, failure: &[u8]) {
+    let (status, body): (u16, &[u8]) = if wasip2::random::random::get_random_u64() < fail_below {
+        (500, failure)
+    } else {
+        (200, b"ok\n")
+    };
+    respond(out, status, &[("content-type", "text/plain")], body);
+}
+
 /// Starts a 200 response and returns its body for the caller to stream into.
 pub fn start_streaming(out: ResponseOutparam, content_type: &str) -> Option<OutgoingBody> {
     let fields = Fields::new();
