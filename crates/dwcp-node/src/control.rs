@@ -202,6 +202,20 @@ pub struct AppStatus {
     pub egress: EgressSettings,
     /// How many versions it keeps.
     pub keep_versions: usize,
+    /// What else serves besides the active version: a rollout's canary or
+    /// an experiment's treatment, with its share (`None`: nothing).
+    pub split: Option<SplitSummary>,
+}
+
+/// A split of an app's users, as `dwcp status` shows it.
+#[derive(Debug, Serialize)]
+pub struct SplitSummary {
+    /// `rollout` or `experiment`.
+    pub kind: &'static str,
+    /// The version the split sends users to.
+    pub version: String,
+    /// Its share of users, in percent.
+    pub percent: f64,
 }
 
 /// One line of `dwcp versions`.
@@ -1328,7 +1342,21 @@ impl Control {
             l.version().limits().concurrency - l.slots.available_permits() as u32
         });
         let active = r.active_version().cloned();
+        let split = live.as_ref().and_then(|l| {
+            let canary = l.canary.as_ref()?;
+            let kind = if l.conversion.is_some() {
+                "experiment"
+            } else {
+                "rollout"
+            };
+            Some(SplitSummary {
+                kind,
+                version: canary.arm.name().to_string(),
+                percent: f64::from(canary.weight_bp) / 100.0,
+            })
+        });
         Ok(AppStatus {
+            split,
             host: format!("{}.{}.{}", r.app, r.tenant, self.settings.domain),
             sha256: active
                 .as_ref()

@@ -692,6 +692,20 @@ fn status(client: &AdminClient, default_tenant: &str, arg: AppArg) -> anyhow::Re
         text(&s["size"])
     );
     println!("  deployed     {}", age(s["deployed_at"].as_u64()));
+    if let Some(split) = s["split"].as_object() {
+        println!(
+            "  split        {} of users on {} ({}: `dwcp {} {} {tenant}/{app}`)",
+            format_args!("{}%", split["percent"].as_f64().unwrap_or(0.0)),
+            text(&split["version"]),
+            text(&split["kind"]),
+            text(&split["kind"]),
+            if split["kind"] == "rollout" {
+                "status"
+            } else {
+                "results"
+            },
+        );
+    }
     println!("  in flight    {}", text(&s["in_flight"]));
     println!(
         "  limits       memory {}, deadline {} ms, concurrency {}, reuse {}",

@@ -346,6 +346,19 @@ fn a_rollout_and_its_split_survive_a_restart() {
         before, after,
         "users kept their versions across the restart"
     );
+    let app: Value = serde_json::from_str(&node.cli_ok(&["status", "demo/app", "--json"])).unwrap();
+    assert_eq!(app["split"]["kind"], "rollout", "{app}");
+    assert_eq!(
+        (
+            app["split"]["version"].as_str(),
+            app["split"]["percent"].as_f64()
+        ),
+        (Some("v2"), Some(30.0))
+    );
+    assert!(
+        node.cli_ok(&["status", "demo/app"])
+            .contains("30% of users on v2")
+    );
 }
 
 #[test]
