@@ -168,6 +168,14 @@ impl FlagStore {
         }
     }
 
+    /// Whether `tenant` has any flag.
+    pub fn has_flags(&self, tenant: &str) -> bool {
+        self.tenants
+            .load()
+            .get(tenant)
+            .is_some_and(|flags| flags.set.keys().next().is_some())
+    }
+
     /// The variant flag `key` of `tenant` gives the user `targeting_key`
     /// (`None`: no such flag, or it resolves to none).
     pub fn variant(&self, tenant: &str, key: &str, targeting_key: &str) -> Option<String> {

@@ -79,15 +79,18 @@ pub async fn route(
     // The tenant's flags, evaluated for this user, travel with the request;
     // a client's own `x-dwcp-flags` never reaches the app. An experiment
     // counts the user (once) as exposed to this version.
-    let (flags, exposure) = {
+    let tenant = &version.labels().tenant;
+    let counted = app.conversion.is_some() && routed == Routed::Split;
+    // The user key only when something needs it: most requests skip it.
+    let (flags, exposure) = if counted || ingress.flags.has_flags(tenant) {
         let user = app.users.user_key(request.headers(), peer);
-        let tenant = &version.labels().tenant;
         let flags = ingress.flags.header_for(tenant, &user);
-        let counted = app.conversion.is_some() && routed == Routed::Split;
         let exposure = counted
             .then(|| crate::experiments::exposed_counter(&app, arm, &ingress.flags, tenant, &user))
             .flatten();
         (flags, exposure)
+    } else {
+        (None, None)
     };
     request.headers_mut().remove(crate::flags::FLAGS_HEADER);
     if let Some(flags) = flags {
