@@ -37,6 +37,7 @@ const DEMO: &[(&str, &[&str])] = &[
     ("logger", &[]),
     ("heavy-init", &["--preinit"]),
     ("counter", &["--stateful"]),
+    ("flaky", &[]),
 ];
 
 fn main() -> anyhow::Result<()> {
@@ -314,6 +315,18 @@ fn demo(root: &Path) -> anyhow::Result<()> {
     );
     println!(
         "  curl -X POST -H 'Host: counter.demo.localhost' -H 'x-dwcp-key: alice' {http}/  # a count per key, kept across restarts"
+    );
+    println!(
+        "  {dwcp} --admin {admin} deploy demo/flaky {broken} --strategy canary --steps 20,100 --min-samples 100",
+        dwcp = dwcp.display(),
+        broken = examples_dir.join("broken.wasm").display()
+    );
+    println!(
+        "  for i in $(seq 6000); do curl -s -o /dev/null -H 'Host: flaky.demo.localhost' -H \"x-user-id: u$i\" {http}/; done"
+    );
+    println!(
+        "  {} --admin {admin} rollout status demo/flaky   # the canary (failing 5%) aborted by itself, with why (or not yet: more requests)",
+        dwcp.display()
     );
     println!("  {} --admin {admin} logs demo/logger", dwcp.display());
     println!("  {} --admin {admin} apps", dwcp.display());
