@@ -1,0 +1,17 @@
+//! The edge cluster's decisions, pure: no I/O, no async, the clock and the
+//! randomness passed in, so that every decision can be replayed in a test.
+//!
+//! - [`balance`]: which replica a forwarded request goes to: power of two
+//!   choices on peak-EWMA latency × requests in flight, the request's own
+//!   region first.
+//! - [`demand`]: where an app's requests enter, over a sliding window, and
+//!   the replica moves that demand calls for (a region sending a fifth of
+//!   the requests gets a replica within the app's budget; one whose demand
+//!   has gone gives one up).
+//!
+//! The node's cluster mode (membership and desired state on NATS
+//! JetStream, forwarding over post-quantum TLS) builds on these; it is not
+//! here yet.
+
+pub mod balance;
+pub mod demand;
