@@ -8,6 +8,9 @@
 //!   the replica moves that demand calls for (a region sending a fifth of
 //!   the requests gets a replica within the app's budget; one whose demand
 //!   has gone gives one up).
+//! - [`placement`]: which nodes hold an app's replicas: the same answer on
+//!   every node from the same view, capacity aware, spread over regions or
+//!   pinned, replicas in place left where they are, each decision explained.
 //!
 //! The node's cluster mode (membership and desired state on NATS
 //! JetStream, forwarding over post-quantum TLS) builds on these; it is not
@@ -15,3 +18,4 @@
 
 pub mod balance;
 pub mod demand;
+pub mod placement;
