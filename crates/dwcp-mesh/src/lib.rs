@@ -8,6 +8,8 @@
 //!   the replica moves that demand calls for (a region sending a fifth of
 //!   the requests gets a replica within the app's budget; one whose demand
 //!   has gone gives one up).
+//! - [`membership`]: which nodes are alive (heard from within a bound),
+//!   which take new work, and whose work must move (dead or draining).
 //! - [`placement`]: which nodes hold an app's replicas: the same answer on
 //!   every node from the same view, capacity aware, spread over regions or
 //!   pinned, replicas in place left where they are, each decision explained.
@@ -18,4 +20,5 @@
 
 pub mod balance;
 pub mod demand;
+pub mod membership;
 pub mod placement;

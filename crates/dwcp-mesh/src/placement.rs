@@ -21,6 +21,9 @@ pub struct NodeView {
     pub region: String,
     /// Whether it takes new work (alive and neither cordoned nor draining).
     pub schedulable: bool,
+    /// Whether it keeps the work it has (alive and not draining: a
+    /// cordoned node keeps its replicas).
+    pub keeps_work: bool,
     /// Memory it can still give instances, in bytes.
     pub free_memory: u64,
     /// Instance slots it has free.
@@ -62,14 +65,14 @@ pub fn place(spec: &AppSpec, nodes: &[NodeView], current: &[String]) -> Placemen
     for id in current {
         let keep = by_id
             .get(id.as_str())
-            .filter(|n| n.schedulable && allowed(n))
+            .filter(|n| n.keeps_work && allowed(n))
             .is_some();
         if keep && out.nodes.len() < wanted && !out.nodes.contains(id) {
             out.nodes.push(id.clone());
         } else if !out.nodes.contains(id) {
             let why = match by_id.get(id.as_str()) {
                 None => "is no longer a member",
-                Some(n) if !n.schedulable => "is down, cordoned or draining",
+                Some(n) if !n.keeps_work => "is down or draining",
                 Some(n) if !allowed(n) => "is outside the app's regions",
                 Some(_) => "is beyond the replica count",
             };
@@ -127,6 +130,7 @@ mod tests {
             id: id.into(),
             region: region.into(),
             schedulable: true,
+            keeps_work: true,
             free_memory: free_mib * MIB,
             free_instances: 100,
         }
@@ -186,11 +190,22 @@ mod tests {
         let p = place(&spec(2, &[]), &cluster(), &current);
         assert_eq!(p.nodes, current, "no reshuffle");
         assert!(p.removed.is_empty());
+        // Cordoned: it keeps its replica, and gets no new one.
         let mut cordoned = cluster();
         cordoned[2].schedulable = false; // us-1
         let p = place(&spec(2, &[]), &cordoned, &current);
+        assert_eq!(
+            (p.nodes.as_slice(), p.removed.len()),
+            (current.as_slice(), 0)
+        );
+        let p = place(&spec(3, &[]), &cordoned, &current);
+        assert!(!p.nodes[2..].contains(&"us-1".to_string()), "{p:?}");
+        // Draining (or dead): its replica moves.
+        let mut draining = cordoned;
+        draining[2].keeps_work = false;
+        let p = place(&spec(2, &[]), &draining, &current);
         assert_eq!(p.removed, ["us-1"]);
-        assert!(p.reasons[0].contains("cordoned"), "{p:?}");
+        assert!(p.reasons[0].contains("down or draining"), "{p:?}");
         // Its replacement goes to the region with none (ap), not a second eu.
         assert_eq!(p.nodes, ["eu-1", "ap-1"]);
         // Fewer replicas wanted: the extra ones go.
