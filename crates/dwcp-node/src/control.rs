@@ -406,13 +406,18 @@ impl Control {
                     })
                 }),
         };
-        // A new rollout compares the two versions from its start only.
+        // A new rollout compares the two versions from its start only; a
+        // split that ended lets go of its totals (an experiment's sets of
+        // users among them).
         let live_salt = live
             .as_ref()
             .and_then(|l| l.canary.as_ref())
             .map(|c| &c.salt);
         if let Some(canary) = canary.as_mut().filter(|c| Some(&c.salt) != live_salt) {
             canary.arm.stats = Arc::default();
+            stable.stats = Arc::default();
+        }
+        if canary.is_none() && live_salt.is_some() {
             stable.stats = Arc::default();
         }
         let previous = record
