@@ -1357,7 +1357,7 @@ impl Control {
             Some(SplitSummary {
                 kind,
                 version: canary.arm.name().to_string(),
-                percent: f64::from(canary.weight_bp) / 100.0,
+                percent: dwcp_release::split::percent(canary.weight_bp),
             })
         });
         Ok(AppStatus {

@@ -248,7 +248,7 @@ impl Control {
             running: e.running(),
             flag: e.flag,
             results: results(&e.control_counts, &e.treatment_counts, &config),
-            split_percent: f64::from(e.split_bp) * 100.0 / f64::from(BUCKETS),
+            split_percent: dwcp_release::split::percent(e.split_bp),
             control: e.control,
             treatment: e.treatment,
             conversion: e.conversion,

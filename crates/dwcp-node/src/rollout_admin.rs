@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use dwcp_release::analysis::AnalysisConfig;
 use dwcp_release::rollout::Strategy;
-use dwcp_release::split::BUCKETS;
+use dwcp_release::split::{BUCKETS, from_percent};
 use serde::Deserialize;
 
 use crate::admin::{AdminState, ApiResult, app_id};
@@ -91,19 +91,15 @@ async fn experiment_start(
     let id = app_id(&tenant, &app)?;
     let percent = match q.split.as_deref() {
         None => 50.0,
-        Some(p) => p
-            .trim()
-            .trim_end_matches('%')
-            .parse::<f64>()
-            .ok()
-            .filter(|p| p.is_finite() && *p > 0.0 && *p < 100.0)
+        Some(p) => parse_percent(p)
+            .filter(|p| *p > 0.0 && *p < 100.0)
             .ok_or_else(|| {
                 ControlError::BadOption(format!(
                     "--split `{p}`: a percentage above 0 and below 100"
                 ))
             })?,
     };
-    let split_bp = (percent * f64::from(BUCKETS) / 100.0).round() as u32;
+    let split_bp = from_percent(percent);
     let conversion = conversion_rule(q.conversion.as_deref())?;
     let subject = match (q.version, q.flag) {
         (Some(version), None) => ExperimentSubject::Version(version),
@@ -244,11 +240,8 @@ impl StrategyQuery {
             }
         };
         let number = |flag: &str, v: &str, min: f64, max: f64| -> Result<f64, ControlError> {
-            v.trim()
-                .trim_end_matches('%')
-                .parse::<f64>()
-                .ok()
-                .filter(|x| x.is_finite() && *x >= min && *x <= max)
+            parse_percent(v)
+                .filter(|x| *x >= min && *x <= max)
                 .ok_or_else(|| bad(format!("{flag} `{v}`: a number from {min} to {max}")))
         };
         let mut analysis = AnalysisConfig::default();
@@ -273,6 +266,15 @@ impl StrategyQuery {
     }
 }
 
+/// A finite number as the CLI writes percentages (`25`, `25%`, `0.5`).
+fn parse_percent(text: &str) -> Option<f64> {
+    text.trim()
+        .trim_end_matches('%')
+        .parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite())
+}
+
 /// A canary strategy from `--steps` (percent) and `--step-time`.
 fn canary(steps: Option<&str>, step: Option<&str>) -> Result<Strategy, ControlError> {
     let Strategy::Canary {
@@ -287,17 +289,14 @@ fn canary(steps: Option<&str>, step: Option<&str>) -> Result<Strategy, ControlEr
         Some(list) => {
             let mut out = Vec::new();
             for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                let percent = part
-                    .trim_end_matches('%')
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|p| p.is_finite() && *p > 0.0 && *p <= 100.0)
+                let percent = parse_percent(part)
+                    .filter(|p| *p > 0.0 && *p <= 100.0)
                     .ok_or_else(|| {
                         ControlError::BadOption(format!(
                             "--steps: `{part}` is not a percentage above 0 and at most 100"
                         ))
                     })?;
-                let bp = (percent * f64::from(BUCKETS) / 100.0).round() as u32;
+                let bp = from_percent(percent);
                 if out.last().is_some_and(|last| *last >= bp) {
                     return Err(ControlError::BadOption(format!(
                         "--steps must rise: `{list}`"
@@ -396,12 +395,12 @@ async fn command(
             let percent = q
                 .percent
                 .as_deref()
-                .and_then(|p| p.trim().trim_end_matches('%').parse::<f64>().ok())
-                .filter(|p| p.is_finite() && (0.0..=100.0).contains(p))
+                .and_then(parse_percent)
+                .filter(|p| (0.0..=100.0).contains(p))
                 .ok_or_else(|| {
                     ControlError::BadOption("set-weight takes a percentage from 0 to 100".into())
                 })?;
-            let bp = (percent * f64::from(BUCKETS) / 100.0).round() as u32;
+            let bp = from_percent(percent);
             if let Some(version) = q.version {
                 let current = control.rollout_status(&id)?.rollout.filter(|r| {
                     !matches!(

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use dwcp_release::analysis::{AnalysisConfig, ArmStats};
 use dwcp_release::rollout::{Action, Decision, Phase, Rollout, Strategy};
-use dwcp_release::split::BUCKETS;
+use dwcp_release::split::percent;
 use dwcp_runtime::HttpError;
 use dwcp_store::{AppId, AppRecord, RolloutRecord, unix_now};
 use http_body_util::{BodyExt, Empty};
@@ -328,7 +328,7 @@ impl Control {
                 baseline: r.stable,
                 strategy: r.state.strategy().clone(),
                 phase: r.state.phase(),
-                weight_percent: f64::from(r.state.weight_bp()) * 100.0 / f64::from(BUCKETS),
+                weight_percent: percent(r.state.weight_bp()),
                 started_at: r.started_at,
                 live: arms,
                 decisions: r.state.decisions().to_vec(),
@@ -505,7 +505,7 @@ impl Control {
             record.previous = Some(std::mem::replace(&mut record.active, version.clone()));
         }
         let id = format!("{}/{}", record.tenant, record.app);
-        let percent = f64::from(decision.weight_bp) * 100.0 / f64::from(BUCKETS);
+        let percent = percent(decision.weight_bp);
         let action = format!("{:?}", decision.action).to_lowercase();
         match decision.action {
             Action::Abort => {

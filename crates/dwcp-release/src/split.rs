@@ -48,6 +48,16 @@ pub fn side(salt: &str, user_key: &str, weight_bp: u32) -> Side {
     }
 }
 
+/// `weight_bp` basis points as a percentage.
+pub fn percent(weight_bp: u32) -> f64 {
+    f64::from(weight_bp) * 100.0 / f64::from(BUCKETS)
+}
+
+/// A percentage as basis points, to the nearest.
+pub fn from_percent(percent: f64) -> u32 {
+    (percent * f64::from(BUCKETS) / 100.0).round() as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
