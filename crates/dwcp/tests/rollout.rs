@@ -235,6 +235,14 @@ fn raising_the_weight_only_moves_users_to_the_canary_and_operators_command_it() 
             .map(|u| served_by(node, u, &[]).1 == "echo")
             .collect()
     };
+    // A weight out of range is refused and changes nothing.
+    let out = node.cli(&["rollout", "set-weight", "demo/app", "150"]);
+    assert!(!out.status.success());
+    assert!(common::stderr(&out).contains("percentage from 0 to 100"));
+    assert_eq!(
+        status(&node)["rollout"]["weight_percent"].as_f64(),
+        Some(10.0)
+    );
     let at10 = at(&node);
     node.cli_ok(&["rollout", "set-weight", "demo/app", "40"]);
     let at40 = at(&node);
