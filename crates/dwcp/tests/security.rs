@@ -512,48 +512,45 @@ fn node_keys(node: &TestNode) -> Vec<(String, String)> {
 #[test]
 fn the_node_key_rotates_on_its_schedule_with_an_overlap() {
     let dir = data_dir();
-    // The test key template may be older than the period, so a rotation can
-    // already be under way at start (each one signs with the slow SLH-DSA
-    // root): the test waits for the key active now to be replaced, whatever
-    // happened before. The period leaves room for one rotation at a time.
+    // The shared test trust lists the node key of the node that made it,
+    // still trusted: the key under test is the one in this node's key file.
+    // The period leaves room for one rotation (an SLH-DSA signature) at a time.
     let node = TestNode::start_with(dir.path(), &["--node-key-rotation", "8s"]);
-    let active = |keys: &[(String, String)]| {
-        keys.iter()
-            .filter(|(_, status)| status == "active")
-            .map(|(id, _)| id.clone())
-            .collect::<Vec<_>>()
+    let key_file = dir.path().join("keys/node.key");
+    let own_key = || {
+        dwcp_crypto::keyfile::KeyFile::parse(&std::fs::read(&key_file).expect("the node key file"))
+            .expect("a valid node key file")
+            .key_id()
     };
-    let before = active(&node_keys(&node));
-    assert_eq!(before.len(), 1, "one active node key: {before:?}");
+    let before = own_key();
+    let keys = node_keys(&node);
+    assert!(
+        keys.contains(&(before.clone(), "active".to_string())),
+        "the node's key is trusted and active: {before} in {keys:?}"
+    );
+    // Replaced once the key file holds another key the manifest trusts, and
+    // the replaced one is kept beside it.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let keys = loop {
+    let (after, keys) = loop {
+        let now = own_key();
         let keys = node_keys(&node);
-        let now = active(&keys);
-        if now.len() == 1 && now != before {
-            break keys;
+        if now != before
+            && keys.contains(&(now.clone(), "active".to_string()))
+            && dir.path().join("keys/node.key.prev").exists()
+        {
+            break (now, keys);
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no rotation: {keys:?}"
+            "no rotation of {before}: {keys:?}"
         );
         std::thread::sleep(std::time::Duration::from_millis(250));
     };
     // The replaced key is still accepted: in its overlap, not dropped.
     assert!(
-        keys.contains(&(before[0].clone(), "overlap".to_string())),
-        "{keys:?}"
+        keys.contains(&(before.clone(), "overlap".to_string())),
+        "{before} replaced by {after}: {keys:?}"
     );
-    // The node's key file holds a trusted key; the old one is kept beside it.
-    let file = dwcp_crypto::keyfile::KeyFile::parse(
-        &std::fs::read(dir.path().join("keys/node.key")).unwrap(),
-    )
-    .unwrap();
-    let after = node_keys(&node);
-    assert!(
-        after.iter().any(|(id, _)| *id == file.key_id()),
-        "{after:?}"
-    );
-    assert!(dir.path().join("keys/node.key.prev").exists());
 }
 
 #[test]
