@@ -6,6 +6,9 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 
+mod ask;
+mod checkers;
+
 /// The guests in `examples/`, as the contract names them.
 const EXAMPLES: &[&str] = &[
     "hello",
@@ -48,12 +51,14 @@ fn main() -> anyhow::Result<()> {
         "demo" => demo(&root),
         "test" => test(&root),
         "bench" => bench(&root),
+        "ask-model" => ask::model(&root),
         _ => {
-            eprintln!("usage: cargo xtask examples | demo | test | bench");
+            eprintln!("usage: cargo xtask examples | demo | test | bench | ask-model");
             eprintln!("  examples  build the guest components into target/examples/NAME.wasm");
             eprintln!(
                 "  demo      build everything, start a node, deploy the examples to tenant `demo`"
             );
+            eprintln!("  ask-model train the `dwcp ask` model and report its accuracy");
             std::process::exit(2);
         }
     }
@@ -141,6 +146,10 @@ fn test(root: &Path) -> anyhow::Result<()> {
     ]))?;
     let mut tests = cargo();
     tests.args(["test", "--release", "--workspace"]);
+    // The checkers of the generated Terraform, Kubernetes and Ansible files.
+    for (key, value) in checkers::install(root)? {
+        tests.env(key, value);
+    }
     // The conformance test compares DWCP with `wasmtime serve`.
     match wasmtime_cli() {
         Ok(cli) => {

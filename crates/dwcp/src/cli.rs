@@ -185,6 +185,16 @@ pub enum Command {
     /// Example: dwcp experiment results demo/shop
     #[command(subcommand)]
     Experiment(crate::experiment::ExperimentCommand),
+    /// Say what to do in plain English: shows the equivalent command, asks before
+    /// destructive ones, then runs it. Offline; `--dry-run --json` needs no node.
+    ///
+    /// Example: dwcp ask "send 10% of shop's traffic to v3"
+    Ask(crate::ask::AskArgs),
+    /// Generate what runs DWCP nodes on existing infrastructure: Terraform, Kubernetes or Ansible.
+    ///
+    /// Example: dwcp gen k8s --nodes 3 --namespace edge --nats-url tls://nats.edge.svc:4222
+    #[command(subcommand)]
+    Gen(crate::r#gen::GenCommand),
     /// Benchmarks against named peers.
     ///
     /// Example: dwcp bench http
@@ -290,7 +300,7 @@ pub enum KeysCommand {
     ///
     /// Example: dwcp keys trust ~/.local/share/dwcp/keys/acme.pub --valid-for 90d
     Trust {
-        /// The key's .pub (or .key) file.
+        /// The key's .pub (or .key) file, or the NAME of one in DATA_DIR/keys/.
         file: PathBuf,
         /// Accept it for this long (default: until revoked).
         #[arg(long)]
@@ -300,7 +310,7 @@ pub enum KeysCommand {
     ///
     /// Example: dwcp keys revoke 5d1c0a9e7b3f2a14 --reason "laptop lost"
     Revoke {
-        /// The key's id (`dwcp keys list`).
+        /// The key's id, or its name if one trusted key has it (`dwcp keys list`).
         key_id: String,
         /// Why (kept in the manifest).
         #[arg(long)]

@@ -38,6 +38,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         None => std::fs::read(data_dir.join("tls/cert.pem")).ok(),
     };
     let client = || AdminClient::with_ca(&cli.admin, token.clone(), ca.as_deref());
+    if let Command::Ask(args) = cli.command {
+        let globals = crate::ask::Globals {
+            admin: cli.admin,
+            token: cli.token,
+            tenant: cli.tenant,
+            data_dir: cli.data_dir,
+        };
+        return crate::ask::run(&globals, args);
+    }
     match cli.command {
         Command::Up(args) => crate::up::run(args, &cli.admin, data_dir),
         Command::Deploy(args) => deploy(&client(), &cli.tenant, &data_dir, args),
@@ -94,6 +103,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => crate::observe::logs(&client(), &cli.tenant, args),
         Command::Metrics(args) => crate::observe::metrics(&client(), &cli.tenant, args),
         Command::Bench(bench) => crate::bench::run(bench),
+        Command::Ask(_) => unreachable!("handled above"),
+        Command::Gen(command) => crate::r#gen::run(&command),
     }
 }
 

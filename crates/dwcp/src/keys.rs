@@ -23,8 +23,20 @@ pub fn run(client: &AdminClient, data_dir: &Path, command: KeysCommand) -> anyho
     match command {
         KeysCommand::Gen { publisher, force } => generate(data_dir, &publisher, force),
         KeysCommand::List { json } => list(client, json),
-        KeysCommand::Trust { file, valid_for } => trust(client, &file, valid_for.as_deref()),
+        KeysCommand::Trust { file, valid_for } => {
+            // A bare name is a key `dwcp keys gen` wrote into the data directory.
+            let named = data_dir
+                .join("keys")
+                .join(format!("{}.pub", file.display()));
+            let file = if !file.exists() && file.components().count() == 1 && named.exists() {
+                named
+            } else {
+                file
+            };
+            trust(client, &file, valid_for.as_deref())
+        }
         KeysCommand::Revoke { key_id, reason } => {
+            let key_id = key_id_of(client, &key_id)?;
             let mut path = format!(
                 "/v1/keys/{}/revoke",
                 crate::commands::percent_encode(&key_id)
@@ -116,6 +128,30 @@ fn public_file(role: KeyRole, name: &str, key: &HybridSigningKey) -> String {
 fn write_key(path: &Path, file: &KeyFile) -> anyhow::Result<()> {
     dwcp_store::write_private(path, &file.to_bytes())
         .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// `wanted` itself when it is a key id of the manifest, else the id of the
+/// one key named `wanted`.
+fn key_id_of(client: &AdminClient, wanted: &str) -> anyhow::Result<String> {
+    let out: Value = client.get("/v1/keys")?;
+    let keys = out["keys"].as_array().cloned().unwrap_or_default();
+    if keys.iter().any(|k| k["key_id"] == wanted) {
+        return Ok(wanted.to_string());
+    }
+    let named: Vec<String> = keys
+        .iter()
+        .filter(|k| k["name"] == wanted && k["status"] != "revoked")
+        .filter_map(|k| k["key_id"].as_str().map(str::to_string))
+        .collect();
+    match named.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!("no key has the id or name `{wanted}` (see `dwcp keys list`)"),
+        many => bail!(
+            "{} keys are named `{wanted}` ({}): give the id",
+            many.len(),
+            many.join(", ")
+        ),
+    }
 }
 
 fn list(client: &AdminClient, json: bool) -> anyhow::Result<()> {

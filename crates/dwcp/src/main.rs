@@ -3,6 +3,8 @@
 //! admin API. Every command is described, with an example, in `docs/cli.md`.
 
 mod access;
+mod ask;
+mod ask_llm;
 mod bench;
 mod bench_codec;
 mod bench_crypto;
@@ -14,6 +16,7 @@ mod client;
 mod commands;
 mod experiment;
 mod flags;
+mod r#gen;
 mod keys;
 mod observe;
 mod rollout;

@@ -1,0 +1,552 @@
+//! `dwcp ask "…"`: plain English to one `dwcp` command. The offline engine
+//! (`dwcp-ask`) names the intent and its slots; this module turns them into
+//! the command a user would have typed, shows it, asks before anything
+//! destructive, and runs it through the same code as the typed command.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use dwcp_ask::{Engine, NONE, Parse};
+use serde_json::{Map, Value};
+
+use crate::cli::Cli;
+
+/// Arguments of `dwcp ask`.
+#[derive(clap::Args, Debug)]
+pub struct AskArgs {
+    /// What to do, in plain English (quotes optional).
+    #[arg(required = true, num_args = 1..)]
+    pub text: Vec<String>,
+    /// Show what would run, run nothing (needs no node).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print what was understood as JSON: {intent, slots, confidence[, suggestions, missing]}.
+    #[arg(long)]
+    pub json: bool,
+    /// Run destructive steps without asking.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// An OpenAI-compatible chat endpoint (e.g. http://127.0.0.1:8080/v1 of
+    /// llama.cpp or Ollama) consulted only when the offline engine is unsure.
+    #[arg(long, value_name = "URL")]
+    pub llm: Option<String>,
+    /// The model name sent to --llm.
+    #[arg(long, default_value = "default", requires = "llm")]
+    pub llm_model: String,
+}
+
+/// The global options of the `dwcp` invocation, passed on to the command run.
+pub struct Globals {
+    /// --admin.
+    pub admin: String,
+    /// --token.
+    pub token: Option<String>,
+    /// --tenant (DWCP_TENANT, else `default`).
+    pub tenant: String,
+    /// --data-dir.
+    pub data_dir: Option<std::path::PathBuf>,
+}
+
+/// What a parse leads to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// These `dwcp` commands, in order (arguments after `dwcp`).
+    Run(Vec<Vec<String>>),
+    /// Text to print; nothing runs.
+    Say(String),
+    /// The capability is not in this build: say why, run nothing.
+    NotHere(String),
+}
+
+/// Runs `dwcp ask`.
+pub fn run(globals: &Globals, args: AskArgs) -> anyhow::Result<()> {
+    let text = args.text.join(" ");
+    let engine = Engine::builtin().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut parse = engine.parse(&text);
+    if let Some(url) = &args.llm
+        && unsure(&parse)
+    {
+        match crate::ask_llm::consult(url, &args.llm_model, engine, &text) {
+            Ok(Some(better)) => parse = better,
+            Ok(None) => {}
+            Err(e) => eprintln!("note: --llm was not used: {e:#}"),
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&parse)?);
+        if args.dry_run {
+            return Ok(());
+        }
+    }
+    if parse.intent == NONE {
+        bail!(
+            "that does not match anything dwcp does (closest: {}); `dwcp ask help` lists what it understands",
+            parse.suggestions.join(", ")
+        );
+    }
+    let interactive = std::io::stdin().is_terminal();
+    for slot in parse.missing.clone() {
+        if args.dry_run || !interactive {
+            bail!(
+                "{}: say which {slot} (for example: dwcp ask \"{}\")",
+                parse.intent,
+                example_for(&parse.intent)
+            );
+        }
+        let value = prompt(&format!("which {slot}? "))?;
+        let intent = engine.spec().intent(&parse.intent).context("intent")?;
+        let kind = &intent.slot(&slot).context("slot")?.kind;
+        let lower = value.to_lowercase();
+        let words: Vec<&str> = lower.split_whitespace().collect();
+        let normalized = dwcp_ask::values::normalize(&slot, kind, &words, value.trim())
+            .with_context(|| format!("`{value}` is not a {slot}"))?;
+        parse.slots.insert(slot, normalized);
+    }
+    let plan = plan(&parse, &globals.tenant);
+    let destructive = engine
+        .spec()
+        .intent(&parse.intent)
+        .is_some_and(|i| i.destructive);
+    match plan {
+        Plan::Say(text) => {
+            println!("{text}");
+            Ok(())
+        }
+        Plan::NotHere(why) => bail!("understood `{}`, but {why}; nothing was run", parse.intent),
+        Plan::Run(commands) => {
+            for c in &commands {
+                println!("plan: dwcp {}", shell_words(c));
+            }
+            if args.dry_run {
+                return Ok(());
+            }
+            if destructive && !args.yes {
+                if !interactive {
+                    bail!("this is destructive: run it again with --yes to go ahead");
+                }
+                let answer = prompt("this is destructive; run it? [y/N] ")?;
+                if !matches!(answer.trim().to_lowercase().as_str(), "y" | "yes") {
+                    println!("nothing was run");
+                    return Ok(());
+                }
+            }
+            for c in commands {
+                let mut argv = vec!["dwcp".to_string()];
+                argv.extend(c.iter().cloned());
+                let mut cli = Cli::try_parse_from(&argv).with_context(|| {
+                    format!("the plan `dwcp {}` does not parse", shell_words(&c))
+                })?;
+                cli.admin = globals.admin.clone();
+                cli.token = globals.token.clone();
+                cli.data_dir = globals.data_dir.clone();
+                crate::commands::run(cli)
+                    .with_context(|| format!("`dwcp {}` failed", shell_words(&c)))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Whether the engine's answer is worth a second opinion.
+fn unsure(parse: &Parse) -> bool {
+    parse.intent == NONE || parse.confidence < 0.7 || !parse.missing.is_empty()
+}
+
+fn prompt(question: &str) -> anyhow::Result<String> {
+    eprint!("{question}");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim().to_string())
+}
+
+/// Quotes arguments that a shell would split.
+fn shell_words(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\*?".contains(c)) {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn example_for(intent: &str) -> String {
+    match intent {
+        "deploy_app" => "deploy ./app.wasm as app shop".into(),
+        "set_traffic_split" => "send 10% of shop's traffic to the new version".into(),
+        "set_flag_rollout" => "roll out the new-ui flag to 20% of users".into(),
+        _ => format!("{} …", intent.replace('_', " ")),
+    }
+}
+
+fn text(slots: &Map<String, Value>, name: &str) -> Option<String> {
+    slots.get(name).map(|v| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}
+
+/// The `dwcp` command(s) for a parse; `tenant` is used when the text named none.
+pub fn plan(parse: &Parse, default_tenant: &str) -> Plan {
+    let s = &parse.slots;
+    let get = |name: &str| text(s, name);
+    let tenant = get("tenant").unwrap_or_else(|| default_tenant.to_string());
+    let app = || format!("{tenant}/{}", get("app").unwrap_or_default());
+    let v = |items: &[&str]| items.iter().map(|i| i.to_string()).collect::<Vec<_>>();
+    let one = |args: Vec<String>| Plan::Run(vec![args]);
+    let with_tenant = |mut rest: Vec<String>| {
+        let mut args = v(&["--tenant", &tenant]);
+        args.append(&mut rest);
+        Plan::Run(vec![args])
+    };
+    let cluster = |what: &str| {
+        Plan::NotHere(format!(
+            "{what} needs the edge cluster, which this build does not have yet (it runs one node)"
+        ))
+    };
+    match parse.intent.as_str() {
+        "deploy_app" => {
+            if s.contains_key("region") || s.contains_key("replicas") {
+                return cluster("placing replicas by region or count");
+            }
+            let mut args = v(&["deploy", &app(), &get("file").unwrap_or_default()]);
+            if let Some(version) = get("version") {
+                args.extend(v(&["--version", &version]));
+            }
+            one(args)
+        }
+        "delete_app" => one(v(&["delete", &app()])),
+        "list_apps" => match get("tenant") {
+            Some(t) => one(v(&["apps", "list", &t])),
+            None => one(v(&["apps", "list"])),
+        },
+        "app_status" => one(v(&["status", &app()])),
+        "scale_app" => cluster("scaling replicas"),
+        "set_limits" => {
+            let mut args = v(&["apps", "set", &app()]);
+            if let Some(m) = get("memory_mib") {
+                args.extend(v(&["--memory", &format!("{m}MiB")]));
+            }
+            if let Some(ms) = get("cpu_ms") {
+                args.extend(v(&["--deadline", &format!("{ms}ms")]));
+            }
+            if let Some(c) = get("concurrency") {
+                args.extend(v(&["--concurrency", &c]));
+            }
+            if args.len() == 3 {
+                return Plan::Say(
+                    "say which limit: memory (e.g. 256MB), CPU time per request (e.g. 50ms) or concurrency".into(),
+                );
+            }
+            one(args)
+        }
+        "restart_app" => one(v(&["restart", &app()])),
+        "list_versions" => one(v(&["versions", &app()])),
+        "show_logs" => {
+            let mut args = v(&["logs", &app()]);
+            if let Some(since) = get("since_s") {
+                args.extend(v(&["--since", &format!("{since}s")]));
+            }
+            one(args)
+        }
+        "show_metrics" => {
+            if matches!(get("metric").as_deref(), Some("memory" | "cpu")) {
+                return Plan::NotHere(
+                    "per-app memory and CPU figures are not among this build's metrics (requests, latency, errors, cold starts are; `dwcp status` shows an app's memory limit)".into(),
+                );
+            }
+            match get("app") {
+                Some(_) => one(v(&["metrics", &app()])),
+                None => one(v(&["metrics"])),
+            }
+        }
+        "start_rollout" => {
+            let mut args = v(&[
+                "rollout",
+                "start",
+                &app(),
+                &get("version").unwrap_or_default(),
+            ]);
+            if let Some(strategy) = get("strategy") {
+                args.extend(v(&["--strategy", &strategy]));
+            }
+            one(args)
+        }
+        "rollout_status" => one(v(&["rollout", "status", &app()])),
+        "promote_rollout" => one(v(&["rollout", "promote", &app()])),
+        "pause_rollout" => one(v(&["rollout", "pause", &app()])),
+        "resume_rollout" => one(v(&["rollout", "resume", &app()])),
+        "abort_rollout" => one(v(&["rollout", "abort", &app()])),
+        "rollback_app" => {
+            let mut args = v(&["rollout", "undo", &app()]);
+            if let Some(version) = get("version") {
+                args.extend(v(&["--to", &version]));
+            }
+            one(args)
+        }
+        "set_traffic_split" => {
+            let mut args = v(&[
+                "rollout",
+                "set-weight",
+                &app(),
+                &get("percent").unwrap_or_default(),
+            ]);
+            if let Some(version) = get("version") {
+                args.extend(v(&["--version", &version]));
+            }
+            one(args)
+        }
+        "list_flags" => with_tenant(v(&["flags", "list"])),
+        "create_flag" => with_tenant(v(&["flags", "create", &get("flag").unwrap_or_default()])),
+        "enable_flag" => with_tenant(v(&["flags", "enable", &get("flag").unwrap_or_default()])),
+        "disable_flag" => with_tenant(v(&["flags", "disable", &get("flag").unwrap_or_default()])),
+        "set_flag_rollout" => with_tenant(v(&[
+            "flags",
+            "rollout",
+            &get("flag").unwrap_or_default(),
+            &get("percent").unwrap_or_default(),
+        ])),
+        "delete_flag" => with_tenant(v(&["flags", "delete", &get("flag").unwrap_or_default()])),
+        "flag_status" => with_tenant(v(&["flags", "get", &get("flag").unwrap_or_default()])),
+        "start_experiment" | "stop_experiment" | "experiment_results" => {
+            experiment_plan(parse, &tenant)
+        }
+        "snapshot_app" => one(v(&["snapshot", &app()])),
+        "list_snapshots" => one(v(&["snapshots", &app()])),
+        "restore_app" => match get("snapshot") {
+            None => one(v(&["restore", &app()])),
+            Some(n) if n.bytes().all(|b| b.is_ascii_digit()) => one(v(&["restore", &app(), &n])),
+            Some(name) => Plan::NotHere(format!(
+                "snapshots here are numbered, not named (`dwcp snapshots {}` lists them); there is no snapshot called {name}",
+                app()
+            )),
+        },
+        "migrate_app" => cluster("live migration between nodes"),
+        "list_nodes" | "node_status" | "drain_node" | "cordon_node" | "uncordon_node"
+        | "remove_node" | "cluster_health" => cluster("managing nodes"),
+        "pin_region" | "route_status" => cluster("routing between regions"),
+        "purge_cache" | "cache_stats" | "set_cache_ttl" => {
+            cluster("the edge response cache (it comes with the cluster)")
+        }
+        "rotate_keys" => {
+            let scope = get("scope").unwrap_or_else(|| "publisher".into());
+            one(v(&["keys", "rotate", "--scope", &scope]))
+        }
+        "list_keys" => one(v(&["keys", "list"])),
+        "trust_key" => one(v(&["keys", "trust", &get("key").unwrap_or_default()])),
+        "revoke_key" => one(v(&["keys", "revoke", &get("key").unwrap_or_default()])),
+        "verify_artifact" => one(v(&["verify", &get("file").unwrap_or_default()])),
+        "create_tenant" => one(v(&["tenants", "create", &tenant])),
+        "delete_tenant" => one(v(&["tenants", "delete", &tenant])),
+        "list_tenants" => one(v(&["tenants", "list"])),
+        "set_tenant_quota" => {
+            let mut args = v(&["tenants", "quota", &tenant]);
+            if let Some(m) = get("memory_mib") {
+                args.extend(v(&["--memory", &format!("{m}MiB")]));
+            }
+            if let Some(n) = get("instances") {
+                args.extend(v(&["--instances", &n]));
+            }
+            if args.len() == 3 {
+                return Plan::Say(
+                    "say which quota: memory (e.g. 4GB) or instances (e.g. 20)".into(),
+                );
+            }
+            one(args)
+        }
+        "gen_terraform" | "gen_k8s" | "gen_ansible" => {
+            let target = parse.intent.trim_start_matches("gen_");
+            let mut args = v(&["gen", target]);
+            for (slot, flag) in [
+                ("nodes", "--nodes"),
+                ("region", "--region"),
+                ("provider", "--provider"),
+                ("namespace", "--namespace"),
+            ] {
+                if let Some(value) = get(slot) {
+                    args.extend(v(&[flag, &value]));
+                }
+            }
+            one(args)
+        }
+        "run_benchmark" => match get("kind").as_deref() {
+            None | Some("all") => Plan::Run(
+                ["coldstart", "http", "codec", "crypto", "rollout"]
+                    .iter()
+                    .map(|k| v(&["bench", k]))
+                    .collect(),
+            ),
+            Some(kind) => one(v(&["bench", kind])),
+        },
+        "help" => Plan::Say(help(get("topic").as_deref())),
+        other => Plan::NotHere(format!("this build has no command for {other}")),
+    }
+}
+
+/// Experiments are kept per app here: an experiment's name is the app's,
+/// or the flag it compares.
+fn experiment_plan(parse: &Parse, tenant: &str) -> Plan {
+    let s = &parse.slots;
+    let get = |name: &str| text(s, name);
+    let target = get("app").or_else(|| get("experiment")).unwrap_or_default();
+    let app = format!("{tenant}/{target}");
+    let args = |items: &[&str]| vec![items.iter().map(|i| i.to_string()).collect::<Vec<_>>()];
+    match parse.intent.as_str() {
+        "stop_experiment" => Plan::Run(args(&["experiment", "stop", &app])),
+        "experiment_results" => Plan::Run(args(&["experiment", "results", &app])),
+        _ => match get("experiment") {
+            // A named experiment compares the variants of the flag of that name.
+            Some(flag) => {
+                let split = get("percent").unwrap_or_else(|| "50".into());
+                Plan::Run(args(&[
+                    "experiment",
+                    "start",
+                    &app,
+                    "--flag",
+                    &flag,
+                    "--split",
+                    &split,
+                ]))
+            }
+            None => Plan::NotHere(format!(
+                "an experiment here compares the stable version with another version or a flag's variants; say which (e.g. `dwcp experiment start {app} v3 --split 20`)"
+            )),
+        },
+    }
+}
+
+/// What `dwcp ask` understands, by group, or the intents of one topic.
+pub fn help(topic: Option<&str>) -> String {
+    let spec = dwcp_ask::Spec::builtin();
+    let wanted = |group: &str, name: &str| match topic {
+        None => true,
+        Some(t) => {
+            let t = t.trim_end_matches('s');
+            group.contains(t) || name.contains(t)
+        }
+    };
+    let mut out = String::from("dwcp ask understands:\n");
+    let mut any = false;
+    for intent in spec.intents.iter().filter(|i| wanted(&i.group, &i.name)) {
+        any = true;
+        out.push_str(&format!(
+            "  {:<20} {}{}\n",
+            intent.name,
+            intent.summary,
+            if intent.destructive {
+                " (asks first)"
+            } else {
+                ""
+            }
+        ));
+    }
+    if !any {
+        out = format!(
+            "nothing about {} here; `dwcp ask help` lists everything",
+            topic.unwrap_or_default()
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(intent: &str, slots: Value) -> Parse {
+        Parse {
+            intent: intent.into(),
+            slots: slots.as_object().cloned().unwrap_or_default(),
+            confidence: 1.0,
+            suggestions: Vec::new(),
+            missing: Vec::new(),
+        }
+    }
+
+    /// Every intent, with every slot it can take, plans commands the CLI
+    /// itself accepts (or says plainly that it cannot).
+    #[test]
+    fn every_plan_is_a_command_the_cli_parses() {
+        let sample = |name: &str| -> Value {
+            match name {
+                "tenant" => "acme".into(),
+                "file" => "./app.wasm".into(),
+                "version" => "v2".into(),
+                "region" => "eu-west".into(),
+                "replicas" | "nodes" | "concurrency" | "instances" => 3.into(),
+                "memory_mib" => 256.into(),
+                "cpu_ms" => 50.into(),
+                "since_s" | "ttl_s" => 300.into(),
+                "percent" => 20.into(),
+                "metric" => "latency".into(),
+                "strategy" => "canary".into(),
+                "provider" => "aws".into(),
+                "scope" => "node".into(),
+                "kind" => "http".into(),
+                "snapshot" => "12".into(),
+                "path" => "/static/logo.png".into(),
+                "namespace" => "dwcp".into(),
+                _ => "thing".into(),
+            }
+        };
+        for intent in &dwcp_ask::Spec::builtin().intents {
+            for all in [false, true] {
+                let slots: Map<String, Value> = intent
+                    .slots
+                    .iter()
+                    .filter(|s| s.required || all)
+                    .map(|s| (s.name.clone(), sample(&s.name)))
+                    .collect();
+                let p = parse(&intent.name, Value::Object(slots));
+                match plan(&p, "default") {
+                    Plan::Run(commands) => {
+                        for c in commands {
+                            let mut argv = vec!["dwcp".to_string()];
+                            argv.extend(c.clone());
+                            if let Err(e) = Cli::try_parse_from(&argv) {
+                                panic!("{}: `dwcp {}`: {e}", intent.name, shell_words(&c));
+                            }
+                        }
+                    }
+                    Plan::Say(text) | Plan::NotHere(text) => assert!(!text.is_empty()),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_tenant_comes_from_the_text_else_the_default() {
+        let named = parse(
+            "delete_app",
+            serde_json::json!({"tenant": "acme", "app": "cart"}),
+        );
+        assert_eq!(
+            plan(&named, "demo"),
+            Plan::Run(vec![vec!["delete".into(), "acme/cart".into()]])
+        );
+        let unnamed = parse("delete_app", serde_json::json!({"app": "cart"}));
+        assert_eq!(
+            plan(&unnamed, "demo"),
+            Plan::Run(vec![vec!["delete".into(), "demo/cart".into()]])
+        );
+    }
+
+    #[test]
+    fn cluster_intents_run_nothing_and_say_why() {
+        let p = parse(
+            "scale_app",
+            serde_json::json!({"app": "cart", "replicas": 3}),
+        );
+        assert!(matches!(plan(&p, "demo"), Plan::NotHere(why) if why.contains("cluster")));
+        let p = parse(
+            "deploy_app",
+            serde_json::json!({"app": "a", "file": "a.wasm", "region": "eu-west"}),
+        );
+        assert!(matches!(plan(&p, "demo"), Plan::NotHere(_)));
+    }
+}
