@@ -84,3 +84,103 @@ fn what_this_build_cannot_do_or_did_not_understand_runs_nothing() {
     assert!(stderr(&out).contains("say which app"), "{}", stderr(&out));
     assert!(node.cli_ok(&["apps", "list", "demo"]).contains("hello"));
 }
+
+/// A one-shot OpenAI-compatible endpoint on loopback that answers every
+/// chat completion with `content`, and hands back the request it got.
+fn chat_endpoint(content: &'static str) -> (String, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut head = String::new();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+            head.push_str(&line);
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let answer = serde_json::json!({"choices": [{"message": {"role": "assistant", "content": content}}]})
+            .to_string();
+        let mut stream = reader.into_inner();
+        write!(
+            stream,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+            answer.len()
+        )
+        .unwrap();
+        format!("{head}{}", String::from_utf8_lossy(&body))
+    });
+    (url, handle)
+}
+
+#[test]
+fn llm_is_asked_only_when_unsure_and_its_answer_is_held_to_the_spec() {
+    // Unsure offline (a joke is `none`): the endpoint's answer, inside the
+    // spec, is taken.
+    let (url, server) = chat_endpoint(r#"{"intent": "list_tenants", "slots": {}}"#);
+    let out = Command::new(dwcp())
+        .args([
+            "ask",
+            "--dry-run",
+            "--json",
+            "--llm",
+            &url,
+            "Tell me a joke.",
+        ])
+        .output()
+        .unwrap();
+    let request = server.join().unwrap();
+    assert!(
+        request.starts_with("POST /v1/chat/completions"),
+        "{request}"
+    );
+    assert!(
+        request.contains("list_tenants"),
+        "the spec is in the prompt"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["intent"], "list_tenants", "{v}");
+
+    // An answer outside the spec is refused: the offline answer stands.
+    let (url, server) = chat_endpoint(r#"{"intent": "format_all_disks", "slots": {}}"#);
+    let out = Command::new(dwcp())
+        .args([
+            "ask",
+            "--dry-run",
+            "--json",
+            "--llm",
+            &url,
+            "Tell me a joke.",
+        ])
+        .output()
+        .unwrap();
+    server.join().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["intent"], "none");
+    assert!(stderr(&out).contains("not in the spec"), "{}", stderr(&out));
+
+    // Sure offline: the endpoint is never called (nothing listens there).
+    let out = Command::new(dwcp())
+        .args([
+            "ask",
+            "--dry-run",
+            "--json",
+            "--llm",
+            "http://127.0.0.1:9/v1",
+            "list the apps of tenant acme",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!stderr(&out).contains("--llm"), "{}", stderr(&out));
+}
