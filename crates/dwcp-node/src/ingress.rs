@@ -23,13 +23,31 @@ pub struct Ingress {
     pub flags: Arc<crate::flags::FlagStore>,
     /// The host suffix apps are addressed under (`localhost`).
     pub domain: String,
+    /// Where request spans go, when traces are on.
+    pub traces: Option<Arc<crate::traces::Tracer>>,
 }
 
-/// Serves one request. The whole path of a request, top to bottom.
+/// Serves one request, in a span of its own when traces are on.
 pub async fn route(
     ingress: &Ingress,
     mut request: hyper::Request<Incoming>,
     peer: IpAddr,
+) -> hyper::Response<ResponseBody> {
+    let Some(tracer) = &ingress.traces else {
+        return serve(ingress, request, peer, None).await;
+    };
+    let mut span = tracer.start(&mut request);
+    let response = serve(ingress, request, peer, Some(&mut span)).await;
+    tracer.finish(span, response.status().as_u16());
+    response
+}
+
+/// Serves one request. The whole path of a request, top to bottom.
+async fn serve(
+    ingress: &Ingress,
+    mut request: hyper::Request<Incoming>,
+    peer: IpAddr,
+    mut span: Option<&mut crate::traces::RequestSpan>,
 ) -> hyper::Response<ResponseBody> {
     let started = Instant::now();
 
@@ -49,6 +67,11 @@ pub async fn route(
             ),
         );
     };
+    if let Some(span) = span.as_deref_mut() {
+        let (tenant, app) = split_key(&key);
+        span.tenant = Some(tenant.to_string());
+        span.app = Some(app.to_string());
+    }
     let Some(app) = ingress.apps.get(&key) else {
         let (tenant, app) = split_key(&key);
         // A loading app is back in moments; a failed one waits for its
@@ -75,6 +98,17 @@ pub async fn route(
         Err(reason) => return text_response(404, &reason),
     };
     let version = arm.version.clone();
+    if let Some(span) = span {
+        span.version = Some(version.labels().version.clone());
+        if let Some(canary) = &app.canary {
+            let side = match routed {
+                Routed::Header => "pinned",
+                Routed::Split if std::ptr::eq(arm, &canary.arm) => "canary",
+                Routed::Split => "stable",
+            };
+            span.rollout = Some((side, f64::from(canary.weight_bp) / 100.0));
+        }
+    }
 
     // The tenant's flags, evaluated for this user, travel with the request;
     // a client's own `x-dwcp-flags` never reaches the app. An experiment

@@ -34,6 +34,7 @@ mod stateful;
 mod telemetry;
 mod tenants;
 mod tls_listener;
+pub mod traces;
 mod trust;
 
 pub use apps::{AppTable, LiveApp};

@@ -61,6 +61,8 @@ pub struct NodeConfig {
     /// The `fractional` bucketing flags are evaluated with (flagd's v2
     /// unless flags were written for v1).
     pub flags_fractional: dwcp_release::flags::FractionalVersion,
+    /// Export traces of the request path to this OTLP/HTTP collector.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl NodeConfig {
@@ -84,6 +86,7 @@ impl NodeConfig {
             admin_tls: false,
             node_key_rotation: Some(Duration::from_secs(30 * 86_400)),
             flags_fractional: Default::default(),
+            otlp_endpoint: None,
         }
     }
 }
@@ -193,10 +196,31 @@ impl Node {
 
         // Serving starts before loading: each app serves as soon as it is
         // loaded, the busiest first (see `startup.rs`).
+        let traces = match &config.otlp_endpoint {
+            Some(url) => {
+                let (tracer, export) = crate::traces::Tracer::new(url, admin_addr.to_string())?;
+                // Its own thread: it ends by itself once the ingress (every
+                // sender) is gone, after posting what it holds.
+                std::thread::Builder::new()
+                    .name("dwcp-traces".into())
+                    .spawn(move || {
+                        match tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                        {
+                            Ok(rt) => rt.block_on(export),
+                            Err(e) => tracing::warn!("traces are not exported: {e}"),
+                        }
+                    })?;
+                Some(tracer)
+            }
+            None => None,
+        };
         let ingress = Arc::new(Ingress {
             apps,
             flags,
             domain: config.domain.clone(),
+            traces,
         });
         for i in 0..config.workers.max(1) {
             let listener = http.try_clone()?;

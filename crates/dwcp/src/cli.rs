@@ -195,6 +195,13 @@ pub enum Command {
     /// Example: dwcp gen k8s --nodes 3 --namespace edge --nats-url tls://nats.edge.svc:4222
     #[command(subcommand)]
     Gen(crate::r#gen::GenCommand),
+    /// Print a shell completion script.
+    ///
+    /// Example: dwcp completions bash > /etc/bash_completion.d/dwcp
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Benchmarks against named peers.
     ///
     /// Example: dwcp bench http
@@ -272,6 +279,13 @@ pub struct UpArgs {
     /// flag files whose splits were made with flagd's older one.
     #[arg(long, default_value = "v2", value_parser = ["v1", "v2"])]
     pub flags_fractional: String,
+    /// Log lines on stderr: `text` for people, `json` (one object per line) for log shippers.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// Send OpenTelemetry traces of the request path to this OTLP/HTTP endpoint
+    /// (e.g. http://127.0.0.1:4318; off when not given). Also `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -834,6 +848,9 @@ pub enum ConfigCommand {
         app: String,
         /// The key.
         key: String,
+        /// Print JSON: {"KEY": "value"}.
+        #[arg(long)]
+        json: bool,
     },
     /// List every value.
     ///

@@ -105,6 +105,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(bench) => crate::bench::run(bench),
         Command::Ask(_) => unreachable!("handled above"),
         Command::Gen(command) => crate::r#gen::run(&command),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "dwcp", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 
@@ -369,10 +374,11 @@ fn config(
             )?;
             println!("{tenant}/{app}: config {key} set; new instances see it");
         }
-        ConfigCommand::Get { app, key } => {
+        ConfigCommand::Get { app, key, json } => {
             let (tenant, app) = split_app(default_tenant, &app)?;
             let all: Value = client.get(&format!("/v1/apps/{tenant}/{app}/config"))?;
             match all.get(&key).and_then(Value::as_str) {
+                Some(value) if json => print_json(&serde_json::json!({ key: value }))?,
                 Some(value) => println!("{value}"),
                 None => anyhow::bail!("{tenant}/{app} has no config `{key}`"),
             }

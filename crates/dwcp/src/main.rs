@@ -20,13 +20,14 @@ mod r#gen;
 mod keys;
 mod observe;
 mod rollout;
+mod settings;
 mod signing;
 mod snapshots;
 mod up;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 // The request path allocates many small, short-lived objects (stores,
 // resource tables, hyper buffers); glibc's malloc spent about 15% of a
@@ -38,7 +39,12 @@ fn main() -> ExitCode {
     // Other crates in the build enable rustls's `ring` provider too; with
     // two and no default, rustls would refuse to pick.
     dwcp_crypto::tls::install_default_provider();
-    let cli = cli::Cli::parse();
+    let matches = cli::Cli::command().get_matches();
+    let mut cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Err(e) = settings::apply(&mut cli, &matches) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -18,28 +18,40 @@ pub fn parse_size(flag: &str, s: &str) -> anyhow::Result<u64> {
 }
 
 /// Sets up logging on stderr: `DWCP_LOG` (or `RUST_LOG`) filters, default
-/// `info`. Lines are written by a thread of their own: a slow reader of
-/// stderr (a full pipe) must not stall the threads that serve requests; if
-/// it falls far behind, lines are dropped rather than waited for. Keep the
-/// guard until exit: dropping it writes out what is buffered.
-pub fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
+/// `info`; `json` writes one JSON object per line (fields flattened, for log
+/// shippers), `text` lines for people, colored only on a terminal. Lines are
+/// written by a thread of their own: a slow reader of stderr (a full pipe)
+/// must not stall the threads that serve requests; if it falls far behind,
+/// lines are dropped rather than waited for. Keep the guard until exit:
+/// dropping it writes out what is buffered.
+pub fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = std::env::var("DWCP_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".into());
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(writer)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(writer);
+    let _ = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init()
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init()
+    };
     guard
 }
 
 /// Starts the node, prints the `ready` line, waits for a signal, drains.
 pub fn run(args: UpArgs, admin: &str, data_dir: PathBuf) -> anyhow::Result<()> {
-    let _log_guard = init_logging();
+    let _log_guard = init_logging(args.log_format == "json");
     let mut config = NodeConfig::new(data_dir.clone());
     config.http = args.http;
+    config.otlp_endpoint = args.otlp_endpoint.clone();
     let admin_addr = admin
         .strip_prefix("http://")
         .or_else(|| admin.strip_prefix("https://"))
