@@ -246,6 +246,20 @@ fn decode<T: DeserializeOwned>(
         .with_context(|| format!("unexpected answer from the admin API: {text}"))
 }
 
+/// Runs `work` under a spinner saying `message` (on a terminal only:
+/// indicatif draws nothing when stderr is not one).
+pub fn with_spinner<T>(message: &str, work: impl FnOnce() -> T) -> T {
+    let spinner = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    spinner.set_message(message.to_string());
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    let out = work();
+    spinner.finish_and_clear();
+    out
+}
+
 /// A reader that advances a progress bar; once everything is sent, the bar
 /// turns into a spinner: the node is compiling.
 struct Progress<R> {

@@ -60,7 +60,8 @@ fn print(rows: &Value, json: bool) -> anyhow::Result<()> {
 
 /// `dwcp snapshot`.
 pub fn snapshot(client: &AdminClient, default_tenant: &str, args: KeyArgs) -> anyhow::Result<()> {
-    let rows: Value = client.send("POST", &path(default_tenant, &args, "", None)?)?;
+    let path = path(default_tenant, &args, "", None)?;
+    let rows: Value = crate::client::with_spinner("checkpointing", || client.send("POST", &path))?;
     print(&rows, args.json)
 }
 
@@ -76,10 +77,8 @@ pub fn restore(
     default_tenant: &str,
     args: RestoreArgs,
 ) -> anyhow::Result<()> {
-    let rows: Value = client.send(
-        "POST",
-        &path(default_tenant, &args.target, "/restore", args.snapshot)?,
-    )?;
+    let path = path(default_tenant, &args.target, "/restore", args.snapshot)?;
+    let rows: Value = crate::client::with_spinner("restoring", || client.send("POST", &path))?;
     if !args.target.json {
         println!("restored; the next request to each key resumes from:");
     }
