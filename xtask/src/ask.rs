@@ -20,7 +20,8 @@ pub fn model(root: &Path) -> anyhow::Result<()> {
         std::fs::read_to_string(crate_dir.join("data").join(name))
             .with_context(|| format!("reading data/{name}"))
     };
-    let train_templates = train::templates(spec, &read("train.txt")?)?;
+    let mut train_templates = train::templates(spec, &read("train.txt")?)?;
+    train_templates.extend(train::templates(spec, &read("extra.txt")?)?);
     let valid_templates = train::templates(spec, &read("valid.txt")?)?;
     let test_templates = train::templates(spec, &read("test.txt")?)?;
     let mut settings = Settings::default();

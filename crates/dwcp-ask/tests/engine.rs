@@ -29,6 +29,7 @@ fn every_template_file_matches_the_spec() {
     let spec = Spec::builtin();
     for (name, text) in [
         ("train", train::TRAIN_TEMPLATES),
+        ("extra", train::EXTRA_TEMPLATES),
         ("valid", train::VALID_TEMPLATES),
         ("test", train::TEST_TEMPLATES),
     ] {

@@ -191,6 +191,22 @@ fn text(slots: &Map<String, Value>, name: &str) -> Option<String> {
     })
 }
 
+/// `args` followed by `FLAG VALUE+UNIT` for each `(slot, flag, unit)` the
+/// parse has a value for.
+fn with_flags(
+    slots: &Map<String, Value>,
+    mut args: Vec<String>,
+    flags: &[(&str, &str, &str)],
+) -> Vec<String> {
+    for (slot, flag, unit) in flags {
+        if let Some(value) = text(slots, slot) {
+            args.push(flag.to_string());
+            args.push(format!("{value}{unit}"));
+        }
+    }
+    args
+}
+
 /// The `dwcp` command(s) for a parse; `tenant` is used when the text named none.
 pub fn plan(parse: &Parse, default_tenant: &str) -> Plan {
     let s = &parse.slots;
@@ -228,22 +244,17 @@ pub fn plan(parse: &Parse, default_tenant: &str) -> Plan {
         "app_status" => one(v(&["status", &app()])),
         "scale_app" => cluster("scaling replicas"),
         "set_limits" => {
-            let mut args = v(&["apps", "set", &app()]);
-            if let Some(m) = get("memory_mib") {
-                args.extend(v(&["--memory", &format!("{m}MiB")]));
-            }
-            if let Some(ms) = get("cpu_ms") {
-                args.extend(v(&["--deadline", &format!("{ms}ms")]));
-            }
-            if let Some(c) = get("concurrency") {
-                args.extend(v(&["--concurrency", &c]));
-            }
-            if args.len() == 3 {
-                return Plan::Say(
+            let limits = [
+                ("memory_mib", "--memory", "MiB"),
+                ("cpu_ms", "--deadline", "ms"),
+                ("concurrency", "--concurrency", ""),
+            ];
+            match with_flags(s, v(&["apps", "set", &app()]), &limits) {
+                args if args.len() > 3 => one(args),
+                _ => Plan::Say(
                     "say which limit: memory (e.g. 256MB), CPU time per request (e.g. 50ms) or concurrency".into(),
-                );
+                ),
             }
-            one(args)
         }
         "restart_app" => one(v(&["restart", &app()])),
         "list_versions" => one(v(&["versions", &app()])),
@@ -345,34 +356,24 @@ pub fn plan(parse: &Parse, default_tenant: &str) -> Plan {
         "delete_tenant" => one(v(&["tenants", "delete", &tenant])),
         "list_tenants" => one(v(&["tenants", "list"])),
         "set_tenant_quota" => {
-            let mut args = v(&["tenants", "quota", &tenant]);
-            if let Some(m) = get("memory_mib") {
-                args.extend(v(&["--memory", &format!("{m}MiB")]));
+            let quota = [
+                ("memory_mib", "--memory", "MiB"),
+                ("instances", "--instances", ""),
+            ];
+            match with_flags(s, v(&["tenants", "quota", &tenant]), &quota) {
+                args if args.len() > 3 => one(args),
+                _ => Plan::Say("say which quota: memory (e.g. 4GB) or instances (e.g. 20)".into()),
             }
-            if let Some(n) = get("instances") {
-                args.extend(v(&["--instances", &n]));
-            }
-            if args.len() == 3 {
-                return Plan::Say(
-                    "say which quota: memory (e.g. 4GB) or instances (e.g. 20)".into(),
-                );
-            }
-            one(args)
         }
         "gen_terraform" | "gen_k8s" | "gen_ansible" => {
             let target = parse.intent.trim_start_matches("gen_");
-            let mut args = v(&["gen", target]);
-            for (slot, flag) in [
-                ("nodes", "--nodes"),
-                ("region", "--region"),
-                ("provider", "--provider"),
-                ("namespace", "--namespace"),
-            ] {
-                if let Some(value) = get(slot) {
-                    args.extend(v(&[flag, &value]));
-                }
-            }
-            one(args)
+            let options = [
+                ("nodes", "--nodes", ""),
+                ("region", "--region", ""),
+                ("provider", "--provider", ""),
+                ("namespace", "--namespace", ""),
+            ];
+            one(with_flags(s, v(&["gen", target]), &options))
         }
         "run_benchmark" => match get("kind").as_deref() {
             None | Some("all") => Plan::Run(

@@ -123,22 +123,20 @@ fn chat_endpoint(content: &'static str) -> (String, std::thread::JoinHandle<Stri
     (url, handle)
 }
 
+/// `dwcp ask --dry-run --json --llm URL TEXT`.
+fn ask_with_llm(url: &str, text: &str) -> std::process::Output {
+    Command::new(dwcp())
+        .args(["ask", "--dry-run", "--json", "--llm", url, text])
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn llm_is_asked_only_when_unsure_and_its_answer_is_held_to_the_spec() {
     // Unsure offline (a joke is `none`): the endpoint's answer, inside the
     // spec, is taken.
     let (url, server) = chat_endpoint(r#"{"intent": "list_tenants", "slots": {}}"#);
-    let out = Command::new(dwcp())
-        .args([
-            "ask",
-            "--dry-run",
-            "--json",
-            "--llm",
-            &url,
-            "Tell me a joke.",
-        ])
-        .output()
-        .unwrap();
+    let out = ask_with_llm(&url, "Tell me a joke.");
     let request = server.join().unwrap();
     assert!(
         request.starts_with("POST /v1/chat/completions"),
@@ -153,34 +151,14 @@ fn llm_is_asked_only_when_unsure_and_its_answer_is_held_to_the_spec() {
 
     // An answer outside the spec is refused: the offline answer stands.
     let (url, server) = chat_endpoint(r#"{"intent": "format_all_disks", "slots": {}}"#);
-    let out = Command::new(dwcp())
-        .args([
-            "ask",
-            "--dry-run",
-            "--json",
-            "--llm",
-            &url,
-            "Tell me a joke.",
-        ])
-        .output()
-        .unwrap();
+    let out = ask_with_llm(&url, "Tell me a joke.");
     server.join().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["intent"], "none");
     assert!(stderr(&out).contains("not in the spec"), "{}", stderr(&out));
 
     // Sure offline: the endpoint is never called (nothing listens there).
-    let out = Command::new(dwcp())
-        .args([
-            "ask",
-            "--dry-run",
-            "--json",
-            "--llm",
-            "http://127.0.0.1:9/v1",
-            "list the apps of tenant acme",
-        ])
-        .output()
-        .unwrap();
+    let out = ask_with_llm("http://127.0.0.1:9/v1", "list the apps of tenant acme");
     assert!(out.status.success());
     assert!(!stderr(&out).contains("--llm"), "{}", stderr(&out));
 }
