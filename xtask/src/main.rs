@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 
 mod ask;
+mod browser;
 mod checkers;
 
 /// The guests in `examples/`, as the contract names them.
@@ -148,6 +149,10 @@ fn test(root: &Path) -> anyhow::Result<()> {
     tests.args(["test", "--release", "--workspace"]);
     // The checkers of the generated Terraform, Kubernetes and Ansible files.
     for (key, value) in checkers::install(root)? {
+        tests.env(key, value);
+    }
+    // Debian's chromium and chromedriver, for the dashboard's browser test.
+    for (key, value) in browser::install()? {
         tests.env(key, value);
     }
     // The conformance test compares DWCP with `wasmtime serve`.

@@ -89,6 +89,7 @@ pub fn router(state: Arc<AdminState>, max_upload: usize) -> Router {
             state.clone(),
             crate::auth::require_token,
         ))
+        .merge(crate::dashboard::routes())
         .with_state(state)
 }
 

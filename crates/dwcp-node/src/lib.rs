@@ -13,6 +13,7 @@ mod apps;
 mod auth;
 mod backup;
 mod control;
+mod dashboard;
 mod experiments;
 pub mod flags;
 mod flags_admin;
