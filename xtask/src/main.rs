@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 mod ask;
 mod browser;
 mod checkers;
+mod nats;
 
 /// The guests in `examples/`, as the contract names them.
 const EXAMPLES: &[&str] = &[
@@ -149,6 +150,10 @@ fn test(root: &Path) -> anyhow::Result<()> {
     tests.args(["test", "--release", "--workspace"]);
     // The checkers of the generated Terraform, Kubernetes and Ansible files.
     for (key, value) in checkers::install(root)? {
+        tests.env(key, value);
+    }
+    // nats-server 2.15, for the cluster tests.
+    for (key, value) in nats::install(root)? {
         tests.env(key, value);
     }
     // Debian's chromium and chromedriver, for the dashboard's browser test.
