@@ -10,10 +10,13 @@
 //!   removed by the server itself within the TTL, and every node watching
 //!   the bucket sees it go. A node deregisters on shutdown.
 //!
+//! - [`local`]: a nats-server process on loopback, for tests and trials.
+//!
 //! Records are JSON with a schema version (`"v"`), and readers ignore fields
 //! they do not know, so nodes of two adjacent releases can share a cluster.
 
 pub mod link;
+pub mod local;
 pub mod members;
 
 pub use link::{Cluster, ClusterError, ClusterOptions};

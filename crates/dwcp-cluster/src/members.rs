@@ -133,7 +133,7 @@ impl Cluster {
     /// Every member now (`Up` for each), then each change as it happens.
     pub async fn watch_members(
         &self,
-    ) -> Result<impl futures_util::Stream<Item = MemberEvent> + Send + 'static, ClusterError> {
+    ) -> Result<impl futures_util::Stream<Item = MemberEvent> + Send + use<>, ClusterError> {
         let store = self.nodes_bucket().await?;
         let watch = store
             .watch_with_history(">")

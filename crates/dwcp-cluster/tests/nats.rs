@@ -1,96 +1,27 @@
 //! Against a real `nats-server` (2.15, JetStream on), started on a free
 //! port per test: membership by heartbeats, and the post-quantum link.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dwcp_cluster::local::LocalServer;
 use dwcp_cluster::{Cluster, ClusterError, ClusterOptions, MemberEvent, NodeRecord};
 use futures_util::StreamExt;
 
-/// The nats-server binary: `DWCP_NATS_SERVER`, else the one the test
-/// command installs under target/tools, else `nats-server` on the PATH.
-fn nats_server_bin() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("DWCP_NATS_SERVER") {
-        return Some(PathBuf::from(p));
-    }
-    let installed = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/tools/nats-server-2.15.1/bin/nats-server");
-    if installed.exists() {
-        return Some(installed);
-    }
-    Command::new("nats-server")
-        .arg("--version")
-        .output()
-        .ok()
-        .filter(|o| String::from_utf8_lossy(&o.stdout).contains("v2.1"))
-        .map(|_| PathBuf::from("nats-server"))
-}
-
-/// A nats-server process, killed on drop.
-struct NatsServer {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl NatsServer {
-    /// Starts one with JetStream and `extra` configuration; `None` (with a
-    /// notice) when no nats-server is installed.
-    fn start(extra: &str, scheme: &str) -> Option<NatsServer> {
-        let Some(bin) = nats_server_bin() else {
-            eprintln!(
-                "NOTICE: no nats-server (set DWCP_NATS_SERVER, or run `cargo xtask test`, which installs it): skipped"
-            );
-            return None;
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let store = dir.path().join("store");
-        let config = dir.path().join("nats.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "listen: 127.0.0.1:-1\njetstream {{ store_dir: \"{}\" }}\n{extra}\n",
-                store.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg(&config)
-            .arg("--ports_file_dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server starts");
-        let ports = dir.path().join(format!("nats-server_{}.ports", child.id()));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let url = loop {
-            if let Ok(text) = std::fs::read_to_string(&ports)
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
-                && let Some(url) = v["nats"][0].as_str()
-            {
-                let port = url.rsplit(':').next().unwrap_or_default();
-                break format!("{scheme}://127.0.0.1:{port}");
-            }
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Some(NatsServer {
-            child,
-            url,
-            _dir: dir,
-        })
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A local nats-server with `extra` configuration, in a directory of its
+/// own; `None` (with a notice) when none is installed.
+fn start_server(extra: &str, scheme: &str) -> Option<(LocalServer, tempfile::TempDir)> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let Some(bin) = LocalServer::binary(&workspace) else {
+        eprintln!(
+            "NOTICE: no nats-server (set DWCP_NATS_SERVER, or run `cargo xtask test`, which installs it): skipped"
+        );
+        return None;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(&bin, dir.path(), extra, scheme).expect("nats-server starts");
+    Some((server, dir))
 }
 
 fn options(url: &str, name: &str) -> ClusterOptions {
@@ -141,7 +72,7 @@ async fn wait_for(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_beat_and_a_silent_one_is_gone_from_every_view_within_three_seconds() {
-    let Some(server) = NatsServer::start("", "nats") else {
+    let Some((server, _dir)) = start_server("", "nats") else {
         return;
     };
     let a = connect(&options(&server.url, "dwcp-a")).await;
@@ -201,7 +132,7 @@ async fn members_beat_and_a_silent_one_is_gone_from_every_view_within_three_seco
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_node_id_cannot_be_taken_twice() {
-    let Some(server) = NatsServer::start("", "nats") else {
+    let Some((server, _dir)) = start_server("", "nats") else {
         return;
     };
     let a = connect(&options(&server.url, "dwcp-a")).await;
@@ -236,7 +167,7 @@ async fn the_link_is_post_quantum_tls_only() {
         dir.path().join("cert.pem").display(),
         dir.path().join("key.pem").display()
     );
-    let Some(server) = NatsServer::start(&tls, "tls") else {
+    let Some((server, _dir)) = start_server(&tls, "tls") else {
         return;
     };
     let mut pq = options(&server.url, "dwcp-pq");

@@ -32,6 +32,8 @@ pub struct AdminState {
     pub trust: Arc<crate::trust::TrustStore>,
     /// Each tenant's feature flags.
     pub flags: Arc<crate::flags::FlagStore>,
+    /// The cluster's members as this node sees them.
+    pub members: Arc<crate::cluster::Members>,
 }
 
 /// The admin API's routes; uploads up to `max_upload` bytes.
@@ -82,6 +84,7 @@ pub fn router(state: Arc<AdminState>, max_upload: usize) -> Router {
         .merge(crate::keys_admin::routes())
         .merge(crate::rollout_admin::routes())
         .merge(crate::flags_admin::routes())
+        .merge(crate::nodes_admin::routes())
         .layer(DefaultBodyLimit::max(max_upload))
         .layer(axum::middleware::from_fn_with_state(state.clone(), audit))
         // Outermost: a call without a valid token is neither run nor audited.

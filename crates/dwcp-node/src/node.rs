@@ -63,6 +63,10 @@ pub struct NodeConfig {
     pub flags_fractional: dwcp_release::flags::FractionalVersion,
     /// Export traces of the request path to this OTLP/HTTP collector.
     pub otlp_endpoint: Option<String>,
+    /// Who this node is among others.
+    pub identity: crate::cluster::Identity,
+    /// The cluster to join, if any.
+    pub cluster: Option<crate::cluster::ClusterSettings>,
 }
 
 impl NodeConfig {
@@ -87,6 +91,12 @@ impl NodeConfig {
             node_key_rotation: Some(Duration::from_secs(30 * 86_400)),
             flags_fractional: Default::default(),
             otlp_endpoint: None,
+            identity: crate::cluster::Identity {
+                node_id: "node".into(),
+                region: "default".into(),
+                labels: Default::default(),
+            },
+            cluster: None,
         }
     }
 }
@@ -168,6 +178,25 @@ impl Node {
             crate::flags::FlagStore::open(control.clone(), config.flags_fractional)
                 .context("cannot load the tenants' feature flags")?,
         );
+        let members = match &config.cluster {
+            Some(settings) => {
+                let (members, thread) = crate::cluster::join(
+                    settings,
+                    config.identity.clone(),
+                    http_addr,
+                    shutdown.subscribe(),
+                )?;
+                threads.push(thread);
+                tracing::info!(
+                    node = %config.identity.node_id,
+                    region = %config.identity.region,
+                    cluster = %settings.url,
+                    "joined the cluster"
+                );
+                members
+            }
+            None => crate::cluster::alone(config.identity.clone(), http_addr),
+        };
         let admin_state = Arc::new(AdminState {
             control: control.clone(),
             metrics: metrics.clone(),
@@ -177,6 +206,7 @@ impl Node {
             metrics_public: config.metrics_public,
             trust: Arc::new(trust),
             flags: flags.clone(),
+            members,
         });
         if config.admin_tls && config.tls.is_none() {
             anyhow::bail!(

@@ -222,7 +222,7 @@ pub fn plan(parse: &Parse, default_tenant: &str) -> Plan {
     };
     let cluster = |what: &str| {
         Plan::NotHere(format!(
-            "{what} needs the edge cluster, which this build does not have yet (it runs one node)"
+            "{what} needs more of the edge cluster than this build has (it has membership: `dwcp nodes`, `dwcp cluster health`)"
         ))
     };
     match parse.intent.as_str() {
@@ -338,8 +338,16 @@ pub fn plan(parse: &Parse, default_tenant: &str) -> Plan {
             )),
         },
         "migrate_app" => cluster("live migration between nodes"),
-        "list_nodes" | "node_status" | "drain_node" | "cordon_node" | "uncordon_node"
-        | "remove_node" | "cluster_health" => cluster("managing nodes"),
+        "list_nodes" => one(with_flags(
+            s,
+            v(&["nodes", "list"]),
+            &[("region", "--region", "")],
+        )),
+        "node_status" => one(v(&["nodes", "status", &get("node").unwrap_or_default()])),
+        "cluster_health" => one(v(&["cluster", "health"])),
+        "drain_node" | "cordon_node" | "uncordon_node" | "remove_node" => {
+            cluster("cordoning, draining and removing nodes")
+        }
         "pin_region" | "route_status" => cluster("routing between regions"),
         "purge_cache" | "cache_stats" | "set_cache_ttl" => {
             cluster("the edge response cache (it comes with the cluster)")

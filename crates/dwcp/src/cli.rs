@@ -195,6 +195,21 @@ pub enum Command {
     /// Example: dwcp gen k8s --nodes 3 --namespace edge --nats-url tls://nats.edge.svc:4222
     #[command(subcommand)]
     Gen(crate::r#gen::GenCommand),
+    /// The cluster's nodes as the node spoken to sees them (`list` by default).
+    ///
+    /// Example: dwcp nodes list --region eu-west
+    Nodes {
+        #[command(subcommand)]
+        command: Option<crate::nodes::NodesCommand>,
+        /// Print JSON (for the default `list`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// The whole cluster's health.
+    ///
+    /// Example: dwcp cluster health
+    #[command(subcommand)]
+    Cluster(crate::nodes::ClusterCommand),
     /// Print a shell completion script.
     ///
     /// Example: dwcp completions bash > /etc/bash_completion.d/dwcp
@@ -282,6 +297,22 @@ pub struct UpArgs {
     /// Log lines on stderr: `text` for people, `json` (one object per line) for log shippers.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Join an edge cluster: its NATS servers, `tls://HOST:PORT` (post-quantum
+    /// TLS only) or `nats://HOST:PORT` (plaintext, for tests). JetStream must be on.
+    #[arg(long, value_name = "URL")]
+    pub cluster: Option<String>,
+    /// The CA (PEM) that signed the cluster's server certificates.
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    pub cluster_ca: Option<PathBuf>,
+    /// This node's id in the cluster (default: the host name).
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<String>,
+    /// This node's region.
+    #[arg(long, default_value = "default", value_name = "R")]
+    pub region: String,
+    /// This node's labels, `k=v,k2=v2`.
+    #[arg(long, value_name = "K=V,…")]
+    pub labels: Option<String>,
     /// Send OpenTelemetry traces of the request path to this OTLP/HTTP endpoint
     /// (e.g. http://127.0.0.1:4318; off when not given). Also `OTEL_EXPORTER_OTLP_ENDPOINT`.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]

@@ -105,6 +105,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(bench) => crate::bench::run(bench),
         Command::Ask(_) => unreachable!("handled above"),
         Command::Gen(command) => crate::r#gen::run(&command),
+        Command::Nodes { command, json } => crate::nodes::nodes(&client(), command, json),
+        Command::Cluster(command) => crate::nodes::cluster(&client(), command),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "dwcp", &mut std::io::stdout());

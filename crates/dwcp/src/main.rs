@@ -18,6 +18,7 @@ mod experiment;
 mod flags;
 mod r#gen;
 mod keys;
+mod nodes;
 mod observe;
 mod rollout;
 mod settings;

@@ -46,12 +46,74 @@ pub fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
     guard
 }
 
+/// The node's id (default the host name), region and labels.
+fn identity(args: &UpArgs) -> anyhow::Result<dwcp_node::cluster::Identity> {
+    let node_id = match &args.node_id {
+        Some(id) => id.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "node".into()),
+    };
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && !s.starts_with('.')
+            && !s.ends_with('.')
+    };
+    anyhow::ensure!(
+        name_ok(&node_id),
+        "--node-id `{node_id}`: 1 to 63 of letters, digits, `-`, `_`, `.` (not at either end)"
+    );
+    anyhow::ensure!(
+        name_ok(&args.region),
+        "--region `{}`: 1 to 63 of letters, digits, `-`, `_`, `.`",
+        args.region
+    );
+    let mut labels = std::collections::BTreeMap::new();
+    for pair in args
+        .labels
+        .iter()
+        .flat_map(|l| l.split(','))
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair
+            .split_once('=')
+            .filter(|(k, _)| name_ok(k))
+            .with_context(|| format!("--labels: `{pair}` is not KEY=VALUE"))?;
+        labels.insert(k.to_string(), v.to_string());
+    }
+    Ok(dwcp_node::cluster::Identity {
+        node_id,
+        region: args.region.clone(),
+        labels,
+    })
+}
+
 /// Starts the node, prints the `ready` line, waits for a signal, drains.
 pub fn run(args: UpArgs, admin: &str, data_dir: PathBuf) -> anyhow::Result<()> {
     let _log_guard = init_logging(args.log_format == "json");
     let mut config = NodeConfig::new(data_dir.clone());
     config.http = args.http;
     config.otlp_endpoint = args.otlp_endpoint.clone();
+    config.identity = identity(&args)?;
+    config.cluster = match &args.cluster {
+        Some(url) => Some(dwcp_node::cluster::ClusterSettings {
+            url: url.clone(),
+            ca_pem: match &args.cluster_ca {
+                Some(path) => Some(
+                    std::fs::read(path)
+                        .with_context(|| format!("--cluster-ca: cannot read {}", path.display()))?,
+                ),
+                None => None,
+            },
+        }),
+        None => None,
+    };
     let admin_addr = admin
         .strip_prefix("http://")
         .or_else(|| admin.strip_prefix("https://"))

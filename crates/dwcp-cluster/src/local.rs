@@ -1,0 +1,99 @@
+//! A `nats-server` process on a free loopback port, with JetStream in a
+//! directory of its own: what the tests (and a local trial of a cluster)
+//! run against. Killed when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running local nats-server.
+pub struct LocalServer {
+    child: Child,
+    /// Its client URL (`nats://127.0.0.1:PORT`, or `tls://…` when asked).
+    pub url: String,
+    dir: PathBuf,
+}
+
+impl LocalServer {
+    /// The binary: `DWCP_NATS_SERVER`, else the one `cargo xtask test`
+    /// installs under `target/tools` (found from `workspace`), else
+    /// `nats-server` on the PATH if it is 2.1x. `None` when there is none.
+    pub fn binary(workspace: &Path) -> Option<PathBuf> {
+        if let Some(p) = std::env::var_os("DWCP_NATS_SERVER") {
+            return Some(PathBuf::from(p));
+        }
+        let installed = workspace.join("target/tools/nats-server-2.15.1/bin/nats-server");
+        if installed.exists() {
+            return Some(installed);
+        }
+        Command::new("nats-server")
+            .arg("--version")
+            .output()
+            .ok()
+            .filter(|o| String::from_utf8_lossy(&o.stdout).contains("v2.1"))
+            .map(|_| PathBuf::from("nats-server"))
+    }
+
+    /// Starts `binary` with JetStream stored in `dir` and `extra`
+    /// configuration lines; its URL uses `scheme` (`nats` or `tls`).
+    pub fn start(
+        binary: &Path,
+        dir: &Path,
+        extra: &str,
+        scheme: &str,
+    ) -> std::io::Result<LocalServer> {
+        let config = dir.join("nats.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: 127.0.0.1:-1\njetstream {{ store_dir: \"{}\" }}\n{extra}\n",
+                dir.join("store").display()
+            ),
+        )?;
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&config)
+            .arg("--ports_file_dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut server = LocalServer {
+            url: String::new(),
+            dir: dir.to_path_buf(),
+            child,
+        };
+        // The server writes its ports once it listens.
+        let ports = dir.join(format!("nats-server_{}.ports", server.child.id()));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&ports)
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+                && let Some(url) = v["nats"][0].as_str()
+            {
+                let port = url.rsplit(':').next().unwrap_or_default();
+                server.url = format!("{scheme}://127.0.0.1:{port}");
+                return Ok(server);
+            }
+            if Instant::now() > deadline || server.child.try_wait()?.is_some() {
+                return Err(std::io::Error::other(format!(
+                    "nats-server did not start (config {})",
+                    config.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Where its state is kept.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,175 @@
+//! Nodes in a cluster on a real nats-server: they see each other, a killed
+//! node is gone from the others' view within 3 s, a stopped one at once.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{TestNode, data_dir};
+use dwcp_cluster::local::LocalServer;
+use serde_json::Value;
+
+fn nats() -> Option<(LocalServer, tempfile::TempDir)> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let Some(bin) = LocalServer::binary(&workspace) else {
+        eprintln!(
+            "NOTICE: no nats-server (set DWCP_NATS_SERVER, or run `cargo xtask test`, which installs it): skipped"
+        );
+        return None;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = LocalServer::start(&bin, dir.path(), "", "nats").expect("nats-server starts");
+    Some((server, dir))
+}
+
+fn node_ids(node: &TestNode) -> Vec<String> {
+    let out: Value = serde_json::from_str(&node.cli_ok(&["nodes", "--json"])).unwrap();
+    out["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Polls `node`'s view until `done` holds; how long it took.
+fn until(node: &TestNode, limit: Duration, done: impl Fn(&[String]) -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        let ids = node_ids(node);
+        if done(&ids) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "still {ids:?} after {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn nodes_see_each_other_and_a_killed_one_is_gone_within_three_seconds() {
+    let Some((server, _dir)) = nats() else {
+        return;
+    };
+    let (da, db, dc) = (data_dir(), data_dir(), data_dir());
+    let a = TestNode::start_with(
+        da.path(),
+        &[
+            "--cluster",
+            &server.url,
+            "--node-id",
+            "edge-a",
+            "--region",
+            "eu-west",
+            "--labels",
+            "tier=gold",
+        ],
+    );
+    let mut b = TestNode::start_with(
+        db.path(),
+        &[
+            "--cluster",
+            &server.url,
+            "--node-id",
+            "edge-b",
+            "--region",
+            "us-east",
+        ],
+    );
+    let mut c = TestNode::start_with(
+        dc.path(),
+        &[
+            "--cluster",
+            &server.url,
+            "--node-id",
+            "edge-c",
+            "--region",
+            "us-east",
+        ],
+    );
+    until(&a, Duration::from_secs(5), |ids| ids.len() == 3);
+
+    let listed: Value =
+        serde_json::from_str(&a.cli_ok(&["nodes", "list", "--region", "us-east", "--json"]))
+            .unwrap();
+    let ids: Vec<&str> = listed["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["edge-b", "edge-c"]);
+    let me: Value =
+        serde_json::from_str(&a.cli_ok(&["nodes", "status", "edge-a", "--json"])).unwrap();
+    assert_eq!(me["labels"]["tier"], "gold");
+    assert_eq!(me["self"], true);
+    let health: Value = serde_json::from_str(&a.cli_ok(&["cluster", "health", "--json"])).unwrap();
+    assert_eq!(health["nodes"], 3);
+    assert_eq!(health["regions"]["us-east"], 2);
+    assert_eq!(health["healthy"], true);
+
+    // SIGKILL: no goodbye; its record expires on the server.
+    b.signal("KILL");
+    b.wait_exit(Duration::from_secs(5));
+    let noticed = until(&a, Duration::from_secs(5), |ids| {
+        !ids.iter().any(|i| i == "edge-b")
+    });
+    assert!(
+        noticed < Duration::from_secs(3),
+        "a killed node noticed after {noticed:?}"
+    );
+
+    // SIGTERM: the node deregisters as it stops.
+    c.signal("TERM");
+    assert_eq!(c.wait_exit(Duration::from_secs(10)), Some(0));
+    let noticed = until(&a, Duration::from_secs(3), |ids| {
+        !ids.iter().any(|i| i == "edge-c")
+    });
+    assert!(
+        noticed < Duration::from_secs(1),
+        "a stopped node noticed after {noticed:?}"
+    );
+}
+
+#[test]
+fn a_node_id_in_use_or_a_cluster_out_of_reach_stops_the_start_with_the_reason() {
+    let Some((server, _dir)) = nats() else {
+        return;
+    };
+    let da = data_dir();
+    let _a = TestNode::start_with(
+        da.path(),
+        &["--cluster", &server.url, "--node-id", "edge-a"],
+    );
+    let db = data_dir();
+    common::provision_trust(db.path());
+    let start = |flags: &[&str]| {
+        std::process::Command::new(common::dwcp())
+            .args([
+                "up",
+                "--http",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(db.path())
+            .args(flags)
+            .output()
+            .unwrap()
+    };
+    let out = start(&["--cluster", &server.url, "--node-id", "edge-a"]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("already in the cluster"),
+        "{}",
+        common::stderr(&out)
+    );
+    let out = start(&["--cluster", "nats://127.0.0.1:9", "--node-id", "edge-z"]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("cannot reach the cluster"),
+        "{}",
+        common::stderr(&out)
+    );
+}
