@@ -85,6 +85,26 @@ impl LocalServer {
         }
     }
 
+    /// For tests: a server in a temporary directory (kept alive with it),
+    /// or `None` with a notice when no nats-server is installed, so the
+    /// test can skip rather than fail on a machine without one.
+    pub fn for_tests(
+        workspace: &Path,
+        extra: &str,
+        scheme: &str,
+    ) -> Option<(LocalServer, tempfile::TempDir)> {
+        let Some(bin) = LocalServer::binary(workspace) else {
+            eprintln!(
+                "NOTICE: no nats-server (set DWCP_NATS_SERVER, or run `cargo xtask test`, which installs it): skipped"
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let server =
+            LocalServer::start(&bin, dir.path(), extra, scheme).expect("nats-server starts");
+        Some((server, dir))
+    }
+
     /// Where its state is kept.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -9,19 +9,13 @@ use dwcp_cluster::local::LocalServer;
 use dwcp_cluster::{Cluster, ClusterError, ClusterOptions, MemberEvent, NodeRecord};
 use futures_util::StreamExt;
 
-/// A local nats-server with `extra` configuration, in a directory of its
-/// own; `None` (with a notice) when none is installed.
+/// A local nats-server with `extra` configuration, or `None` with a notice.
 fn start_server(extra: &str, scheme: &str) -> Option<(LocalServer, tempfile::TempDir)> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let Some(bin) = LocalServer::binary(&workspace) else {
-        eprintln!(
-            "NOTICE: no nats-server (set DWCP_NATS_SERVER, or run `cargo xtask test`, which installs it): skipped"
-        );
-        return None;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let server = LocalServer::start(&bin, dir.path(), extra, scheme).expect("nats-server starts");
-    Some((server, dir))
+    LocalServer::for_tests(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+        extra,
+        scheme,
+    )
 }
 
 fn options(url: &str, name: &str) -> ClusterOptions {

@@ -11,16 +11,11 @@ use dwcp_cluster::local::LocalServer;
 use serde_json::Value;
 
 fn nats() -> Option<(LocalServer, tempfile::TempDir)> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let Some(bin) = LocalServer::binary(&workspace) else {
-        eprintln!(
-            "NOTICE: no nats-server (set DWCP_NATS_SERVER, or run `cargo xtask test`, which installs it): skipped"
-        );
-        return None;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let server = LocalServer::start(&bin, dir.path(), "", "nats").expect("nats-server starts");
-    Some((server, dir))
+    LocalServer::for_tests(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+        "",
+        "nats",
+    )
 }
 
 fn node_ids(node: &TestNode) -> Vec<String> {
@@ -142,22 +137,7 @@ fn a_node_id_in_use_or_a_cluster_out_of_reach_stops_the_start_with_the_reason() 
         &["--cluster", &server.url, "--node-id", "edge-a"],
     );
     let db = data_dir();
-    common::provision_trust(db.path());
-    let start = |flags: &[&str]| {
-        std::process::Command::new(common::dwcp())
-            .args([
-                "up",
-                "--http",
-                "127.0.0.1:0",
-                "--admin",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(db.path())
-            .args(flags)
-            .output()
-            .unwrap()
-    };
+    let start = |flags: &[&str]| common::up_refused(db.path(), flags);
     let out = start(&["--cluster", &server.url, "--node-id", "edge-a"]);
     assert!(!out.status.success());
     assert!(

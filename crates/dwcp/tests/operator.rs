@@ -167,20 +167,7 @@ fn request_spans_reach_an_otlp_collector_with_tenant_app_version_and_rollout() {
 #[test]
 fn a_bad_otlp_endpoint_is_refused_at_start() {
     let dir = data_dir();
-    common::provision_trust(dir.path());
-    let out = Command::new(dwcp())
-        .args([
-            "up",
-            "--http",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .args(["--otlp-endpoint", "https://collector:4318"])
-        .output()
-        .unwrap();
+    let out = common::up_refused(dir.path(), &["--otlp-endpoint", "https://collector:4318"]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("run a local collector"),

@@ -249,6 +249,25 @@ impl Drop for TestNode {
     }
 }
 
+/// `dwcp up` in `data_dir` (its trust provisioned) with `flags`, run to its
+/// end: for starts that must be refused.
+pub fn up_refused(data_dir: &Path, flags: &[&str]) -> Output {
+    provision_trust(data_dir);
+    Command::new(dwcp())
+        .args([
+            "up",
+            "--http",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .args(flags)
+        .output()
+        .expect("dwcp runs")
+}
+
 /// An HTTP response, or what arrived of one.
 #[derive(Debug)]
 pub struct Reply {
