@@ -88,6 +88,7 @@ const view = {
   detail: null, // {id, versions, experiment, snapshots}
   flags: null,
   keys: null,
+  nodes: null, // GET /v1/nodes, or {error}
 };
 
 // The series of an app's totals: `*` is no version's name.
@@ -278,6 +279,7 @@ async function refreshNodeWide() {
   const lists = await Promise.all(names.map((t) => maybe(`/v1/flags/${encodeURIComponent(t)}/flags`)));
   view.flags = names.map((tenant, i) => ({ tenant, ...lists[i] }));
   view.keys = await maybe("/v1/keys");
+  view.nodes = await maybe("/v1/nodes");
 }
 
 async function poll() {
@@ -376,19 +378,29 @@ function renderNode() {
   const inFlight = [...view.status.values()].reduce((s, st) => s + ((st.value && st.value.in_flight) || 0), 0);
   const live = view.prom && view.prom.live != null ? `${view.prom.live} live instances · ` : "";
   const health = ok ? (ready ? "ok, ready" : "ok, loading apps") : "not answering";
-  table(
-    $("#nodes"),
-    ["Node", "Region", "Health", "Load", "Apps"],
+  // The members as this node sees them (itself alone without --cluster);
+  // other members are alive by definition: the cluster drops silent ones.
+  const members = (view.nodes && view.nodes.value && view.nodes.value.nodes) || [];
+  const me = members.find((n) => n.self);
+  const rows = [
     [
-      [
-        `${location.host} (this node)`,
-        "– (single node)",
-        el("span", { class: ok && ready ? "badge good" : "badge bad" }, health),
-        `${live}${num(rps)} req/s · ${inFlight} in flight`,
-        String(view.apps.length),
-      ],
+      `${me ? me.node : location.host} (this node, ${location.host})`,
+      me ? me.region : "–",
+      el("span", { class: ok && ready ? "badge good" : "badge bad" }, health),
+      `${live}${num(rps)} req/s · ${inFlight} in flight`,
+      String(view.apps.length),
     ],
-  );
+  ];
+  for (const n of members.filter((n) => !n.self)) {
+    rows.push([
+      `${n.node} (${n.http})`,
+      n.region,
+      el("span", { class: n.admission === "active" ? "badge good" : "badge" }, `alive, ${n.admission}`),
+      "–",
+      "–",
+    ]);
+  }
+  table($("#nodes"), ["Node", "Region", "Health", "Load", "Apps"], rows);
 }
 
 function limitsText(l) {
