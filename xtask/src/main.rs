@@ -10,6 +10,7 @@ mod ask;
 mod browser;
 mod checkers;
 mod nats;
+mod promtool;
 
 /// The guests in `examples/`, as the contract names them.
 const EXAMPLES: &[&str] = &[
@@ -154,6 +155,10 @@ fn test(root: &Path) -> anyhow::Result<()> {
     }
     // nats-server 2.15, for the cluster tests.
     for (key, value) in nats::install(root)? {
+        tests.env(key, value);
+    }
+    // promtool (Debian's prometheus package), for the alert rules' tests.
+    for (key, value) in promtool::install()? {
         tests.env(key, value);
     }
     // Debian's chromium and chromedriver, for the dashboard's browser test.

@@ -265,7 +265,7 @@ pub struct Control {
     pub(crate) artifacts: BlobStore,
     pub(crate) runtime: Arc<Runtime>,
     pub(crate) apps: Arc<AppTable>,
-    metrics: Arc<NodeMetrics>,
+    pub(crate) metrics: Arc<NodeMetrics>,
     pub(crate) settings: ControlSettings,
     /// Deploys and deletes run one at a time: each is a read-modify-write
     /// of an app record, and compilation would not go faster in parallel.

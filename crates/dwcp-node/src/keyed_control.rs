@@ -59,6 +59,7 @@ impl Control {
                         self.checkpoints.clone(),
                         self.seal.clone(),
                         self.gate(&record.tenant),
+                        self.metrics.for_checkpoints(&record.tenant, &record.app),
                     ))
                 })
                 .clone()

@@ -208,6 +208,8 @@ impl Node {
             flags: flags.clone(),
             members,
         });
+        // /metrics carries each trusted key's expiry, read from the manifest.
+        metrics.watch_trust(&admin_state.trust);
         if config.admin_tls && config.tls.is_none() {
             anyhow::bail!(
                 "--admin-tls needs a certificate: --tls-cert/--tls-key or --tls-self-signed"

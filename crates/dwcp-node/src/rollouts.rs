@@ -507,6 +507,8 @@ impl Control {
         let id = format!("{}/{}", record.tenant, record.app);
         let percent = percent(decision.weight_bp);
         let action = format!("{:?}", decision.action).to_lowercase();
+        self.metrics
+            .record_decision(&record.tenant, &record.app, &action);
         match decision.action {
             Action::Abort => {
                 tracing::warn!(app = %id, %version, reason = %decision.reason, "rollout aborted: all traffic back on the stable version")

@@ -68,6 +68,8 @@ pub struct KeyedApp {
     /// Every version that serves keys: the active one and those keys stay on.
     versions: Mutex<HashMap<String, Arc<AppVersion>>>,
     keys: Mutex<HashMap<String, Arc<tokio::sync::Mutex<KeySlot>>>>,
+    /// Counts the checkpoints stored and those that failed.
+    metrics: crate::metrics::CheckpointMetrics,
 }
 
 /// What `dwcp snapshots` lists: a key's checkpoint.
@@ -107,6 +109,7 @@ impl KeyedApp {
         checkpoints: Arc<CheckpointStore>,
         seal: Arc<crate::seal::CheckpointSeal>,
         gate: Arc<TenantGate>,
+        metrics: crate::metrics::CheckpointMetrics,
     ) -> Self {
         Self {
             tenant: tenant.to_string(),
@@ -117,6 +120,7 @@ impl KeyedApp {
             seal,
             versions: Mutex::default(),
             keys: Mutex::default(),
+            metrics,
         }
     }
 
@@ -434,8 +438,23 @@ impl KeyedApp {
         live.restore(&bytes).await
     }
 
-    /// Checkpoints the key's live instance now.
+    /// Checkpoints the key's live instance now, and counts how that went
+    /// (a key that is not live is no failure: nothing was tried).
     async fn checkpoint(
+        &self,
+        key: &str,
+        slot: &mut KeySlot,
+        reason: &str,
+    ) -> Result<CheckpointMeta, KeyedError> {
+        let taken = self.take_checkpoint(key, slot, reason).await;
+        if !matches!(taken, Err(KeyedError::NotFound(_))) {
+            self.metrics.record(taken.is_ok());
+        }
+        taken
+    }
+
+    /// Captures, seals and stores the key's state.
+    async fn take_checkpoint(
         &self,
         key: &str,
         slot: &mut KeySlot,
