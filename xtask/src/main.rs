@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 
+mod apt;
 mod ask;
 mod browser;
 mod checkers;
