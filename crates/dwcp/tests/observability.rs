@@ -227,21 +227,7 @@ fn every_metric_the_dashboard_and_alerts_query_is_exported_by_a_node() {
 
     // Requests, cold starts, a 5xx and guest stops: a canary that traps,
     // aborted by the rollout's analysis.
-    node.deploy("demo/app", "hello", &[]);
-    node.deploy(
-        "demo/app",
-        "trap",
-        &[
-            "--strategy",
-            "canary",
-            "--steps",
-            "20,100",
-            "--step-time",
-            "1h",
-            "--min-samples",
-            "30",
-        ],
-    );
+    common::deploy_trapping_canary(&node, "demo/app");
     let deadline = Instant::now() + Duration::from_secs(60);
     while rollout_phase(&node, "demo/app") != "aborted" {
         assert!(

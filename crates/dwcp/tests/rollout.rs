@@ -158,21 +158,7 @@ fn a_good_canary_splits_users_stickily_then_is_promoted_and_undo_goes_back() {
 fn a_failing_canary_is_aborted_by_itself_with_the_numbers_and_an_audit_entry() {
     let dir = data_dir();
     let node = TestNode::start(dir.path());
-    node.deploy("demo/app", "hello", &[]);
-    node.deploy(
-        "demo/app",
-        "trap",
-        &[
-            "--strategy",
-            "canary",
-            "--steps",
-            "20,100",
-            "--step-time",
-            "1h",
-            "--min-samples",
-            "30",
-        ],
-    );
+    common::deploy_trapping_canary(&node, "demo/app");
     let s = drive_until_over(&node, 60, Duration::from_secs(60));
     assert_eq!(phase(&s), "aborted", "{s:#}");
     let abort = s["rollout"]["decisions"]

@@ -112,17 +112,7 @@ impl TestNode {
             Some(path) => Stdio::from(std::fs::File::create(path).expect("node log")),
             None => Stdio::inherit(),
         };
-        let mut child = Command::new(dwcp())
-            .args([
-                "up",
-                "--http",
-                "127.0.0.1:0",
-                "--admin",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(data_dir)
-            .args(flags)
+        let mut child = up_command(data_dir, flags)
             .env("DWCP_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -253,7 +243,13 @@ impl Drop for TestNode {
 /// end: for starts that must be refused.
 pub fn up_refused(data_dir: &Path, flags: &[&str]) -> Output {
     provision_trust(data_dir);
-    Command::new(dwcp())
+    up_command(data_dir, flags).output().expect("dwcp runs")
+}
+
+/// `dwcp up` on free ports with `data_dir` and `flags`.
+fn up_command(data_dir: &Path, flags: &[&str]) -> Command {
+    let mut command = Command::new(dwcp());
+    command
         .args([
             "up",
             "--http",
@@ -263,9 +259,29 @@ pub fn up_refused(data_dir: &Path, flags: &[&str]) -> Output {
             "--data-dir",
         ])
         .arg(data_dir)
-        .args(flags)
-        .output()
-        .expect("dwcp runs")
+        .args(flags);
+    command
+}
+
+/// Deploys `hello` as `app`, then `trap` (every request a 500) as a
+/// canary at 20% with an hour a step: its analysis aborts it once it has
+/// 30 requests a side.
+pub fn deploy_trapping_canary(node: &TestNode, app: &str) {
+    node.deploy(app, "hello", &[]);
+    node.deploy(
+        app,
+        "trap",
+        &[
+            "--strategy",
+            "canary",
+            "--steps",
+            "20,100",
+            "--step-time",
+            "1h",
+            "--min-samples",
+            "30",
+        ],
+    );
 }
 
 /// An HTTP response, or what arrived of one.
