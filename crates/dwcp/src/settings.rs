@@ -2,6 +2,7 @@
 //! `token`, `tenant`, `data_dir`), so commands stay short. A flag beats an
 //! environment variable (`DWCP_ADMIN`, `DWCP_TOKEN`, `DWCP_TENANT`,
 //! `DWCP_DATA_DIR`), which beats the file, which beats the built-in default.
+//! `dwcp up` takes only `data_dir` from it (its `--admin` is where it listens).
 //!
 //! The file is TOML at `DWCP_CONFIG`, else `$XDG_CONFIG_HOME/dwcp/config.toml`,
 //! else `~/.config/dwcp/config.toml`:
@@ -92,7 +93,10 @@ pub fn apply(cli: &mut Cli, matches: &ArgMatches) -> anyhow::Result<()> {
             Some(ValueSource::CommandLine | ValueSource::EnvVariable)
         )
     };
-    if let Some(admin) = settings.admin.filter(|_| unset("admin")) {
+    // For `dwcp up`, --admin is where to listen, not a node to talk to: a
+    // file written for the CLI must not move a node's admin address.
+    let is_up = matches!(cli.command, crate::cli::Command::Up(_));
+    if let Some(admin) = settings.admin.filter(|_| unset("admin") && !is_up) {
         cli.admin = admin;
     }
     if let Some(token) = settings.token.filter(|_| unset("token")) {
