@@ -154,6 +154,14 @@ pub fn normalize(slot: &str, kind: &SlotType, words: &[&str], raw: &str) -> Opti
     }
 }
 
+/// [`normalize`] for a value written on its own (a prompt's answer, another
+/// model's slot): its white-space separated words, lowercased.
+pub fn normalize_written(slot: &str, kind: &SlotType, written: &str) -> Option<Value> {
+    let lower = written.to_lowercase();
+    let words: Vec<&str> = lower.split_whitespace().collect();
+    normalize(slot, kind, &words, written.trim())
+}
+
 fn name(words: &[&str]) -> Option<Value> {
     let kept: Vec<&str> = words
         .iter()

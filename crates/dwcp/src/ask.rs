@@ -97,9 +97,7 @@ pub fn run(globals: &Globals, args: AskArgs) -> anyhow::Result<()> {
         let value = prompt(&format!("which {slot}? "))?;
         let intent = engine.spec().intent(&parse.intent).context("intent")?;
         let kind = &intent.slot(&slot).context("slot")?.kind;
-        let lower = value.to_lowercase();
-        let words: Vec<&str> = lower.split_whitespace().collect();
-        let normalized = dwcp_ask::values::normalize(&slot, kind, &words, value.trim())
+        let normalized = dwcp_ask::values::normalize_written(&slot, kind, &value)
             .with_context(|| format!("`{value}` is not a {slot}"))?;
         parse.slots.insert(slot, normalized);
     }
@@ -230,11 +228,8 @@ pub fn plan(parse: &Parse, default_tenant: &str) -> Plan {
             if s.contains_key("region") || s.contains_key("replicas") {
                 return cluster("placing replicas by region or count");
             }
-            let mut args = v(&["deploy", &app(), &get("file").unwrap_or_default()]);
-            if let Some(version) = get("version") {
-                args.extend(v(&["--version", &version]));
-            }
-            one(args)
+            let args = v(&["deploy", &app(), &get("file").unwrap_or_default()]);
+            one(with_flags(s, args, &[("version", "--version", "")]))
         }
         "delete_app" => one(v(&["delete", &app()])),
         "list_apps" => match get("tenant") {
@@ -258,13 +253,11 @@ pub fn plan(parse: &Parse, default_tenant: &str) -> Plan {
         }
         "restart_app" => one(v(&["restart", &app()])),
         "list_versions" => one(v(&["versions", &app()])),
-        "show_logs" => {
-            let mut args = v(&["logs", &app()]);
-            if let Some(since) = get("since_s") {
-                args.extend(v(&["--since", &format!("{since}s")]));
-            }
-            one(args)
-        }
+        "show_logs" => one(with_flags(
+            s,
+            v(&["logs", &app()]),
+            &[("since_s", "--since", "s")],
+        )),
         "show_metrics" => {
             if matches!(get("metric").as_deref(), Some("memory" | "cpu")) {
                 return Plan::NotHere(
@@ -277,40 +270,24 @@ pub fn plan(parse: &Parse, default_tenant: &str) -> Plan {
             }
         }
         "start_rollout" => {
-            let mut args = v(&[
-                "rollout",
-                "start",
-                &app(),
-                &get("version").unwrap_or_default(),
-            ]);
-            if let Some(strategy) = get("strategy") {
-                args.extend(v(&["--strategy", &strategy]));
-            }
-            one(args)
+            let version = get("version").unwrap_or_default();
+            let args = v(&["rollout", "start", &app(), &version]);
+            one(with_flags(s, args, &[("strategy", "--strategy", "")]))
         }
         "rollout_status" => one(v(&["rollout", "status", &app()])),
         "promote_rollout" => one(v(&["rollout", "promote", &app()])),
         "pause_rollout" => one(v(&["rollout", "pause", &app()])),
         "resume_rollout" => one(v(&["rollout", "resume", &app()])),
         "abort_rollout" => one(v(&["rollout", "abort", &app()])),
-        "rollback_app" => {
-            let mut args = v(&["rollout", "undo", &app()]);
-            if let Some(version) = get("version") {
-                args.extend(v(&["--to", &version]));
-            }
-            one(args)
-        }
+        "rollback_app" => one(with_flags(
+            s,
+            v(&["rollout", "undo", &app()]),
+            &[("version", "--to", "")],
+        )),
         "set_traffic_split" => {
-            let mut args = v(&[
-                "rollout",
-                "set-weight",
-                &app(),
-                &get("percent").unwrap_or_default(),
-            ]);
-            if let Some(version) = get("version") {
-                args.extend(v(&["--version", &version]));
-            }
-            one(args)
+            let percent = get("percent").unwrap_or_default();
+            let args = v(&["rollout", "set-weight", &app(), &percent]);
+            one(with_flags(s, args, &[("version", "--version", "")]))
         }
         "list_flags" => with_tenant(v(&["flags", "list"])),
         "create_flag" => with_tenant(v(&["flags", "create", &get("flag").unwrap_or_default()])),
@@ -542,6 +519,35 @@ mod tests {
         assert_eq!(
             plan(&unnamed, "demo"),
             Plan::Run(vec![vec!["delete".into(), "demo/cart".into()]])
+        );
+    }
+
+    #[test]
+    fn optional_slots_become_flags_with_their_units() {
+        let args = |intent: &str, slots: Value| match plan(&parse(intent, slots), "demo") {
+            Plan::Run(mut commands) => commands.remove(0),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            args(
+                "rollback_app",
+                serde_json::json!({"app": "cart", "version": "v2"})
+            ),
+            ["rollout", "undo", "demo/cart", "--to", "v2"]
+        );
+        assert_eq!(
+            args(
+                "show_logs",
+                serde_json::json!({"app": "cart", "since_s": 300})
+            ),
+            ["logs", "demo/cart", "--since", "300s"]
+        );
+        assert_eq!(
+            args(
+                "set_traffic_split",
+                serde_json::json!({"app": "cart", "percent": 10})
+            ),
+            ["rollout", "set-weight", "demo/cart", "10"]
         );
     }
 

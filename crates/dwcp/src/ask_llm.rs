@@ -114,9 +114,7 @@ pub fn validate(engine: &Engine, content: &str) -> anyhow::Result<Parse> {
                 Value::Number(n) => n.to_string(),
                 other => bail!("slot {name}: {other} is not a value"),
             };
-            let lower = written.to_lowercase();
-            let words: Vec<&str> = lower.split_whitespace().collect();
-            let normalized = dwcp_ask::values::normalize(name, &slot.kind, &words, &written)
+            let normalized = dwcp_ask::values::normalize_written(name, &slot.kind, &written)
                 .with_context(|| format!("slot {name}: `{written}` is not a valid value"))?;
             slots.insert(name.clone(), normalized);
         }
