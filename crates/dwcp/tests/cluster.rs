@@ -153,3 +153,24 @@ fn a_node_id_in_use_or_a_cluster_out_of_reach_stops_the_start_with_the_reason() 
         common::stderr(&out)
     );
 }
+
+#[test]
+fn a_malformed_node_id_region_or_label_is_refused_with_what_is_allowed() {
+    let dir = data_dir();
+    for (flags, expected) in [
+        (&["--node-id", "edge 1"][..], "--node-id `edge 1`"),
+        (&["--region", "eu/west"][..], "--region `eu/west`"),
+        (
+            &["--labels", "tier"][..],
+            "--labels: `tier` is not KEY=VALUE",
+        ),
+    ] {
+        let out = common::up_refused(dir.path(), flags);
+        assert!(!out.status.success(), "{flags:?}");
+        assert!(
+            common::stderr(&out).contains(expected),
+            "{}",
+            common::stderr(&out)
+        );
+    }
+}
