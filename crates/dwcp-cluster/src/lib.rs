@@ -9,6 +9,9 @@
 //!   by heartbeats carrying a per-message TTL: a node that stops beating is
 //!   removed by the server itself within the TTL, and every node watching
 //!   the bucket sees it go. A node deregisters on shutdown.
+//! - [`state`]: the desired state (tenants, apps, flags, placement) in the
+//!   `dwcp_state` bucket, watched by every node, and the artifacts it names
+//!   in the `dwcp_artifacts` object store.
 //!
 //! - [`local`]: a nats-server process on loopback, for tests and trials.
 //!
@@ -18,6 +21,8 @@
 pub mod link;
 pub mod local;
 pub mod members;
+pub mod state;
 
 pub use link::{Cluster, ClusterError, ClusterOptions};
 pub use members::{MemberEvent, NodeRecord, Registration};
+pub use state::{DesiredState, StateEvent, StateKey};

@@ -110,6 +110,11 @@ impl Cluster {
         })
     }
 
+    /// Replicas of each bucket.
+    pub fn replicas(&self) -> usize {
+        self.replicas
+    }
+
     /// The node records' bucket, created if missing: per-message TTLs on,
     /// one value per node, in memory (liveness need not survive the servers).
     pub async fn nodes_bucket(&self) -> Result<kv::Store, ClusterError> {

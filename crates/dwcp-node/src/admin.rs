@@ -34,6 +34,8 @@ pub struct AdminState {
     pub flags: Arc<crate::flags::FlagStore>,
     /// The cluster's members as this node sees them.
     pub members: Arc<crate::cluster::Members>,
+    /// Where changes made here go to reach the cluster (`None`: alone).
+    pub publisher: Option<Arc<crate::desired::Publisher>>,
 }
 
 /// The admin API's routes; uploads up to `max_upload` bytes.
@@ -86,6 +88,10 @@ pub fn router(state: Arc<AdminState>, max_upload: usize) -> Router {
         .merge(crate::flags_admin::routes())
         .merge(crate::nodes_admin::routes())
         .layer(DefaultBodyLimit::max(max_upload))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::desired::publish_changes,
+        ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), audit))
         // Outermost: a call without a valid token is neither run nor audited.
         .layer(axum::middleware::from_fn_with_state(
@@ -346,7 +352,17 @@ async fn deploy(
         options.version.as_deref(),
         &sha256,
     )?;
-    options.uploaded = Some((sha256, signed_by));
+    let signature = headers
+        .get(crate::keys_admin::SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    options.uploaded = Some(crate::control::Uploaded {
+        sha256,
+        key_id: signed_by,
+        signature,
+    });
     let outcome = state.control.deploy(&id, body.to_vec(), options).await?;
     Ok((StatusCode::CREATED, axum::Json(outcome)))
 }

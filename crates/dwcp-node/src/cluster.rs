@@ -136,6 +136,7 @@ pub fn join(
     settings: &ClusterSettings,
     identity: Identity,
     http: SocketAddr,
+    sync: (crate::desired::Sync, crate::desired::PublishQueue),
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(std::sync::Arc<Members>, JoinHandle<()>)> {
     let members = std::sync::Arc::new(Members {
@@ -174,9 +175,11 @@ pub fn join(
                     let cluster = Cluster::connect(&options).await?;
                     let registration = cluster.join(record).await?;
                     let events = cluster.watch_members().await?;
-                    anyhow::Ok((cluster, registration, events))
+                    let desired = dwcp_cluster::DesiredState::open(&cluster).await?;
+                    let changes = desired.watch().await?;
+                    anyhow::Ok((cluster, registration, events, desired, changes))
                 };
-                let (cluster, registration, events) = match joined.await {
+                let (cluster, registration, events, desired, changes) = match joined.await {
                     Ok(parts) => parts,
                     Err(e) => {
                         let _ = joined_tx.send(Err(e));
@@ -185,6 +188,8 @@ pub fn join(
                 };
                 view.connected.store(true, Ordering::Relaxed);
                 let _ = joined_tx.send(Ok(()));
+                let (sync, queue) = sync;
+                let syncing = tokio::spawn(sync.run(desired, changes, queue));
                 let mut events = Box::pin(events);
                 loop {
                     tokio::select! {
@@ -195,6 +200,7 @@ pub fn join(
                         _ = shutdown.changed() => break,
                     }
                 }
+                syncing.abort();
                 // Deregister: peers see this node go now, not in 2 s.
                 match tokio::time::timeout(Duration::from_secs(2), registration.leave()).await {
                     Ok(Ok(())) => tracing::info!("left the cluster"),

@@ -97,9 +97,9 @@ pub struct DeployOptions {
     pub preinit: Option<String>,
     /// Deploy as a stateful app with these settings (deploy only).
     pub stateful: Option<dwcp_store::StatefulSettings>,
-    /// The upload's SHA-256 and the id of the publisher key whose
-    /// signature over it was checked (deploy only).
-    pub uploaded: Option<(String, String)>,
+    /// The upload's SHA-256 and the signature over it that was checked
+    /// (deploy only).
+    pub uploaded: Option<Uploaded>,
     /// How the new version takes over (`None`: the app's default strategy,
     /// else immediate); with `apps set`, the app's new default.
     pub strategy: Option<dwcp_release::rollout::Strategy>,
@@ -109,6 +109,17 @@ pub struct DeployOptions {
     pub user_header: Option<String>,
     /// The cookie naming it when the header is absent (`apps set` only).
     pub user_cookie: Option<String>,
+}
+
+/// An upload whose signature was checked.
+#[derive(Debug, Clone)]
+pub struct Uploaded {
+    /// Its SHA-256, lowercase hex.
+    pub sha256: String,
+    /// The publisher key that signed it.
+    pub key_id: String,
+    /// The signature, base64.
+    pub signature: String,
 }
 
 /// What a deploy did.
@@ -808,7 +819,7 @@ impl Control {
         let (bytes, source_sha256) = match &options.preinit {
             Some(func) => {
                 let source = match &options.uploaded {
-                    Some((sha256, _)) => sha256.clone(),
+                    Some(up) => up.sha256.clone(),
                     None => sha256_hex(&bytes),
                 };
                 let initialized = self
@@ -921,7 +932,7 @@ impl Control {
         // The admin API hashed the upload already (its signature covers that
         // hash); a pre-initialized component is another file.
         let sha256 = match (&options.uploaded, &source_sha256) {
-            (Some((sha256, _)), None) => sha256.clone(),
+            (Some(up), None) => up.sha256.clone(),
             _ => sha256_hex(&bytes),
         };
         let size = bytes.len() as u64;
@@ -992,7 +1003,8 @@ impl Control {
             deployed_at: now,
             preinit: options.preinit.clone(),
             source_sha256,
-            signed_by: options.uploaded.as_ref().map(|(_, key)| key.clone()),
+            signed_by: options.uploaded.as_ref().map(|up| up.key_id.clone()),
+            signature: options.uploaded.as_ref().map(|up| up.signature.clone()),
         });
         let strategy = options
             .strategy

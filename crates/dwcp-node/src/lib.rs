@@ -15,6 +15,7 @@ mod backup;
 pub mod cluster;
 mod control;
 mod dashboard;
+mod desired;
 mod experiments;
 pub mod flags;
 mod flags_admin;

@@ -178,12 +178,22 @@ impl Node {
             crate::flags::FlagStore::open(control.clone(), config.flags_fractional)
                 .context("cannot load the tenants' feature flags")?,
         );
-        let members = match &config.cluster {
+        let trust = Arc::new(trust);
+        let (members, publisher) = match &config.cluster {
             Some(settings) => {
+                let (publisher, queue) = crate::desired::publisher();
+                let sync = crate::desired::Sync {
+                    control: control.clone(),
+                    trust: trust.clone(),
+                    flags: flags.clone(),
+                    publisher: publisher.clone(),
+                    node_id: config.identity.node_id.clone(),
+                };
                 let (members, thread) = crate::cluster::join(
                     settings,
                     config.identity.clone(),
                     http_addr,
+                    (sync, queue),
                     shutdown.subscribe(),
                 )?;
                 threads.push(thread);
@@ -193,9 +203,12 @@ impl Node {
                     cluster = %settings.url,
                     "joined the cluster"
                 );
-                members
+                (members, Some(publisher))
             }
-            None => crate::cluster::alone(config.identity.clone(), http_addr),
+            None => (
+                crate::cluster::alone(config.identity.clone(), http_addr),
+                None,
+            ),
         };
         let admin_state = Arc::new(AdminState {
             control: control.clone(),
@@ -204,9 +217,10 @@ impl Node {
             shutdown: shutdown.subscribe(),
             tokens,
             metrics_public: config.metrics_public,
-            trust: Arc::new(trust),
+            trust,
             flags: flags.clone(),
             members,
+            publisher,
         });
         // /metrics carries each trusted key's expiry, read from the manifest.
         metrics.watch_trust(&admin_state.trust);

@@ -86,6 +86,10 @@ pub struct VersionRecord {
     /// The id of the publisher key whose signature was checked at upload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed_by: Option<String>,
+    /// That signature (base64), kept so that other nodes of a cluster can
+    /// check it before they serve the version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// An app: its versions, the one serving, and its limits.
@@ -365,6 +369,7 @@ mod tests {
             preinit: None,
             source_sha256: None,
             signed_by: None,
+            signature: None,
         }
     }
 

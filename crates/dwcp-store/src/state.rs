@@ -480,6 +480,7 @@ mod tests {
                 preinit: None,
                 source_sha256: None,
                 signed_by: None,
+                signature: None,
             }],
             limits: AppLimits::default(),
             created_at: 1,

@@ -174,3 +174,126 @@ fn a_malformed_node_id_region_or_label_is_refused_with_what_is_allowed() {
         );
     }
 }
+
+/// A node in `region` of the cluster at `url`.
+fn cluster_node(dir: &Path, url: &str, id: &str, region: &str) -> TestNode {
+    TestNode::start_with(
+        dir,
+        &["--cluster", url, "--node-id", id, "--region", region],
+    )
+}
+
+/// Polls until `node` answers `host` with `status`; how long it took.
+fn until_status(node: &TestNode, host: &str, status: u16, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let got = node.request("GET", host, "/", b"").status;
+        if got == status {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{host} still answers {got} on {} after {limit:?}, not {status}",
+            node.http
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `work` against the cluster's desired state, as another client would.
+fn with_state<T>(url: &str, work: impl AsyncFnOnce(dwcp_cluster::DesiredState) -> T) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cluster = dwcp_cluster::Cluster::connect(&dwcp_cluster::ClusterOptions {
+            url: url.into(),
+            ca_pem: None,
+            name: "test".into(),
+            replicas: 1,
+        })
+        .await
+        .unwrap();
+        let state = dwcp_cluster::DesiredState::open(&cluster).await.unwrap();
+        work(state).await
+    })
+}
+
+#[test]
+fn a_deploy_through_one_node_serves_from_every_node_and_a_delete_reaches_all() {
+    let Some((server, _dir)) = nats() else {
+        return;
+    };
+    let (da, db, dc) = (data_dir(), data_dir(), data_dir());
+    let a = cluster_node(da.path(), &server.url, "edge-a", "eu-west");
+    let b = cluster_node(db.path(), &server.url, "edge-b", "us-east");
+
+    a.deploy("demo/hello", "hello", &[]);
+    until_status(&b, "hello.demo.localhost", 200, Duration::from_secs(10));
+
+    // A change through the other node comes back: a new version, a config value.
+    b.deploy("demo/hello", "echo", &[]);
+    b.cli_ok(&["config", "set", "demo/hello", "GREETING=hej"]);
+    let started = Instant::now();
+    loop {
+        let status: Value =
+            serde_json::from_str(&a.cli_ok(&["status", "demo/hello", "--json"])).unwrap();
+        let config = a.cli_ok(&["config", "list", "demo/hello"]);
+        if status["active_version"] == "v2" && config.contains("hej") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "edge-a still has {status} / {config}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A node joining later catches up on what was deployed before it.
+    a.deploy("demo/late", "hello", &[]);
+    let c = cluster_node(dc.path(), &server.url, "edge-c", "us-east");
+    until_status(&c, "late.demo.localhost", 200, Duration::from_secs(10));
+    until_status(&c, "hello.demo.localhost", 200, Duration::from_secs(10));
+
+    // A delete through any node reaches every node.
+    c.cli_ok(&["delete", "demo/late"]);
+    until_status(&a, "late.demo.localhost", 404, Duration::from_secs(10));
+    until_status(&b, "late.demo.localhost", 404, Duration::from_secs(10));
+
+    // A record naming a signed artifact under another app's name is
+    // refused by every node: the signature binds the bytes to their app.
+    with_state(&server.url, async |state| {
+        let hello = dwcp_cluster::StateKey::App {
+            tenant: "demo".into(),
+            app: "hello".into(),
+        };
+        let (value, _) = state.get(&hello).await.unwrap().unwrap();
+        let mut entry: Value = serde_json::from_slice(&value).unwrap();
+        entry["record"]["app"] = "forged".into();
+        entry["origin"] = "elsewhere".into();
+        let forged = dwcp_cluster::StateKey::App {
+            tenant: "demo".into(),
+            app: "forged".into(),
+        };
+        state
+            .put(&forged, serde_json::to_vec(&entry).unwrap())
+            .await
+            .unwrap();
+    });
+    // Applied in order: once a later change is served, the forgery was seen.
+    a.cli_ok(&["config", "set", "demo/hello", "GREETING=after"]);
+    let started = Instant::now();
+    while !b
+        .cli_ok(&["config", "list", "demo/hello"])
+        .contains("after")
+    {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        b.request("GET", "forged.demo.localhost", "/", b"").status,
+        404
+    );
+    assert!(!b.cli_ok(&["apps"]).contains("forged"));
+}

@@ -1,0 +1,617 @@
+//! The node's side of the cluster's desired state: what operators change
+//! through this node's admin API is published to the `dwcp_state` bucket,
+//! and what they change through any other node is applied here.
+//!
+//! Publishing happens after the change worked here: a deploy is checked
+//! (signature, compilation, blue-green check) by the node it was sent to,
+//! and only then offered to the others, each of which checks it again
+//! before it serves it: the artifact's SHA-256 against the record, the
+//! publisher's signature against this node's trust, and compilation.
+//!
+//! What does not travel: secrets are sealed to each node's own key, so a
+//! record arrives without them and keeps the ones set on this node; a
+//! rollout's analysis runs on each node's own traffic (promote, pause or
+//! abort through any node reaches all).
+//!
+//! Convergence: the bucket orders every change, and each node applies the
+//! value it last saw for each key. A change made here and not yet
+//! published holds back older values of the same key arriving meanwhile,
+//! so this node never steps back to a value it has already passed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+use dwcp_cluster::{DesiredState, StateEvent, StateKey};
+use dwcp_store::{AppId, AppRecord, TenantRecord};
+use futures_util::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::admin::AdminState;
+use crate::control::{Control, ControlError};
+
+/// The schema of the values this build writes and the newest it reads.
+pub const SCHEMA: u32 = 1;
+
+/// An app as the cluster holds it.
+#[derive(Serialize, Deserialize)]
+struct AppEntry {
+    v: u32,
+    /// The node the change was made on.
+    origin: String,
+    record: AppRecord,
+}
+
+/// A tenant as the cluster holds it.
+#[derive(Serialize, Deserialize)]
+struct TenantEntry {
+    v: u32,
+    origin: String,
+    record: TenantRecord,
+}
+
+/// A tenant's flag document as the cluster holds it.
+#[derive(Serialize, Deserialize)]
+struct FlagsEntry {
+    v: u32,
+    origin: String,
+    document: String,
+}
+
+/// Reads just the schema of a value, whatever else it holds.
+#[derive(Deserialize)]
+struct Schema {
+    v: u32,
+}
+
+/// What to publish after a change made here.
+#[derive(Debug, Clone)]
+enum Change {
+    /// The app's record as stored now (deleted if absent).
+    App(AppId),
+    /// The tenant's record as stored now (deleted with its apps if absent).
+    Tenant(String),
+    /// The tenant's flag document as stored now.
+    Flags(String),
+}
+
+impl Change {
+    fn key(&self) -> StateKey {
+        match self {
+            Change::App(id) => StateKey::App {
+                tenant: id.tenant.clone(),
+                app: id.app.clone(),
+            },
+            Change::Tenant(t) => StateKey::Tenant(t.clone()),
+            Change::Flags(t) => StateKey::Flags(t.clone()),
+        }
+    }
+}
+
+/// The queue of changes made here, waiting to be published.
+pub struct Publisher {
+    tx: mpsc::UnboundedSender<Change>,
+    /// Changes queued and not yet published, by key: values of those keys
+    /// arriving meanwhile are older than what this node has.
+    pending: Mutex<HashMap<StateKey, usize>>,
+}
+
+impl Publisher {
+    fn queue(&self, change: Change) {
+        let key = change.key();
+        *self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_default() += 1;
+        let _ = self.tx.send(change);
+    }
+
+    fn done(&self, key: &StateKey) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = pending.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                pending.remove(key);
+            }
+        }
+    }
+
+    fn holds_back(&self, key: &StateKey) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(key)
+    }
+}
+
+/// A publisher and the receiving end its sync loop drains.
+pub fn publisher() -> (Arc<Publisher>, PublishQueue) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let publisher = Arc::new(Publisher {
+        tx,
+        pending: Mutex::default(),
+    });
+    (publisher, PublishQueue(rx))
+}
+
+/// The changes made here, as the sync loop receives them.
+pub struct PublishQueue(mpsc::UnboundedReceiver<Change>);
+
+/// Admin middleware: after a change that worked, queues what it touched
+/// for publishing. Reads, failures and per-node actions (snapshots,
+/// restarts, keys, tokens) are not the cluster's desired state.
+pub async fn publish_changes(
+    State(state): State<Arc<AdminState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().clone();
+    let change = match &state.publisher {
+        Some(_) if method != Method::GET && method != Method::HEAD => {
+            change_of(request.uri().path())
+        }
+        _ => None,
+    };
+    let response = next.run(request).await;
+    if let (Some(change), Some(publisher)) = (change, &state.publisher)
+        && response.status().is_success()
+    {
+        publisher.queue(change);
+    }
+    response
+}
+
+/// The desired-state entity an admin path changes.
+fn change_of(path: &str) -> Option<Change> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["v1", "apps", _, _, "snapshots", ..] | ["v1", "apps", _, _, "restart"] => None,
+        ["v1", "apps", tenant, app, ..] => AppId::new(tenant, app).ok().map(Change::App),
+        ["v1", "tenants", tenant, ..] => dwcp_store::validate_label(tenant)
+            .ok()
+            .map(|_| Change::Tenant(tenant.to_string())),
+        ["v1", "flags", tenant, ..] => dwcp_store::validate_label(tenant)
+            .ok()
+            .map(|_| Change::Flags(tenant.to_string())),
+        _ => None,
+    }
+}
+
+/// What the sync loop works with.
+pub struct Sync {
+    /// The control plane it applies to and publishes from.
+    pub control: Arc<Control>,
+    /// The trust signatures are checked against.
+    pub trust: Arc<crate::trust::TrustStore>,
+    /// The tenants' flags.
+    pub flags: Arc<crate::flags::FlagStore>,
+    /// The queue of local changes.
+    pub publisher: Arc<Publisher>,
+    /// This node's id (the origin of what it publishes).
+    pub node_id: String,
+}
+
+/// Keys this node has seen in the cluster, kept in the data directory: a
+/// local app whose key is gone from the cluster was deleted while this
+/// node was away (delete it here too), one never seen is this node's own
+/// (publish it).
+struct SeenKeys {
+    path: PathBuf,
+    keys: BTreeSet<String>,
+}
+
+impl SeenKeys {
+    fn open(data_dir: &std::path::Path) -> SeenKeys {
+        let path = data_dir.join("cluster-seen.json");
+        let keys = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        SeenKeys { path, keys }
+    }
+
+    fn contains(&self, key: &StateKey) -> bool {
+        self.keys.contains(&key.to_key())
+    }
+
+    fn set(&mut self, key: &StateKey, seen: bool) {
+        let changed = if seen {
+            self.keys.insert(key.to_key())
+        } else {
+            self.keys.remove(&key.to_key())
+        };
+        if changed {
+            let bytes = serde_json::to_vec(&self.keys).unwrap_or_default();
+            if let Err(e) = dwcp_store::write_atomically(&self.path, &bytes) {
+                tracing::warn!("cannot record the cluster keys seen: {e}");
+            }
+        }
+    }
+}
+
+impl Sync {
+    /// Publishes local changes and applies the cluster's, until `events`
+    /// or the queue ends.
+    pub async fn run(
+        self,
+        state: DesiredState,
+        events: impl Stream<Item = StateEvent>,
+        queue: PublishQueue,
+    ) {
+        let mut seen = SeenKeys::open(&self.control.data_dir);
+        let mut queue = queue.0;
+        let mut events = Box::pin(events);
+        // Keys in the cluster during the initial load.
+        let mut initial: Option<BTreeSet<StateKey>> = Some(BTreeSet::new());
+        loop {
+            tokio::select! {
+                change = queue.recv() => {
+                    let Some(change) = change else { break };
+                    let key = change.key();
+                    if let Err(e) = self.publish(&state, &change, &mut seen).await {
+                        tracing::warn!(key = %key.to_key(), "not published to the cluster: {e}");
+                    }
+                    self.publisher.done(&key);
+                }
+                event = events.next() => match event {
+                    None => break,
+                    Some(StateEvent::Current) => {
+                        if let Some(keys) = initial.take() {
+                            self.adopt_or_forget(&state, &keys, &mut seen).await;
+                        }
+                    }
+                    Some(StateEvent::Changed { key, value, revision }) => {
+                        if let Some(keys) = initial.as_mut() {
+                            keys.insert(key.clone());
+                        }
+                        if self.publisher.holds_back(&key) {
+                            continue;
+                        }
+                        seen.set(&key, value.is_some());
+                        if let Err(e) = self.apply(&state, &key, value.as_deref()).await {
+                            tracing::warn!(key = %key.to_key(), revision, "not applied: {e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// After the initial load: this node's tenants, apps and flags the
+    /// cluster has never had are published; those it had and no longer
+    /// has were deleted while this node was away.
+    async fn adopt_or_forget(
+        &self,
+        state: &DesiredState,
+        in_cluster: &BTreeSet<StateKey>,
+        seen: &mut SeenKeys,
+    ) {
+        let local = match self.local_keys() {
+            Ok(keys) => keys,
+            Err(e) => {
+                tracing::warn!("cannot list this node's state: {e}");
+                return;
+            }
+        };
+        for change in local {
+            let key = change.key();
+            if in_cluster.contains(&key) {
+                continue;
+            }
+            let result = if seen.contains(&key) {
+                tracing::info!(key = %key.to_key(), "deleted in the cluster while this node was away");
+                seen.set(&key, false);
+                self.apply(state, &key, None).await
+            } else {
+                self.publish(state, &change, seen).await
+            };
+            if let Err(e) = result {
+                tracing::warn!(key = %key.to_key(), "{e}");
+            }
+        }
+    }
+
+    fn local_keys(&self) -> Result<Vec<Change>, ControlError> {
+        let state = &self.control.state;
+        let mut out: Vec<Change> = state
+            .tenants()?
+            .into_iter()
+            .map(|t| Change::Tenant(t.name))
+            .collect();
+        for r in state.apps(None)? {
+            out.push(Change::App(AppId {
+                tenant: r.tenant,
+                app: r.app,
+            }));
+        }
+        out.extend(
+            state
+                .all_flags()?
+                .into_iter()
+                .map(|(t, _)| Change::Flags(t)),
+        );
+        Ok(out)
+    }
+
+    /// Writes what this node now stores for `change` to the cluster.
+    async fn publish(
+        &self,
+        state: &DesiredState,
+        change: &Change,
+        seen: &mut SeenKeys,
+    ) -> anyhow::Result<()> {
+        let control = &self.control;
+        let origin = self.node_id.clone();
+        let key = change.key();
+        let value = match change {
+            Change::App(id) => match control.state.app(&id.tenant, &id.app)? {
+                Some(mut record) => {
+                    for v in &record.versions {
+                        let bytes = tokio::fs::read(control.artifacts.path(&v.sha256)).await?;
+                        state.put_artifact(&v.sha256, &bytes).await?;
+                    }
+                    record.secrets = BTreeMap::new();
+                    Some(serde_json::to_vec(&AppEntry {
+                        v: SCHEMA,
+                        origin,
+                        record,
+                    })?)
+                }
+                None => None,
+            },
+            Change::Tenant(name) => match control.state.tenant(name)? {
+                Some(record) => Some(serde_json::to_vec(&TenantEntry {
+                    v: SCHEMA,
+                    origin,
+                    record,
+                })?),
+                None => {
+                    // Its apps and flags went with it.
+                    for other in state.keys().await? {
+                        let of_tenant = match &other {
+                            StateKey::App { tenant, .. } | StateKey::Placement { tenant, .. } => {
+                                tenant == name
+                            }
+                            StateKey::Flags(t) => t == name,
+                            StateKey::Tenant(_) => false,
+                        };
+                        if of_tenant {
+                            state.delete(&other).await?;
+                            seen.set(&other, false);
+                        }
+                    }
+                    None
+                }
+            },
+            Change::Flags(tenant) => match control.state.flags(tenant)? {
+                Some(document) => Some(serde_json::to_vec(&FlagsEntry {
+                    v: SCHEMA,
+                    origin,
+                    document,
+                })?),
+                None => None,
+            },
+        };
+        match value {
+            Some(value) => {
+                state.put(&key, value).await?;
+                seen.set(&key, true);
+            }
+            None => {
+                state.delete(&key).await?;
+                seen.set(&key, false);
+            }
+        }
+        tracing::debug!(key = %key.to_key(), "published");
+        Ok(())
+    }
+
+    /// Makes this node hold what the cluster says for `key`.
+    async fn apply(
+        &self,
+        state: &DesiredState,
+        key: &StateKey,
+        value: Option<&[u8]>,
+    ) -> anyhow::Result<()> {
+        if let Some(value) = value {
+            let schema: Schema = serde_json::from_slice(value)?;
+            if schema.v > SCHEMA {
+                anyhow::bail!(
+                    "written by a newer release (schema {} > {SCHEMA}): upgrade this node",
+                    schema.v
+                );
+            }
+        }
+        let control = &self.control;
+        match (key, value) {
+            (StateKey::App { tenant, app }, Some(value)) => {
+                let entry: AppEntry = serde_json::from_slice(value)?;
+                let id = AppId::new(tenant, app)?;
+                self.apply_app(state, &id, entry.record).await
+            }
+            (StateKey::App { tenant, app }, None) => {
+                let id = AppId::new(tenant, app)?;
+                match control.delete(&id).await {
+                    Ok(_) | Err(ControlError::NoApp(_)) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            (StateKey::Tenant(_), Some(value)) => {
+                let entry: TenantEntry = serde_json::from_slice(value)?;
+                let name = entry.record.name.clone();
+                let local = control.state.tenant(&name)?;
+                if local.is_none() {
+                    match control.create_tenant(&name).await {
+                        Ok(_) | Err(ControlError::TenantExists(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                if local.is_none_or(|l| l.quota != entry.record.quota) {
+                    control.set_quota(&name, entry.record.quota).await?;
+                }
+                Ok(())
+            }
+            (StateKey::Tenant(name), None) => match control.delete_tenant(name).await {
+                Ok(_) => {
+                    self.flags.forget(name);
+                    Ok(())
+                }
+                Err(ControlError::NoTenant(_)) => Ok(()),
+                Err(e) => Err(e.into()),
+            },
+            (StateKey::Flags(tenant), Some(value)) => {
+                let entry: FlagsEntry = serde_json::from_slice(value)?;
+                if control.state.flags(tenant)?.as_deref() != Some(entry.document.as_str()) {
+                    self.flags.import(tenant, &entry.document, false)?;
+                }
+                Ok(())
+            }
+            (StateKey::Flags(tenant), None) => {
+                self.flags.delete_all(tenant)?;
+                Ok(())
+            }
+            (StateKey::Placement { .. }, _) => Ok(()),
+        }
+    }
+
+    /// Fetches and checks what `record` needs that this node lacks, then
+    /// stores and serves it.
+    async fn apply_app(
+        &self,
+        state: &DesiredState,
+        id: &AppId,
+        mut record: AppRecord,
+    ) -> anyhow::Result<()> {
+        let control = &self.control;
+        let local = control.state.app(&id.tenant, &id.app)?;
+        record.secrets = local
+            .as_ref()
+            .map(|l| l.secrets.clone())
+            .unwrap_or_default();
+        if local.as_ref() == Some(&record) {
+            return Ok(());
+        }
+        for v in &record.versions {
+            // A version this node already holds as it is was checked when
+            // it came; any other is checked now, even when its bytes are
+            // here already (the signature binds them to this app and name).
+            let known = local.as_ref().is_some_and(|l| l.versions.contains(v));
+            if !known {
+                self.check_signature(id, v)?;
+            }
+            if control.artifacts.path(&v.sha256).exists() {
+                continue;
+            }
+            let bytes = state
+                .get_artifact(&v.sha256, control.settings.max_upload)
+                .await?;
+            let actual = dwcp_store::sha256_hex(&bytes);
+            anyhow::ensure!(
+                actual == v.sha256,
+                "{id} {}: the cluster's artifact has SHA-256 {actual}, the record names {}: refused",
+                v.version,
+                v.sha256
+            );
+            control.artifacts.put(&bytes)?;
+        }
+        control.apply_cluster_record(record).await?;
+        tracing::info!(tenant = %id.tenant, app = %id.app, "applied from the cluster");
+        Ok(())
+    }
+
+    /// The version's publisher signature, checked against this node's
+    /// trust as an upload's is.
+    fn check_signature(&self, id: &AppId, v: &dwcp_store::VersionRecord) -> anyhow::Result<()> {
+        use base64::Engine;
+        let (Some(key_id), Some(signature)) = (&v.signed_by, &v.signature) else {
+            anyhow::bail!(
+                "{id} {} carries no signature: refused (deploy it again, signed)",
+                v.version
+            );
+        };
+        let signature = base64::engine::general_purpose::STANDARD
+            .decode(signature.trim())
+            .map_err(|_| anyhow::anyhow!("{id} {}: the signature is not base64", v.version))?;
+        let signed = v.source_sha256.as_deref().unwrap_or(&v.sha256);
+        let statement =
+            dwcp_crypto::trust::artifact_statement(&id.tenant, &id.app, &v.version, signed);
+        self.trust
+            .verify_artifact(&statement, key_id, &signature, dwcp_store::unix_now())
+            .map_err(|e| anyhow::anyhow!("{id} {}: signature refused: {e}", v.version))?;
+        Ok(())
+    }
+}
+
+impl Control {
+    /// Stores an app record that came from the cluster and serves it,
+    /// removing the files of versions it no longer has.
+    pub(crate) async fn apply_cluster_record(
+        self: &Arc<Self>,
+        record: AppRecord,
+    ) -> Result<(), ControlError> {
+        self.blocking_under_lock("cluster apply", move |this| {
+            let before = this.state.app(&record.tenant, &record.app)?;
+            if before.is_none() && this.state.tenant(&record.tenant)?.is_none() {
+                tracing::info!(tenant = %record.tenant, "tenant created by the cluster");
+            }
+            this.state.put_app(&record)?;
+            let served = this.activate(&record);
+            if let Some(before) = before {
+                let gone: Vec<_> = before
+                    .versions
+                    .into_iter()
+                    .filter(|v| !record.versions.iter().any(|n| n.version == v.version))
+                    .collect();
+                this.forget_versions(&record, &gone);
+            }
+            served.map(drop).map_err(|e| {
+                this.apps.set_unavailable(
+                    &record.tenant,
+                    &record.app,
+                    crate::apps::Unavailable::Failed,
+                );
+                e
+            })
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_paths_name_what_they_change() {
+        let app = |p: &str| match change_of(p) {
+            Some(Change::App(id)) => Some(id.to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            app("/v1/apps/acme/shop/versions").as_deref(),
+            Some("acme/shop")
+        );
+        assert_eq!(app("/v1/apps/acme/shop").as_deref(), Some("acme/shop"));
+        assert_eq!(
+            app("/v1/apps/acme/shop/rollout/promote").as_deref(),
+            Some("acme/shop")
+        );
+        assert!(change_of("/v1/apps/acme/shop/snapshots").is_none());
+        assert!(change_of("/v1/apps/acme/shop/restart").is_none());
+        assert!(change_of("/v1/keys").is_none());
+        assert!(change_of("/v1/apps/Bad_Name/x").is_none());
+        assert!(
+            matches!(change_of("/v1/tenants/acme/quota"), Some(Change::Tenant(t)) if t == "acme")
+        );
+        assert!(
+            matches!(change_of("/v1/flags/acme/flags/x/enable"), Some(Change::Flags(t)) if t == "acme")
+        );
+    }
+}
