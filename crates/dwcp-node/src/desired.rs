@@ -571,13 +571,12 @@ impl Control {
                     .collect();
                 this.forget_versions(&record, &gone);
             }
-            served.map(drop).map_err(|e| {
+            served.map(drop).inspect_err(|_| {
                 this.apps.set_unavailable(
                     &record.tenant,
                     &record.app,
                     crate::apps::Unavailable::Failed,
                 );
-                e
             })
         })
         .await
