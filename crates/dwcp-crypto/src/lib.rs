@@ -11,6 +11,7 @@ pub mod composite;
 pub mod keyfile;
 pub mod root;
 pub mod seal;
+pub mod peer_tls;
 pub mod tls;
 pub mod tokens;
 pub mod trust;
