@@ -4,6 +4,11 @@
 //! - [`balance`]: which replica a forwarded request goes to: power of two
 //!   choices on peak-EWMA latency × requests in flight, the request's own
 //!   region first.
+//! - [`cache`]: a node's HTTP response cache, shared by its apps' users:
+//!   RFC 9111 shared-cache rules (freshness, `Vary`, revalidation by
+//!   ETag/Last-Modified), an operator's default TTL, stateful apps cached
+//!   only on request, bounded in bytes with least-recently-used eviction,
+//!   purged by tenant, app or path.
 //! - [`demand`]: where an app's requests enter, over a sliding window, and
 //!   the replica moves that demand calls for (a region sending a fifth of
 //!   the requests gets a replica within the app's budget; one whose demand
@@ -19,6 +24,7 @@
 //! here yet.
 
 pub mod balance;
+pub mod cache;
 pub mod demand;
 pub mod membership;
 pub mod placement;
