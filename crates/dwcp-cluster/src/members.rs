@@ -53,6 +53,9 @@ pub struct NodeRecord {
     /// Where its peers reach it.
     #[serde(default)]
     pub peer: String,
+    /// The SHA-256 of its peer-link certificate (hex): peers accept it by that.
+    #[serde(default)]
+    pub peer_cert: String,
     /// Memory it can still give instances, in bytes.
     #[serde(default)]
     pub free_memory: u64,
@@ -78,6 +81,7 @@ impl NodeRecord {
             labels: BTreeMap::new(),
             admission: active(),
             http: String::new(),
+            peer_cert: String::new(),
             peer: String::new(),
             free_memory: 0,
             free_instances: 0,

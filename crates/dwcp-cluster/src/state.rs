@@ -42,6 +42,8 @@ pub enum StateKey {
     },
     /// A tenant's flag document.
     Flags(String),
+    /// A node's admission as its operators set it (cordoned, draining).
+    Node(String),
     /// Where an app's replicas are (written by the placing node).
     Placement {
         /// The tenant.
@@ -59,6 +61,7 @@ impl StateKey {
             StateKey::Tenant(t) => format!("{PREFIX}.tenants.{t}"),
             StateKey::App { tenant, app } => format!("{PREFIX}.apps.{tenant}.{app}"),
             StateKey::Flags(t) => format!("{PREFIX}.flags.{t}"),
+            StateKey::Node(n) => format!("{PREFIX}.nodes.{n}"),
             StateKey::Placement { tenant, app } => format!("{PREFIX}.placement.{tenant}.{app}"),
         }
     }
@@ -70,6 +73,11 @@ impl StateKey {
             return None;
         }
         let kind = parts.next()?;
+        if kind == "nodes" {
+            // Node ids may hold dots.
+            let rest = key.strip_prefix(&format!("{PREFIX}.nodes."))?;
+            return (!rest.is_empty()).then(|| StateKey::Node(rest.to_string()));
+        }
         let a = parts.next()?.to_string();
         let b = parts.next().map(str::to_string);
         if parts.next().is_some() {
@@ -333,6 +341,7 @@ mod tests {
         let keys = [
             StateKey::Tenant("acme".into()),
             StateKey::Flags("acme".into()),
+            StateKey::Node("edge.1".into()),
             StateKey::App {
                 tenant: "acme".into(),
                 app: "shop-1".into(),

@@ -9,9 +9,9 @@
 
 pub mod composite;
 pub mod keyfile;
+pub mod peer_tls;
 pub mod root;
 pub mod seal;
-pub mod peer_tls;
 pub mod tls;
 pub mod tokens;
 pub mod trust;

@@ -221,8 +221,7 @@ mod tests {
         let (c_certs, c_key, c_fp) = identity();
         let (x_certs, x_key, _) = identity();
         let member = c_fp.clone();
-        let server =
-            peer_server_config(s_certs, s_key, Arc::new(move |fp| fp == member)).unwrap();
+        let server = peer_server_config(s_certs, s_key, Arc::new(move |fp| fp == member)).unwrap();
 
         let client = peer_client_config(c_certs.clone(), c_key.clone_key(), &s_fp).unwrap();
         assert_eq!(

@@ -36,6 +36,8 @@ pub struct AdminState {
     pub members: Arc<crate::cluster::Members>,
     /// Where changes made here go to reach the cluster (`None`: alone).
     pub publisher: Option<Arc<crate::desired::Publisher>>,
+    /// Sends requests to other nodes (set once the ingress is built).
+    pub forwarder: std::sync::OnceLock<Arc<crate::peer::Forwarder>>,
 }
 
 /// The admin API's routes; uploads up to `max_upload` bytes.
@@ -230,6 +232,8 @@ struct DeployQuery {
     checkpoint: Option<String>,
     keep_checkpoints: Option<u32>,
     hibernate_after: Option<String>,
+    replicas: Option<u32>,
+    region: Option<String>,
 }
 
 impl DeployQuery {
@@ -308,8 +312,19 @@ impl DeployQuery {
             })
             .transpose()
             .map_err(ControlError::BadOption)?;
+        let regions = self
+            .region
+            .map(|r| {
+                r.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .map(|r: Vec<String>| if r == ["any"] { Vec::new() } else { r });
         Ok(DeployOptions {
             stateful,
+            replicas: self.replicas,
+            regions,
             version: self.version,
             memory_bytes,
             deadline_ms,
@@ -381,6 +396,8 @@ struct LimitsQuery {
     keep_versions: Option<u32>,
     user_header: Option<String>,
     user_cookie: Option<String>,
+    replicas: Option<u32>,
+    pin_region: Option<String>,
 }
 
 async fn set_limits(
@@ -411,6 +428,8 @@ async fn set_limits(
         checkpoint: None,
         keep_checkpoints: None,
         hibernate_after: None,
+        replicas: q.replicas,
+        region: q.pin_region,
     }
     .options()?;
     (options.strategy, options.analysis) = release.parse()?;

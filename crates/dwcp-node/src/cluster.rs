@@ -5,7 +5,7 @@
 //! Without `--cluster` the node is a cluster of one: the same view with
 //! itself alone, so `dwcp nodes` and the dashboard read one shape.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use dwcp_cluster::{Cluster, ClusterOptions, MemberEvent, NodeRecord};
 use futures_util::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 /// Who this node is.
@@ -51,11 +51,44 @@ pub struct MemberView {
     pub admission: String,
     /// Where it serves apps.
     pub http: String,
+    /// Where its peers reach it (empty: alone).
+    pub peer: String,
     /// Its build.
     pub version: String,
     /// Whether it is the node answering.
     #[serde(rename = "self")]
     pub this: bool,
+}
+
+/// Where an app's replicas are, as the placing node decided.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Placed {
+    /// The nodes holding one.
+    pub nodes: Vec<String>,
+    /// Why, one line per decision.
+    pub reasons: Vec<String>,
+    /// The node that decided.
+    #[serde(default)]
+    pub decided_by: String,
+    /// When (Unix seconds).
+    #[serde(default)]
+    pub decided_at: u64,
+    /// The record's revision in the cluster (0: not written yet).
+    #[serde(skip)]
+    pub revision: u64,
+}
+
+/// A node a request can be forwarded to.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// Its id.
+    pub node: String,
+    /// Its region.
+    pub region: String,
+    /// Its peer-link address.
+    pub addr: String,
+    /// Its peer-link certificate's SHA-256.
+    pub cert: String,
 }
 
 /// The members as this node sees them.
@@ -67,21 +100,57 @@ pub struct Members {
     http: String,
     view: Mutex<BTreeMap<String, NodeRecord>>,
     connected: AtomicBool,
+    /// Where each limited app's replicas are, by `tenant/app`.
+    placement: Mutex<HashMap<String, Placed>>,
+    /// Nodes their operators cordoned or drained, by id.
+    admission: Mutex<HashMap<String, String>>,
 }
 
 impl Members {
+    /// `active`, `cordoned` or `draining`: as its operators set it.
+    pub fn admission(&self, node: &str) -> String {
+        self.admission
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(node)
+            .cloned()
+            .unwrap_or_else(|| "active".into())
+    }
+
+    pub(crate) fn set_admission(&self, node: &str, admission: Option<String>) {
+        let mut map = self.admission.lock().unwrap_or_else(|e| e.into_inner());
+        match admission {
+            Some(a) if a != "active" => map.insert(node.to_string(), a),
+            _ => map.remove(node),
+        };
+    }
+
+    /// Whether `node` is a live member (this node included).
+    pub fn is_live(&self, node: &str) -> bool {
+        node == self.identity.node_id
+            || self
+                .view
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(node)
+    }
+
     /// Every live member, this node first.
     pub fn list(&self) -> Vec<MemberView> {
+        let view = self.view.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = vec![MemberView {
             node: self.identity.node_id.clone(),
             region: self.identity.region.clone(),
             labels: self.identity.labels.clone(),
-            admission: "active".into(),
+            admission: self.admission(&self.identity.node_id),
             http: self.http.clone(),
+            peer: view
+                .get(&self.identity.node_id)
+                .map(|r| r.peer.clone())
+                .unwrap_or_default(),
             version: env!("CARGO_PKG_VERSION").into(),
             this: true,
         }];
-        let view = self.view.lock().unwrap_or_else(|e| e.into_inner());
         out.extend(
             view.values()
                 .filter(|r| r.node != self.identity.node_id)
@@ -89,12 +158,105 @@ impl Members {
                     node: r.node.clone(),
                     region: r.region.clone(),
                     labels: r.labels.clone(),
-                    admission: r.admission.clone(),
+                    admission: self.admission(&r.node),
                     http: r.http.clone(),
+                    peer: r.peer.clone(),
                     version: r.version.clone(),
                     this: false,
                 }),
         );
+        out
+    }
+
+    /// Where `tenant/app`'s replicas are, if it is placed on some nodes only.
+    pub fn placement(&self, key: &str) -> Option<Placed> {
+        self.placement
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    /// Every placement known, by `tenant/app`.
+    pub fn placements(&self) -> HashMap<String, Placed> {
+        self.placement
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_placement(&self, key: &str, placed: Option<Placed>) {
+        let mut map = self.placement.lock().unwrap_or_else(|e| e.into_inner());
+        match placed {
+            Some(p) => map.insert(key.to_string(), p),
+            None => map.remove(key),
+        };
+    }
+
+    /// The live members other than this node that hold a replica of
+    /// `tenant/app` and can be reached over a peer link.
+    pub fn replicas_elsewhere(&self, key: &str) -> Vec<Peer> {
+        let Some(placed) = self.placement(key) else {
+            return Vec::new();
+        };
+        let view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        placed
+            .nodes
+            .iter()
+            .filter(|n| **n != self.identity.node_id)
+            .filter_map(|n| view.get(n))
+            .filter(|r| !r.peer.is_empty() && !r.peer_cert.is_empty())
+            .map(|r| Peer {
+                node: r.node.clone(),
+                region: r.region.clone(),
+                addr: r.peer.clone(),
+                cert: r.peer_cert.clone(),
+            })
+            .collect()
+    }
+
+    /// Whether a peer-link certificate is a live member's.
+    pub fn is_member_cert(&self, fingerprint: &str) -> bool {
+        let view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        view.values().any(|r| r.peer_cert == fingerprint)
+    }
+
+    /// Whether this node places replicas: the live member with the
+    /// smallest id does, so that one node writes each decision. Two nodes
+    /// that briefly both think so write with compare-and-set.
+    pub fn is_leader(&self) -> bool {
+        let view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        view.keys()
+            .filter(|n| **n != self.identity.node_id)
+            .all(|n| *n > self.identity.node_id)
+    }
+
+    /// Every live member as placement sees it, this node included.
+    pub fn node_views(&self) -> Vec<dwcp_mesh::placement::NodeView> {
+        let view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<_> = view
+            .values()
+            .map(|r| (r, self.admission(&r.node)))
+            .map(|(r, admission)| dwcp_mesh::placement::NodeView {
+                id: r.node.clone(),
+                region: r.region.clone(),
+                schedulable: admission == "active",
+                keeps_work: admission != "draining",
+                free_memory: r.free_memory,
+                free_instances: r.free_instances,
+            })
+            .collect();
+        if !view.contains_key(&self.identity.node_id) {
+            // Before this node's first beat comes back through the watch.
+            out.push(dwcp_mesh::placement::NodeView {
+                id: self.identity.node_id.clone(),
+                region: self.identity.region.clone(),
+                schedulable: self.admission(&self.identity.node_id) == "active",
+                keeps_work: self.admission(&self.identity.node_id) != "draining",
+                free_memory: u64::MAX,
+                free_instances: u32::MAX,
+            });
+        }
         out
     }
 
@@ -126,6 +288,8 @@ pub fn alone(identity: Identity, http: SocketAddr) -> std::sync::Arc<Members> {
         http: http.to_string(),
         view: Mutex::new(BTreeMap::new()),
         connected: AtomicBool::new(true),
+        placement: Mutex::default(),
+        admission: Mutex::default(),
     })
 }
 
@@ -136,6 +300,7 @@ pub fn join(
     settings: &ClusterSettings,
     identity: Identity,
     http: SocketAddr,
+    peer: (SocketAddr, String),
     sync: (crate::desired::Sync, crate::desired::PublishQueue),
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(std::sync::Arc<Members>, JoinHandle<()>)> {
@@ -145,6 +310,8 @@ pub fn join(
         http: http.to_string(),
         view: Mutex::new(BTreeMap::new()),
         connected: AtomicBool::new(false),
+        placement: Mutex::default(),
+        admission: Mutex::default(),
     });
     let options = ClusterOptions {
         url: settings.url.clone(),
@@ -155,6 +322,10 @@ pub fn join(
     let mut record = NodeRecord::new(&identity.node_id, &identity.region);
     record.labels = identity.labels.clone();
     record.http = http.to_string();
+    record.peer = peer.0.to_string();
+    record.peer_cert = peer.1;
+    let control = sync.0.control.clone();
+    (record.free_memory, record.free_instances) = control.free_capacity();
     let (joined_tx, joined_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
     let view = members.clone();
     let thread = std::thread::Builder::new()
@@ -188,8 +359,11 @@ pub fn join(
                 };
                 view.connected.store(true, Ordering::Relaxed);
                 let _ = joined_tx.send(Ok(()));
-                let (sync, queue) = sync;
+                let (mut sync, queue) = sync;
+                sync.members = Some(view.clone());
                 let syncing = tokio::spawn(sync.run(desired, changes, queue));
+                // Free capacity rides on the heartbeats, for placement.
+                let mut capacity = tokio::time::interval(Duration::from_secs(1));
                 let mut events = Box::pin(events);
                 loop {
                     tokio::select! {
@@ -197,6 +371,13 @@ pub fn join(
                             Some(event) => view.apply(event),
                             None => break,
                         },
+                        _ = capacity.tick() => {
+                            let (memory, instances) = control.free_capacity();
+                            registration.update(|r| {
+                                r.free_memory = memory;
+                                r.free_instances = instances;
+                            });
+                        }
                         _ = shutdown.changed() => break,
                     }
                 }

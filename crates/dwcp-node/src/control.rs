@@ -109,6 +109,10 @@ pub struct DeployOptions {
     pub user_header: Option<String>,
     /// The cookie naming it when the header is absent (`apps set` only).
     pub user_cookie: Option<String>,
+    /// Replicas in a cluster (`deploy --replicas`, `scale`).
+    pub replicas: Option<u32>,
+    /// Regions its replicas are pinned to (empty: any).
+    pub regions: Option<Vec<String>>,
 }
 
 /// An upload whose signature was checked.
@@ -676,6 +680,14 @@ impl Control {
     }
 
     /// The quota gate of `tenant`, made from its stored quota on first use.
+    /// Every tenant's gate.
+    pub(crate) fn all_gates(&self) -> Vec<Arc<TenantGate>> {
+        self.gates
+            .lock()
+            .map(|g| g.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub(crate) fn gate(&self, tenant: &str) -> Arc<TenantGate> {
         let quota = || {
             self.state
@@ -995,6 +1007,7 @@ impl Control {
             rollout: None,
             release: Default::default(),
             experiment: None,
+            placement: Default::default(),
         });
         record.versions.push(VersionRecord {
             version: version.clone(),
@@ -1017,6 +1030,10 @@ impl Control {
             return Err(e);
         }
         record.limits = limits;
+        if let Err(e) = placement_settings(&mut record.placement, &options) {
+            undo();
+            return Err(e);
+        }
         if let Some(settings) = options.stateful.clone() {
             record.stateful = Some(settings);
         }
@@ -1188,6 +1205,7 @@ impl Control {
                     )));
                 }
                 release_settings(&mut record.release, &options)?;
+                placement_settings(&mut record.placement, &options)?;
                 self.check_memory_quota(&id.tenant, &id.app, record.limits.memory_bytes)
             })
             .await?;
@@ -1452,6 +1470,36 @@ const MAX_ENV_VALUE: usize = 64 << 10;
 
 /// Config and secret names are environment variable names.
 /// Applies `apps set`'s release options to `settings`.
+/// Applies `--replicas` and `--region`/`--pin-region` to an app's spec.
+fn placement_settings(
+    spec: &mut dwcp_store::PlacementSpec,
+    options: &DeployOptions,
+) -> Result<(), ControlError> {
+    if let Some(replicas) = options.replicas {
+        if replicas == 0 || replicas > 1000 {
+            return Err(ControlError::BadOption(
+                "--replicas must be between 1 and 1000".into(),
+            ));
+        }
+        spec.replicas = Some(replicas);
+    }
+    if let Some(regions) = &options.regions {
+        for region in regions {
+            let valid = region.len() <= 64
+                && region
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if region.is_empty() || !valid {
+                return Err(ControlError::BadOption(format!(
+                    "region `{region}`: use letters, digits, `-`, `_` and `.` (or `any` to unpin)"
+                )));
+            }
+        }
+        spec.regions = regions.clone();
+    }
+    Ok(())
+}
+
 fn release_settings(
     settings: &mut dwcp_store::ReleaseSettings,
     options: &DeployOptions,

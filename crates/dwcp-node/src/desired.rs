@@ -33,10 +33,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::admin::AdminState;
+use crate::cluster::{Members, Placed};
 use crate::control::{Control, ControlError};
 
 /// The schema of the values this build writes and the newest it reads.
 pub const SCHEMA: u32 = 1;
+
+/// How often the placing node looks again (membership, capacity, specs).
+const PLACE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// An app as the cluster holds it.
 #[derive(Serialize, Deserialize)]
@@ -63,6 +67,22 @@ struct FlagsEntry {
     document: String,
 }
 
+/// A node's admission, as the cluster holds it.
+#[derive(Serialize, Deserialize)]
+struct NodeEntry {
+    v: u32,
+    origin: String,
+    admission: String,
+}
+
+/// Where an app's replicas are, as the cluster holds it.
+#[derive(Serialize, Deserialize)]
+struct PlacementEntry {
+    v: u32,
+    #[serde(flatten)]
+    placed: Placed,
+}
+
 /// Reads just the schema of a value, whatever else it holds.
 #[derive(Deserialize)]
 struct Schema {
@@ -78,6 +98,8 @@ enum Change {
     Tenant(String),
     /// The tenant's flag document as stored now.
     Flags(String),
+    /// A node's admission (`None` or `active`: takes work as usual).
+    Admission(String, Option<String>),
 }
 
 impl Change {
@@ -89,6 +111,7 @@ impl Change {
             },
             Change::Tenant(t) => StateKey::Tenant(t.clone()),
             Change::Flags(t) => StateKey::Flags(t.clone()),
+            Change::Admission(node, _) => StateKey::Node(node.clone()),
         }
     }
 }
@@ -102,6 +125,15 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// Sets a node's admission across the cluster (`cordoned`,
+    /// `draining`, or `None` for active).
+    pub fn set_admission(&self, node: &str, admission: Option<&str>) {
+        self.queue(Change::Admission(
+            node.to_string(),
+            admission.map(str::to_string),
+        ));
+    }
+
     fn queue(&self, change: Change) {
         let key = change.key();
         *self
@@ -196,6 +228,8 @@ pub struct Sync {
     pub publisher: Arc<Publisher>,
     /// This node's id (the origin of what it publishes).
     pub node_id: String,
+    /// The members and placements, once joined.
+    pub members: Option<Arc<Members>>,
 }
 
 /// Keys this node has seen in the cluster, kept in the data directory: a
@@ -250,8 +284,11 @@ impl Sync {
         let mut events = Box::pin(events);
         // Keys in the cluster during the initial load.
         let mut initial: Option<BTreeSet<StateKey>> = Some(BTreeSet::new());
+        let mut placing = tokio::time::interval(PLACE_EVERY);
+        placing.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = placing.tick(), if initial.is_none() => self.place(&state).await,
                 change = queue.recv() => {
                     let Some(change) = change else { break };
                     let key = change.key();
@@ -275,7 +312,7 @@ impl Sync {
                             continue;
                         }
                         seen.set(&key, value.is_some());
-                        if let Err(e) = self.apply(&state, &key, value.as_deref()).await {
+                        if let Err(e) = self.apply(&state, &key, value.as_deref(), revision).await {
                             tracing::warn!(key = %key.to_key(), revision, "not applied: {e}");
                         }
                     }
@@ -308,7 +345,7 @@ impl Sync {
             let result = if seen.contains(&key) {
                 tracing::info!(key = %key.to_key(), "deleted in the cluster while this node was away");
                 seen.set(&key, false);
-                self.apply(state, &key, None).await
+                self.apply(state, &key, None, 0).await
             } else {
                 self.publish(state, &change, seen).await
             };
@@ -380,7 +417,7 @@ impl Sync {
                                 tenant == name
                             }
                             StateKey::Flags(t) => t == name,
-                            StateKey::Tenant(_) => false,
+                            StateKey::Tenant(_) | StateKey::Node(_) => false,
                         };
                         if of_tenant {
                             state.delete(&other).await?;
@@ -390,6 +427,17 @@ impl Sync {
                     None
                 }
             },
+            Change::Admission(_, admission) => admission
+                .as_ref()
+                .filter(|a| *a != "active")
+                .map(|a| {
+                    serde_json::to_vec(&NodeEntry {
+                        v: SCHEMA,
+                        origin,
+                        admission: a.clone(),
+                    })
+                })
+                .transpose()?,
             Change::Flags(tenant) => match control.state.flags(tenant)? {
                 Some(document) => Some(serde_json::to_vec(&FlagsEntry {
                     v: SCHEMA,
@@ -419,6 +467,7 @@ impl Sync {
         state: &DesiredState,
         key: &StateKey,
         value: Option<&[u8]>,
+        revision: u64,
     ) -> anyhow::Result<()> {
         if let Some(value) = value {
             let schema: Schema = serde_json::from_slice(value)?;
@@ -477,7 +526,33 @@ impl Sync {
                 self.flags.delete_all(tenant)?;
                 Ok(())
             }
-            (StateKey::Placement { .. }, _) => Ok(()),
+            (StateKey::Node(node), value) => {
+                let admission = match value {
+                    Some(value) => Some(serde_json::from_slice::<NodeEntry>(value)?.admission),
+                    None => None,
+                };
+                tracing::info!(%node, admission = admission.as_deref().unwrap_or("active"), "node admission");
+                if let Some(members) = &self.members {
+                    members.set_admission(node, admission);
+                }
+                Ok(())
+            }
+            (StateKey::Placement { tenant, app }, value) => {
+                let placed = match value {
+                    Some(value) => {
+                        let entry: PlacementEntry = serde_json::from_slice(value)?;
+                        Some(Placed {
+                            revision,
+                            ..entry.placed
+                        })
+                    }
+                    None => None,
+                };
+                if let Some(members) = &self.members {
+                    members.set_placement(&format!("{tenant}/{app}"), placed);
+                }
+                self.serve_as_placed(&AppId::new(tenant, app)?).await
+            }
         }
     }
 
@@ -521,9 +596,143 @@ impl Sync {
             );
             control.artifacts.put(&bytes)?;
         }
-        control.apply_cluster_record(record).await?;
+        let serve = self.serves_here(&record);
+        control.apply_cluster_record(record, serve).await?;
         tracing::info!(tenant = %id.tenant, app = %id.app, "applied from the cluster");
         Ok(())
+    }
+
+    /// Whether this node serves `record`: every node does, unless the app
+    /// asks for some replicas or regions only, when the placement decides.
+    fn serves_here(&self, record: &AppRecord) -> bool {
+        if record.placement.is_everywhere() {
+            return true;
+        }
+        let key = format!("{}/{}", record.tenant, record.app);
+        self.members
+            .as_ref()
+            .and_then(|m| m.placement(&key))
+            .is_some_and(|p| p.nodes.contains(&self.node_id))
+    }
+
+    /// Starts or stops serving `id` here, as its placement now says.
+    async fn serve_as_placed(&self, id: &AppId) -> anyhow::Result<()> {
+        let Some(record) = self.control.state.app(&id.tenant, &id.app)? else {
+            return Ok(());
+        };
+        let serve = self.serves_here(&record);
+        let live = self.control.apps.get_app(&id.tenant, &id.app).is_some();
+        if serve != live {
+            tracing::info!(tenant = %id.tenant, app = %id.app, serve, "placement changed");
+            self.control.apply_cluster_record(record, serve).await?;
+        }
+        Ok(())
+    }
+
+    /// On the placing node (the live member with the smallest id): places
+    /// the replicas of every app that limits them, and writes each changed
+    /// decision with compare-and-set (another node that also thought it
+    /// placed loses, and reads the winner's).
+    async fn place(&self, state: &DesiredState) {
+        let Some(members) = &self.members else {
+            return;
+        };
+        if !members.is_leader() {
+            return;
+        }
+        let records = match self.control.state.apps(None) {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::warn!("placement: {e}");
+                return;
+            }
+        };
+        let views = members.node_views();
+        let mut placements = members.placements();
+        for record in records {
+            let key = format!("{}/{}", record.tenant, record.app);
+            let current = placements.remove(&key);
+            if record.placement.is_everywhere() {
+                if current.is_some() {
+                    self.write_placement(state, &record.tenant, &record.app, None, current)
+                        .await;
+                }
+                continue;
+            }
+            let spec = &record.placement;
+            let in_regions = views
+                .iter()
+                .filter(|n| spec.regions.is_empty() || spec.regions.contains(&n.region))
+                .count() as u32;
+            let decided = dwcp_mesh::placement::place(
+                &dwcp_mesh::placement::AppSpec {
+                    replicas: spec.replicas.unwrap_or(in_regions),
+                    pin_regions: spec.regions.clone(),
+                    memory_bytes: record.limits.memory_bytes,
+                },
+                &views,
+                current.as_ref().map_or(&[][..], |c| &c.nodes[..]),
+            );
+            if current.as_ref().is_some_and(|c| c.nodes == decided.nodes) {
+                continue;
+            }
+            let placed = Placed {
+                nodes: decided.nodes,
+                reasons: decided.reasons,
+                decided_by: self.node_id.clone(),
+                decided_at: dwcp_store::unix_now(),
+                revision: 0,
+            };
+            self.write_placement(state, &record.tenant, &record.app, Some(placed), current)
+                .await;
+        }
+        // Placements of apps that are gone.
+        for (key, current) in placements {
+            if let Some((tenant, app)) = key.split_once('/') {
+                self.write_placement(state, tenant, app, None, Some(current))
+                    .await;
+            }
+        }
+    }
+
+    async fn write_placement(
+        &self,
+        state: &DesiredState,
+        tenant: &str,
+        app: &str,
+        placed: Option<Placed>,
+        current: Option<Placed>,
+    ) {
+        let key = StateKey::Placement {
+            tenant: tenant.into(),
+            app: app.into(),
+        };
+        let written = match &placed {
+            Some(placed) => {
+                let entry = PlacementEntry {
+                    v: SCHEMA,
+                    placed: placed.clone(),
+                };
+                let revision = current.as_ref().map_or(0, |c| c.revision);
+                match serde_json::to_vec(&entry) {
+                    Ok(bytes) => state
+                        .put_if(&key, bytes, revision)
+                        .await
+                        .map(|r| r.is_some()),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            None => state.delete(&key).await.map(|()| true),
+        };
+        match written {
+            Ok(true) => {
+                if let Some(p) = &placed {
+                    tracing::info!(%tenant, %app, nodes = ?p.nodes, reasons = ?p.reasons, "placed");
+                }
+            }
+            Ok(false) => tracing::debug!(%tenant, %app, "another node placed it first"),
+            Err(e) => tracing::warn!(%tenant, %app, "placement not written: {e}"),
+        }
     }
 
     /// The version's publisher signature, checked against this node's
@@ -550,19 +759,45 @@ impl Sync {
 }
 
 impl Control {
+    /// What this node can still give instances: its pool's memory and
+    /// instance slots, less what serves now.
+    pub(crate) fn free_capacity(&self) -> (u64, u32) {
+        let settings = self.runtime.settings();
+        let (mut memory, mut instances) = (0u64, 0u32);
+        for gate in self.all_gates() {
+            let used = gate.usage();
+            memory = memory.saturating_add(used.memory_bytes);
+            instances = instances.saturating_add(used.instances);
+        }
+        let total = u64::from(settings.pool_instances).saturating_mul(settings.max_memory);
+        (
+            total.saturating_sub(memory),
+            settings.pool_instances.saturating_sub(instances),
+        )
+    }
+
     /// Stores an app record that came from the cluster and serves it,
     /// removing the files of versions it no longer has.
     pub(crate) async fn apply_cluster_record(
         self: &Arc<Self>,
         record: AppRecord,
+        serve: bool,
     ) -> Result<(), ControlError> {
         self.blocking_under_lock("cluster apply", move |this| {
             let before = this.state.app(&record.tenant, &record.app)?;
             if before.is_none() && this.state.tenant(&record.tenant)?.is_none() {
                 tracing::info!(tenant = %record.tenant, "tenant created by the cluster");
             }
-            this.state.put_app(&record)?;
-            let served = this.activate(&record);
+            if before.as_ref() != Some(&record) {
+                this.state.put_app(&record)?;
+            }
+            let served = if serve {
+                this.activate(&record).map(drop)
+            } else {
+                // Held here (another node serves it): requests are forwarded.
+                this.apps.remove(&record.tenant, &record.app);
+                Ok(())
+            };
             if let Some(before) = before {
                 let gone: Vec<_> = before
                     .versions
@@ -571,7 +806,7 @@ impl Control {
                     .collect();
                 this.forget_versions(&record, &gone);
             }
-            served.map(drop).inspect_err(|_| {
+            served.inspect_err(|_| {
                 this.apps.set_unavailable(
                     &record.tenant,
                     &record.app,

@@ -25,6 +25,9 @@ pub struct Ingress {
     pub domain: String,
     /// Where request spans go, when traces are on.
     pub traces: Option<Arc<crate::traces::Tracer>>,
+    /// Sends requests for apps served elsewhere to a node that serves
+    /// them (in a cluster).
+    pub forwarder: Option<Arc<crate::peer::Forwarder>>,
 }
 
 /// Serves one request, in a span of its own when traces are on.
@@ -73,7 +76,37 @@ async fn serve(
         span.app = Some(app.to_string());
     }
     let Some(app) = ingress.apps.get(&key) else {
+        // Served by other nodes of the cluster: one of them answers.
+        if let Some(forwarder) = &ingress.forwarder
+            && request
+                .extensions()
+                .get::<crate::peer::FromPeer>()
+                .is_none()
+        {
+            let (tenant, app) = split_key(&key);
+            let id = format!("{tenant}/{app}");
+            let replicas = forwarder.replicas(&id);
+            if !replicas.is_empty() {
+                return forwarder.forward(&id, replicas, request).await;
+            }
+        }
         let (tenant, app) = split_key(&key);
+        if request
+            .extensions()
+            .get::<crate::peer::FromPeer>()
+            .is_some()
+        {
+            // Placed here but not serving yet (or no longer): the
+            // forwarding node tries another replica.
+            let mut response = text_response(
+                503,
+                &format!("app `{tenant}/{app}` does not serve on this node now"),
+            );
+            response
+                .headers_mut()
+                .insert(crate::peer::NOT_HERE, HeaderValue::from_static("1"));
+            return response;
+        }
         // A loading app is back in moments; a failed one waits for its
         // operator, so clients are asked to come back much later.
         let (reason, retry) = match ingress.apps.unavailable(&key) {

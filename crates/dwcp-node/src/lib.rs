@@ -28,6 +28,7 @@ mod metrics;
 mod node;
 mod nodes_admin;
 mod observe;
+mod peer;
 mod release;
 mod rollout_admin;
 mod rollouts;

@@ -67,6 +67,9 @@ pub struct NodeConfig {
     pub identity: crate::cluster::Identity,
     /// The cluster to join, if any.
     pub cluster: Option<crate::cluster::ClusterSettings>,
+    /// Where peers reach this node in a cluster (`None`: the ingress
+    /// address's host, on a port of the system's choosing).
+    pub peer: Option<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -97,6 +100,7 @@ impl NodeConfig {
                 labels: Default::default(),
             },
             cluster: None,
+            peer: None,
         }
     }
 }
@@ -179,8 +183,17 @@ impl Node {
                 .context("cannot load the tenants' feature flags")?,
         );
         let trust = Arc::new(trust);
+        let mut peer_link = None;
         let (members, publisher) = match &config.cluster {
             Some(settings) => {
+                let peer_addr = config
+                    .peer
+                    .unwrap_or_else(|| SocketAddr::new(http_addr.ip(), 0));
+                let peer_listener = TcpListener::bind(peer_addr)
+                    .with_context(|| format!("cannot listen on {peer_addr} (--peer)"))?;
+                let peer_addr = peer_listener.local_addr()?;
+                let identity = crate::peer::PeerIdentity::generate()?;
+                let fingerprint = identity.fingerprint.clone();
                 let (publisher, queue) = crate::desired::publisher();
                 let sync = crate::desired::Sync {
                     control: control.clone(),
@@ -188,14 +201,17 @@ impl Node {
                     flags: flags.clone(),
                     publisher: publisher.clone(),
                     node_id: config.identity.node_id.clone(),
+                    members: None,
                 };
                 let (members, thread) = crate::cluster::join(
                     settings,
                     config.identity.clone(),
                     http_addr,
+                    (peer_addr, fingerprint),
                     (sync, queue),
                     shutdown.subscribe(),
                 )?;
+                peer_link = Some((peer_listener, identity));
                 threads.push(thread);
                 tracing::info!(
                     node = %config.identity.node_id,
@@ -221,6 +237,7 @@ impl Node {
             flags: flags.clone(),
             members,
             publisher,
+            forwarder: std::sync::OnceLock::new(),
         });
         // /metrics carries each trusted key's expiry, read from the manifest.
         metrics.watch_trust(&admin_state.trust);
@@ -262,12 +279,30 @@ impl Node {
             }
             None => None,
         };
+        let peer_link = match peer_link {
+            Some((listener, identity)) => {
+                let config = crate::peer::server_config(&identity, admin_state.members.clone())?;
+                let forwarder = crate::peer::Forwarder::new(admin_state.members.clone(), identity);
+                let _ = admin_state.forwarder.set(forwarder.clone());
+                Some((listener, config, forwarder))
+            }
+            None => None,
+        };
         let ingress = Arc::new(Ingress {
             apps,
             flags,
             domain: config.domain.clone(),
             traces,
+            forwarder: peer_link.as_ref().map(|(_, _, f)| f.clone()),
         });
+        if let Some((listener, tls, _)) = peer_link {
+            threads.push(crate::peer::spawn_listener(
+                listener,
+                ingress.clone(),
+                tls,
+                shutdown.subscribe(),
+            )?);
+        }
         for i in 0..config.workers.max(1) {
             let listener = http.try_clone()?;
             threads.push(spawn_ingress(

@@ -28,7 +28,7 @@ pub use checkpoints::{Chain, CheckpointMeta, CheckpointStore, key_scope};
 pub use names::{AppId, NameError, validate_label};
 pub use records::{
     AppLimits, AppRecord, ArmTotals, AuditEntry, ConversionRule, EgressSettings, ExperimentRecord,
-    ReleaseSettings, RolloutRecord, SealedSecret, StatefulSettings, TenantQuota, TenantRecord,
-    VersionRecord, unix_now,
+    PlacementSpec, ReleaseSettings, RolloutRecord, SealedSecret, StatefulSettings, TenantQuota,
+    TenantRecord, VersionRecord, unix_now,
 };
 pub use state::{StateExport, StateStore, StoreError};

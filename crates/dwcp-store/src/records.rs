@@ -137,6 +137,27 @@ pub struct AppRecord {
     /// The A/B experiment running, or the last one (kept for its results).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiment: Option<ExperimentRecord>,
+    /// Where its replicas go in a cluster (a node alone serves every app).
+    #[serde(default, skip_serializing_if = "PlacementSpec::is_everywhere")]
+    pub placement: PlacementSpec,
+}
+
+/// How many replicas of an app a cluster runs, and where.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PlacementSpec {
+    /// How many (`None`: one on every node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    /// Only in these regions (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
+}
+
+impl PlacementSpec {
+    /// Whether every node serves the app (the default).
+    pub fn is_everywhere(&self) -> bool {
+        self.replicas.is_none() && self.regions.is_empty()
+    }
 }
 
 /// An A/B experiment: between the stable version (control) and another,
@@ -390,6 +411,7 @@ mod tests {
             rollout: None,
             release: Default::default(),
             experiment: None,
+            placement: Default::default(),
         }
     }
 

@@ -493,6 +493,7 @@ mod tests {
             rollout: None,
             release: Default::default(),
             experiment: None,
+            placement: Default::default(),
         }
     }
 

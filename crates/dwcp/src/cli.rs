@@ -210,6 +210,23 @@ pub enum Command {
     /// Example: dwcp cluster health
     #[command(subcommand)]
     Cluster(crate::nodes::ClusterCommand),
+    /// Run N replicas of an app in the cluster (optionally only in some regions).
+    ///
+    /// Example: dwcp scale demo/hello 3 --region eu-west
+    Scale {
+        /// TENANT/APP.
+        app: String,
+        /// How many replicas.
+        replicas: u32,
+        /// Only in these regions (comma-separated or repeated).
+        #[arg(long = "region", value_name = "REGION", value_delimiter = ',')]
+        regions: Vec<String>,
+    },
+    /// Where an app's replicas are and how requests reach them.
+    ///
+    /// Example: dwcp route status demo/hello
+    #[command(subcommand)]
+    Route(crate::nodes::RouteCommand),
     /// Print a shell completion script.
     ///
     /// Example: dwcp completions bash > /etc/bash_completion.d/dwcp
@@ -304,6 +321,10 @@ pub struct UpArgs {
     /// The CA (PEM) that signed the cluster's server certificates.
     #[arg(long, value_name = "FILE", requires = "cluster")]
     pub cluster_ca: Option<PathBuf>,
+    /// Where other nodes reach this one (post-quantum TLS, HTTP/2; default: the
+    /// --http host on a port the system picks; advertised in the cluster).
+    #[arg(long, value_name = "ADDR", requires = "cluster")]
+    pub peer: Option<std::net::SocketAddr>,
     /// This node's id in the cluster (default: the host name).
     #[arg(long, value_name = "ID")]
     pub node_id: Option<String>,
@@ -435,6 +456,12 @@ pub struct DeployArgs {
     /// Upload with a signature made beforehand by `dwcp sign` instead of signing now.
     #[arg(long, value_name = "FILE.sig", conflicts_with = "key")]
     pub signature: Option<PathBuf>,
+    /// In a cluster: run this many replicas (default: one on every node).
+    #[arg(long, value_name = "N")]
+    pub replicas: Option<u32>,
+    /// In a cluster: only in these regions (comma-separated or repeated).
+    #[arg(long = "region", value_name = "REGION", value_delimiter = ',')]
+    pub regions: Vec<String>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -553,6 +580,13 @@ pub struct SetArgs {
     /// A cookie that names the user when the header is absent.
     #[arg(long, value_name = "NAME")]
     pub user_cookie: Option<String>,
+    /// In a cluster: run this many replicas.
+    #[arg(long, value_name = "N")]
+    pub replicas: Option<u32>,
+    /// In a cluster: keep the replicas in these regions (comma-separated or
+    /// repeated; `any` unpins).
+    #[arg(long = "pin-region", value_name = "REGION", value_delimiter = ',')]
+    pub pin_regions: Vec<String>,
     /// Print the app's new status as JSON.
     #[arg(long)]
     pub json: bool,

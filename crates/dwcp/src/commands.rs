@@ -107,6 +107,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gen(command) => crate::r#gen::run(&command),
         Command::Nodes { command, json } => crate::nodes::nodes(&client(), command, json),
         Command::Cluster(command) => crate::nodes::cluster(&client(), command),
+        Command::Scale {
+            app,
+            replicas,
+            regions,
+        } => crate::nodes::scale(&client(), &app, replicas, &regions),
+        Command::Route(command) => crate::nodes::route(&client(), command),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "dwcp", &mut std::io::stdout());
@@ -223,6 +229,12 @@ fn deploy(
         }
         query.push_str(&pair);
     }
+    for pair in placement_query(args.replicas, &args.regions, "region") {
+        if !query.is_empty() {
+            query.push('&');
+        }
+        query.push_str(&pair);
+    }
     let out = match detached {
         Some(sig) => crate::signing::upload_with(client, &sig, &query, bytes)?,
         None => {
@@ -285,6 +297,25 @@ fn limits_query(version: Option<String>, limits: LimitFlags) -> String {
     query.join("&")
 }
 
+/// `replicas=N` and the regions under `regions_key`, as query pairs.
+pub(crate) fn placement_query(
+    replicas: Option<u32>,
+    regions: &[String],
+    regions_key: &str,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(n) = replicas {
+        out.push(format!("replicas={n}"));
+    }
+    if !regions.is_empty() {
+        out.push(format!(
+            "{regions_key}={}",
+            percent_encode(&regions.join(","))
+        ));
+    }
+    out
+}
+
 fn apps_set(client: &AdminClient, default_tenant: &str, args: SetArgs) -> anyhow::Result<()> {
     let (tenant, app) = split_app(default_tenant, &args.app)?;
     let mut query = limits_query(None, args.limits);
@@ -312,6 +343,12 @@ fn apps_set(client: &AdminClient, default_tenant: &str, args: SetArgs) -> anyhow
     if let Some(keep) = args.keep_versions {
         add("keep_versions", &[keep.to_string()]);
     }
+    for pair in placement_query(args.replicas, &args.pin_regions, "pin_region") {
+        if !query.is_empty() {
+            query.push('&');
+        }
+        query.push_str(&pair);
+    }
     for pair in args.release.query() {
         if !query.is_empty() {
             query.push('&');
@@ -320,7 +357,7 @@ fn apps_set(client: &AdminClient, default_tenant: &str, args: SetArgs) -> anyhow
     }
     if query.is_empty() {
         anyhow::bail!(
-            "nothing to set: give --memory, --deadline, --concurrency, --reuse, --allow-host, --allow-private, --clear-egress, --keep-versions, --strategy (and its flags), --user-header or --user-cookie"
+            "nothing to set: give --memory, --deadline, --concurrency, --reuse, --allow-host, --allow-private, --clear-egress, --keep-versions, --strategy (and its flags), --user-header, --user-cookie, --replicas or --pin-region"
         );
     }
     let s: Value = client.send("PATCH", &format!("/v1/apps/{tenant}/{app}?{query}"))?;

@@ -31,6 +31,49 @@ pub enum NodesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Take no new replicas on NODE (those it has stay).
+    ///
+    /// Example: dwcp nodes cordon edge-2
+    Cordon {
+        /// The node's id.
+        node: String,
+    },
+    /// Take new replicas on NODE again.
+    ///
+    /// Example: dwcp nodes uncordon edge-2
+    Uncordon {
+        /// The node's id.
+        node: String,
+    },
+    /// Move NODE's replicas to other nodes (and take no new ones).
+    ///
+    /// Example: dwcp nodes drain edge-2
+    Drain {
+        /// The node's id.
+        node: String,
+    },
+    /// Forget a node that is gone (a live node is refused: drain and stop it first).
+    ///
+    /// Example: dwcp nodes remove edge-2
+    Remove {
+        /// The node's id.
+        node: String,
+    },
+}
+
+/// `dwcp route …`.
+#[derive(clap::Subcommand, Debug)]
+pub enum RouteCommand {
+    /// Where an app's replicas are and why; their latency and load as this node sees them.
+    ///
+    /// Example: dwcp route status demo/hello --json
+    Status {
+        /// TENANT/APP.
+        app: String,
+        /// Print JSON: {app, spec, replicas: [{node, region, alive, self, latency_ms, in_flight, serving}], regions, reasons, decided_by, decided_at, forwarded, retried}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `dwcp cluster …`.
@@ -93,6 +136,17 @@ pub fn nodes(
             }
             Ok(())
         }
+        NodesCommand::Cordon { node } => admit(client, &node, "cordon"),
+        NodesCommand::Uncordon { node } => admit(client, &node, "uncordon"),
+        NodesCommand::Drain { node } => admit(client, &node, "drain"),
+        NodesCommand::Remove { node } => {
+            let _: Value = client.delete(&format!(
+                "/v1/nodes/{}",
+                crate::commands::percent_encode(&node)
+            ))?;
+            println!("{node}: removed from the cluster");
+            Ok(())
+        }
         NodesCommand::Status { node, json } => {
             let out: Value = client.get(&format!(
                 "/v1/nodes/{}",
@@ -107,6 +161,98 @@ pub fn nodes(
             Ok(())
         }
     }
+}
+
+fn admit(client: &AdminClient, node: &str, action: &str) -> anyhow::Result<()> {
+    let out: Value = client.post_json(
+        &format!(
+            "/v1/nodes/{}/{action}",
+            crate::commands::percent_encode(node)
+        ),
+        &Value::Null,
+    )?;
+    println!("{node}: {}", text(&out["admission"]));
+    Ok(())
+}
+
+/// `dwcp scale TENANT/APP N [--region R]`: the app's replica count.
+pub fn scale(
+    client: &AdminClient,
+    app: &str,
+    replicas: u32,
+    regions: &[String],
+) -> anyhow::Result<()> {
+    let (tenant, name) = app
+        .split_once('/')
+        .ok_or_else(|| anyhow::anyhow!("give TENANT/APP, for example demo/hello"))?;
+    let query = crate::commands::placement_query(Some(replicas), regions, "pin_region").join("&");
+    let _: Value = client.send("PATCH", &format!("/v1/apps/{tenant}/{name}?{query}"))?;
+    let pinned = if regions.is_empty() {
+        String::new()
+    } else {
+        format!(" in {}", regions.join(", "))
+    };
+    println!(
+        "{tenant}/{name}: {replicas} replica(s){pinned}; `dwcp route status {tenant}/{name}` shows where"
+    );
+    Ok(())
+}
+
+/// Runs `dwcp route …`.
+pub fn route(client: &AdminClient, command: RouteCommand) -> anyhow::Result<()> {
+    let RouteCommand::Status { app, json } = command;
+    let (tenant, name) = app
+        .split_once('/')
+        .ok_or_else(|| anyhow::anyhow!("give TENANT/APP, for example demo/hello"))?;
+    let out: Value = client.get(&format!("/v1/apps/{tenant}/{name}/route"))?;
+    if json {
+        return print_json(&out);
+    }
+    let spec = &out["spec"];
+    if spec["everywhere"] == true {
+        println!("{app}: a replica on every node");
+    } else {
+        let regions = spec["regions"]
+            .as_array()
+            .map(|r| r.iter().map(text).collect::<Vec<_>>().join(", "))
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "any region".into());
+        println!(
+            "{app}: {} replica(s), {regions}",
+            match &spec["replicas"] {
+                Value::Null => "one per node".into(),
+                n => text(n),
+            }
+        );
+    }
+    let mut table = Table::new();
+    *table.style_mut() = NOTHING;
+    table.set_header(["NODE", "REGION", "ALIVE", "LATENCY", "IN FLIGHT"]);
+    for r in out["replicas"].as_array().into_iter().flatten() {
+        let mut id = text(&r["node"]);
+        if r["self"] == true {
+            id.push_str(" (this)");
+        }
+        table.add_row([
+            id,
+            text(&r["region"]),
+            text(&r["alive"]),
+            r["latency_ms"]
+                .as_f64()
+                .map_or("-".into(), |ms| format!("{ms:.2} ms")),
+            text(&r["in_flight"]),
+        ]);
+    }
+    println!("{table}");
+    for reason in out["reasons"].as_array().into_iter().flatten() {
+        println!("  - {}", text(reason));
+    }
+    println!(
+        "forwarded from this node: {} (retried {})",
+        text(&out["forwarded"]),
+        text(&out["retried"])
+    );
+    Ok(())
 }
 
 /// Runs `dwcp cluster …`.

@@ -114,6 +114,7 @@ pub fn run(args: UpArgs, admin: &str, data_dir: PathBuf) -> anyhow::Result<()> {
         }),
         None => None,
     };
+    config.peer = args.peer;
     let admin_addr = admin
         .strip_prefix("http://")
         .or_else(|| admin.strip_prefix("https://"))

@@ -297,3 +297,132 @@ fn a_deploy_through_one_node_serves_from_every_node_and_a_delete_reaches_all() {
     );
     assert!(!b.cli_ok(&["apps"]).contains("forged"));
 }
+
+/// `dwcp route status --json` of `app` on `node`, once `done` holds.
+fn until_route(node: &TestNode, app: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        // Until the app reaches this node, it does not know it.
+        let out = node.cli(&["route", "status", app, "--json"]);
+        let route: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if out.status.success() && done(&route) {
+            return route;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{app} on {}: {route}",
+            node.http
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn replica_nodes(route: &Value) -> Vec<String> {
+    let mut nodes: Vec<String> = route["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["node"].as_str().unwrap().to_string())
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+#[test]
+fn replicas_are_placed_as_asked_requests_are_forwarded_and_gets_survive_a_killed_replica() {
+    let Some((server, _dir)) = nats() else {
+        return;
+    };
+    let (da, db, dc) = (data_dir(), data_dir(), data_dir());
+    let a = cluster_node(da.path(), &server.url, "edge-a", "eu-west");
+    let mut b = cluster_node(db.path(), &server.url, "edge-b", "us-east");
+    let c = cluster_node(dc.path(), &server.url, "edge-c", "us-east");
+    until(&a, Duration::from_secs(5), |ids| ids.len() == 3);
+
+    // A cordoned node takes no new replicas.
+    a.cli_ok(&["nodes", "cordon", "edge-c"]);
+    until(&c, Duration::from_secs(5), |_| {
+        c.cli_ok(&["nodes", "status", "edge-c", "--json"])
+            .contains("cordoned")
+    });
+    a.deploy("demo/spread", "hello", &["--replicas", "2"]);
+    let route = until_route(&c, "demo/spread", |r| {
+        r["replicas"].as_array().unwrap().len() == 2
+    });
+    assert_eq!(replica_nodes(&route), ["edge-a", "edge-b"], "{route}");
+    // The node without a replica forwards: the answer says who served it.
+    until_status(&c, "spread.demo.localhost", 200, Duration::from_secs(10));
+    let reply = c.request("GET", "spread.demo.localhost", "/", b"");
+    assert!(
+        matches!(reply.header("x-dwcp-served-by"), Some("edge-a" | "edge-b")),
+        "{:?}",
+        reply.headers
+    );
+    a.cli_ok(&["nodes", "uncordon", "edge-c"]);
+
+    // Pinned to a region: a node elsewhere forwards there.
+    a.deploy(
+        "demo/pinned",
+        "hello",
+        &["--replicas", "1", "--region", "us-east"],
+    );
+    let route = until_route(&a, "demo/pinned", |r| {
+        r["replicas"].as_array().unwrap().len() == 1
+    });
+    let first = replica_nodes(&route).remove(0);
+    assert!(first == "edge-b" || first == "edge-c", "{route}");
+    until_status(&a, "pinned.demo.localhost", 200, Duration::from_secs(10));
+    let reply = a.request("GET", "pinned.demo.localhost", "/", b"");
+    assert_eq!(reply.header("x-dwcp-served-by"), Some(first.as_str()));
+
+    // Draining moves the replica to the other node of the region.
+    a.cli_ok(&["nodes", "drain", &first]);
+    let route = until_route(&a, "demo/pinned", |r| {
+        replica_nodes(r).len() == 1 && replica_nodes(r)[0] != first
+    });
+    let second = replica_nodes(&route).remove(0);
+    until(&a, Duration::from_secs(5), |_| {
+        a.request("GET", "pinned.demo.localhost", "/", b"")
+            .header("x-dwcp-served-by")
+            == Some(second.as_str())
+    });
+    a.cli_ok(&["nodes", "uncordon", &first]);
+
+    // Two replicas; GETs through edge-a keep succeeding while one is killed.
+    a.cli_ok(&["scale", "demo/pinned", "2", "--region", "us-east"]);
+    until_route(&a, "demo/pinned", |r| {
+        replica_nodes(r) == ["edge-b", "edge-c"]
+    });
+    let http = a.http;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let reply = common::request(http, "GET", "pinned.demo.localhost", "/", b"");
+                if reply.status == 200 {
+                    ok += 1;
+                } else {
+                    failed.push(format!("{} {}", reply.status, reply.text()));
+                }
+            }
+            (ok, failed)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    b.signal("KILL");
+    b.wait_exit(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(4));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = load.join().unwrap();
+    assert!(ok > 50, "only {ok} GETs answered");
+    assert!(
+        failed.is_empty(),
+        "{} GETs failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    // The dead node's replica is gone from the placement.
+    until_route(&a, "demo/pinned", |r| replica_nodes(r) == ["edge-c"]);
+}
