@@ -44,6 +44,8 @@ pub enum StateKey {
     Flags(String),
     /// A node's admission as its operators set it (cordoned, draining).
     Node(String),
+    /// The last cache purge asked for (each put is one purge).
+    Purge,
     /// Where an app's replicas are (written by the placing node).
     Placement {
         /// The tenant.
@@ -62,6 +64,7 @@ impl StateKey {
             StateKey::App { tenant, app } => format!("{PREFIX}.apps.{tenant}.{app}"),
             StateKey::Flags(t) => format!("{PREFIX}.flags.{t}"),
             StateKey::Node(n) => format!("{PREFIX}.nodes.{n}"),
+            StateKey::Purge => format!("{PREFIX}.purge"),
             StateKey::Placement { tenant, app } => format!("{PREFIX}.placement.{tenant}.{app}"),
         }
     }
@@ -73,6 +76,9 @@ impl StateKey {
             return None;
         }
         let kind = parts.next()?;
+        if kind == "purge" {
+            return parts.next().is_none().then_some(StateKey::Purge);
+        }
         if kind == "nodes" {
             // Node ids may hold dots.
             let rest = key.strip_prefix(&format!("{PREFIX}.nodes."))?;
@@ -342,6 +348,7 @@ mod tests {
             StateKey::Tenant("acme".into()),
             StateKey::Flags("acme".into()),
             StateKey::Node("edge.1".into()),
+            StateKey::Purge,
             StateKey::App {
                 tenant: "acme".into(),
                 app: "shop-1".into(),

@@ -89,6 +89,7 @@ pub fn router(state: Arc<AdminState>, max_upload: usize) -> Router {
         .merge(crate::rollout_admin::routes())
         .merge(crate::flags_admin::routes())
         .merge(crate::nodes_admin::routes())
+        .merge(crate::edge_cache::routes())
         .layer(DefaultBodyLimit::max(max_upload))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -398,6 +399,7 @@ struct LimitsQuery {
     user_cookie: Option<String>,
     replicas: Option<u32>,
     pin_region: Option<String>,
+    cache_ttl: Option<String>,
 }
 
 async fn set_limits(
@@ -439,6 +441,19 @@ async fn set_limits(
     options.allow_private = list(q.allow_private);
     options.clear_egress = q.clear_egress.unwrap_or(false);
     options.keep_versions = q.keep_versions;
+    options.cache_ttl_ms = match q.cache_ttl.as_deref() {
+        None => None,
+        Some("off" | "0") => Some(0),
+        Some(d) => Some(
+            humantime::parse_duration(d)
+                .map_err(|e| {
+                    ControlError::BadOption(format!(
+                        "--cache-ttl `{d}`: {e} (write it as `30s` or `5m`, or `off`)"
+                    ))
+                })?
+                .as_millis() as u64,
+        ),
+    };
     Ok(axum::Json(state.control.set_limits(&id, options).await?))
 }
 

@@ -113,6 +113,8 @@ pub struct DeployOptions {
     pub replicas: Option<u32>,
     /// Regions its replicas are pinned to (empty: any).
     pub regions: Option<Vec<String>>,
+    /// The edge cache's default TTL in milliseconds (`apps set`; 0: none).
+    pub cache_ttl_ms: Option<u64>,
 }
 
 /// An upload whose signature was checked.
@@ -272,6 +274,8 @@ pub struct ControlSettings {
     pub audit_retention: std::time::Duration,
     /// The largest artifact: an upload, or what pre-initialization makes.
     pub max_upload: usize,
+    /// The edge response cache's size in bytes.
+    pub cache_bytes: usize,
 }
 
 /// The node's control plane.
@@ -305,6 +309,10 @@ pub struct Control {
     /// Stateful apps' keys, by `tenant/app`: they outlive a deploy, since
     /// keys stay on the version their state belongs to.
     pub(crate) keyed: std::sync::Mutex<HashMap<String, Arc<crate::stateful::KeyedApp>>>,
+    /// Apps stored here that other nodes of the cluster serve, by `tenant/app`.
+    pub(crate) held_elsewhere: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The edge response cache (the ingress serves through it).
+    pub(crate) cache: Arc<crate::edge_cache::NodeCache>,
     /// Tells this run of the node from earlier ones (a rollout's totals
     /// carry over a restart; the live counters do not).
     pub(crate) run_id: u64,
@@ -335,6 +343,8 @@ impl Control {
                 !checkpoints.is_empty()?,
             )?),
             telemetry: TelemetryTable::new(settings.log_bytes),
+            cache: Arc::new(crate::edge_cache::NodeCache::new(settings.cache_bytes)),
+            held_elsewhere: Default::default(),
             settings,
             data_dir: data_dir.to_path_buf(),
             preinit_lock: tokio::sync::Mutex::new(()),
@@ -485,6 +495,11 @@ impl Control {
             keyed,
         });
         self.apps.insert(&record.tenant, &record.app, live);
+        self.cache.set_policy(
+            &record.tenant,
+            &record.app,
+            Some(crate::edge_cache::policy_of(record)),
+        );
         Ok(cache)
     }
 
@@ -680,6 +695,14 @@ impl Control {
     }
 
     /// The quota gate of `tenant`, made from its stored quota on first use.
+    /// Whether `id` is stored here but served by other nodes of the cluster.
+    pub(crate) fn is_held_elsewhere(&self, id: &AppId) -> bool {
+        self.held_elsewhere
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&id.to_string())
+    }
+
     /// Every tenant's gate.
     pub(crate) fn all_gates(&self) -> Vec<Arc<TenantGate>> {
         self.gates
@@ -777,8 +800,15 @@ impl Control {
             None
         };
         self.state.put_app(&record)?;
+        self.cache.set_policy(
+            &record.tenant,
+            &record.app,
+            Some(crate::edge_cache::policy_of(&record)),
+        );
         match live {
             Some(live) => self.apps.insert(&record.tenant, &record.app, live),
+            // Placed on other nodes of the cluster: they serve the change.
+            None if self.is_held_elsewhere(id) => {}
             // Not serving (it failed to load, say for a secret that no
             // longer opens): the change may be what it needed.
             None => {
@@ -1008,6 +1038,7 @@ impl Control {
             release: Default::default(),
             experiment: None,
             placement: Default::default(),
+            cache_ttl_ms: None,
         });
         record.versions.push(VersionRecord {
             version: version.clone(),
@@ -1087,6 +1118,13 @@ impl Control {
         options: &DeployOptions,
     ) -> Result<AppLimits, ControlError> {
         let mut limits = existing.map(|r| r.limits).unwrap_or_default();
+        if let Some(ttl) = options.cache_ttl_ms
+            && ttl > 30 * 86_400_000
+        {
+            return Err(ControlError::BadOption(
+                "--cache-ttl must be at most 30d (0 or `off`: no default)".into(),
+            ));
+        }
         if let Some(memory) = options.memory_bytes {
             let max = self.runtime.settings().max_memory;
             if memory < 64 << 10 || memory > max {
@@ -1134,6 +1172,8 @@ impl Control {
                 .unwrap_or(ControlError::NoApp(id.to_string())));
         };
         self.apps.remove(&id.tenant, &id.app);
+        self.cache.set_policy(&id.tenant, &id.app, None);
+        self.cache.purge(&id.tenant, Some(&id.app), None);
         self.telemetry.remove(&id.tenant, &id.app);
         self.forget_keys(&id.tenant, &id.app)?;
         self.remove_unused(record.versions.iter())?;
@@ -1206,6 +1246,9 @@ impl Control {
                 }
                 release_settings(&mut record.release, &options)?;
                 placement_settings(&mut record.placement, &options)?;
+                if let Some(ttl) = options.cache_ttl_ms {
+                    record.cache_ttl_ms = (ttl > 0).then_some(ttl);
+                }
                 self.check_memory_quota(&id.tenant, &id.app, record.limits.memory_bytes)
             })
             .await?;
@@ -1306,8 +1349,10 @@ impl Control {
             .state
             .delete_tenant(name)?
             .ok_or_else(|| ControlError::NoTenant(name.to_string()))?;
+        self.cache.purge(name, None, None);
         for app in &apps {
             self.apps.remove(&app.tenant, &app.app);
+            self.cache.set_policy(&app.tenant, &app.app, None);
             self.telemetry.remove(&app.tenant, &app.app);
             self.forget_keys(&app.tenant, &app.app)?;
         }

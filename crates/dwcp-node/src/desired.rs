@@ -67,6 +67,15 @@ struct FlagsEntry {
     document: String,
 }
 
+/// A cache purge, as the cluster holds it.
+#[derive(Serialize, Deserialize)]
+struct PurgeEntry {
+    v: u32,
+    origin: String,
+    #[serde(flatten)]
+    scope: crate::edge_cache::PurgeScope,
+}
+
 /// A node's admission, as the cluster holds it.
 #[derive(Serialize, Deserialize)]
 struct NodeEntry {
@@ -100,6 +109,8 @@ enum Change {
     Flags(String),
     /// A node's admission (`None` or `active`: takes work as usual).
     Admission(String, Option<String>),
+    /// A cache purge, for every node.
+    Purge(crate::edge_cache::PurgeScope),
 }
 
 impl Change {
@@ -112,6 +123,7 @@ impl Change {
             Change::Tenant(t) => StateKey::Tenant(t.clone()),
             Change::Flags(t) => StateKey::Flags(t.clone()),
             Change::Admission(node, _) => StateKey::Node(node.clone()),
+            Change::Purge(_) => StateKey::Purge,
         }
     }
 }
@@ -132,6 +144,11 @@ impl Publisher {
             node.to_string(),
             admission.map(str::to_string),
         ));
+    }
+
+    /// Has every node purge its cache of `scope`.
+    pub fn purge(&self, scope: crate::edge_cache::PurgeScope) {
+        self.queue(Change::Purge(scope));
     }
 
     fn queue(&self, change: Change) {
@@ -296,6 +313,13 @@ impl Sync {
                         tracing::warn!(key = %key.to_key(), "not published to the cluster: {e}");
                     }
                     self.publisher.done(&key);
+                    // A change made here may have installed an app this
+                    // node is not placed to serve.
+                    if let Change::App(id) = &change
+                        && let Err(e) = self.serve_as_placed(id).await
+                    {
+                        tracing::warn!(app = %id, "{e}");
+                    }
                 }
                 event = events.next() => match event {
                     None => break,
@@ -417,7 +441,7 @@ impl Sync {
                                 tenant == name
                             }
                             StateKey::Flags(t) => t == name,
-                            StateKey::Tenant(_) | StateKey::Node(_) => false,
+                            StateKey::Tenant(_) | StateKey::Node(_) | StateKey::Purge => false,
                         };
                         if of_tenant {
                             state.delete(&other).await?;
@@ -427,6 +451,11 @@ impl Sync {
                     None
                 }
             },
+            Change::Purge(scope) => Some(serde_json::to_vec(&PurgeEntry {
+                v: SCHEMA,
+                origin,
+                scope: scope.clone(),
+            })?),
             Change::Admission(_, admission) => admission
                 .as_ref()
                 .filter(|a| *a != "active")
@@ -526,6 +555,22 @@ impl Sync {
                 self.flags.delete_all(tenant)?;
                 Ok(())
             }
+            (StateKey::Purge, Some(value)) => {
+                let entry: PurgeEntry = serde_json::from_slice(value)?;
+                // The node it was asked on purged at once.
+                if entry.origin != self.node_id {
+                    let tenants: Vec<String> = control
+                        .state
+                        .tenants()?
+                        .into_iter()
+                        .map(|t| t.name)
+                        .collect();
+                    let removed = entry.scope.apply(&control.cache, &tenants);
+                    tracing::info!(scope = ?entry.scope, removed, "cache purged for the cluster");
+                }
+                Ok(())
+            }
+            (StateKey::Purge, None) => Ok(()),
             (StateKey::Node(node), value) => {
                 let admission = match value {
                     Some(value) => Some(serde_json::from_slice::<NodeEntry>(value)?.admission),
@@ -620,6 +665,14 @@ impl Sync {
         let Some(record) = self.control.state.app(&id.tenant, &id.app)? else {
             return Ok(());
         };
+        let placed = self
+            .members
+            .as_ref()
+            .is_some_and(|m| m.placement(&format!("{}/{}", id.tenant, id.app)).is_some());
+        if !record.placement.is_everywhere() && !placed {
+            // Not placed yet: whoever serves it now goes on until it is.
+            return Ok(());
+        }
         let serve = self.serves_here(&record);
         let live = self.control.apps.get_app(&id.tenant, &id.app).is_some();
         if serve != live {
@@ -791,11 +844,28 @@ impl Control {
             if before.as_ref() != Some(&record) {
                 this.state.put_app(&record)?;
             }
+            let key = format!("{}/{}", record.tenant, record.app);
+            let mut held = this
+                .held_elsewhere
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if serve {
+                held.remove(&key);
+            } else {
+                held.insert(key);
+            }
+            drop(held);
             let served = if serve {
                 this.activate(&record).map(drop)
             } else {
-                // Held here (another node serves it): requests are forwarded.
+                // Held here (another node serves it): requests are
+                // forwarded, and their answers cached here by its rules.
                 this.apps.remove(&record.tenant, &record.app);
+                this.cache.set_policy(
+                    &record.tenant,
+                    &record.app,
+                    Some(crate::edge_cache::policy_of(&record)),
+                );
                 Ok(())
             };
             if let Some(before) = before {

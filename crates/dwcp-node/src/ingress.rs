@@ -28,6 +28,8 @@ pub struct Ingress {
     /// Sends requests for apps served elsewhere to a node that serves
     /// them (in a cluster).
     pub forwarder: Option<Arc<crate::peer::Forwarder>>,
+    /// The edge response cache (`None`: off).
+    pub cache: Option<Arc<crate::edge_cache::NodeCache>>,
 }
 
 /// Serves one request, in a span of its own when traces are on.
@@ -48,7 +50,7 @@ pub async fn route(
 /// Serves one request. The whole path of a request, top to bottom.
 async fn serve(
     ingress: &Ingress,
-    mut request: hyper::Request<Incoming>,
+    request: hyper::Request<Incoming>,
     peer: IpAddr,
     mut span: Option<&mut crate::traces::RequestSpan>,
 ) -> hyper::Response<ResponseBody> {
@@ -70,12 +72,41 @@ async fn serve(
             ),
         );
     };
+    let key = key.into_owned();
+    let (tenant, app) = split_key(&key);
     if let Some(span) = span.as_deref_mut() {
-        let (tenant, app) = split_key(&key);
         span.tenant = Some(tenant.to_string());
         span.app = Some(app.to_string());
     }
-    let Some(app) = ingress.apps.get(&key) else {
+
+    // 2. The edge cache, for GET and HEAD where the request entered.
+    if let Some(cache) = &ingress.cache
+        && request
+            .extensions()
+            .get::<crate::peer::FromPeer>()
+            .is_none()
+        && let Some(policy) = cache.applies(tenant, app, request.method())
+    {
+        return cache
+            .serve(tenant, app, policy, request, |request| {
+                serve_app(ingress, &key, request, peer, span, started)
+            })
+            .await;
+    }
+    serve_app(ingress, &key, request, peer, span, started).await
+}
+
+/// Serves a request for the app with key `key`: here, or on a node of the
+/// cluster that serves it.
+async fn serve_app(
+    ingress: &Ingress,
+    key: &str,
+    mut request: hyper::Request<Incoming>,
+    peer: IpAddr,
+    span: Option<&mut crate::traces::RequestSpan>,
+    started: Instant,
+) -> hyper::Response<ResponseBody> {
+    let Some(app) = ingress.apps.get(key) else {
         // Served by other nodes of the cluster: one of them answers.
         if let Some(forwarder) = &ingress.forwarder
             && request
@@ -83,14 +114,14 @@ async fn serve(
                 .get::<crate::peer::FromPeer>()
                 .is_none()
         {
-            let (tenant, app) = split_key(&key);
+            let (tenant, app) = split_key(key);
             let id = format!("{tenant}/{app}");
             let replicas = forwarder.replicas(&id);
             if !replicas.is_empty() {
                 return forwarder.forward(&id, replicas, request).await;
             }
         }
-        let (tenant, app) = split_key(&key);
+        let (tenant, app) = split_key(key);
         if request
             .extensions()
             .get::<crate::peer::FromPeer>()
@@ -109,7 +140,7 @@ async fn serve(
         }
         // A loading app is back in moments; a failed one waits for its
         // operator, so clients are asked to come back much later.
-        let (reason, retry) = match ingress.apps.unavailable(&key) {
+        let (reason, retry) = match ingress.apps.unavailable(key) {
             None => return text_response(404, &format!("no app `{app}` in tenant `{tenant}`")),
             Some(Unavailable::Loading) => ("is starting on this node; retry shortly", "1"),
             Some(Unavailable::Failed) => (

@@ -16,6 +16,7 @@ pub mod cluster;
 mod control;
 mod dashboard;
 mod desired;
+mod edge_cache;
 mod experiments;
 pub mod flags;
 mod flags_admin;

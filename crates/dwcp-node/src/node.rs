@@ -67,6 +67,8 @@ pub struct NodeConfig {
     pub identity: crate::cluster::Identity,
     /// The cluster to join, if any.
     pub cluster: Option<crate::cluster::ClusterSettings>,
+    /// The edge response cache's size in bytes (0: off).
+    pub cache_bytes: usize,
     /// Where peers reach this node in a cluster (`None`: the ingress
     /// address's host, on a port of the system's choosing).
     pub peer: Option<SocketAddr>,
@@ -101,6 +103,7 @@ impl NodeConfig {
             },
             cluster: None,
             peer: None,
+            cache_bytes: 64 << 20,
         }
     }
 }
@@ -160,6 +163,7 @@ impl Node {
                     keep_versions: config.keep_versions,
                     audit_retention: config.audit_retention,
                     max_upload: config.max_upload,
+                    cache_bytes: config.cache_bytes,
                 },
             )
             .with_context(|| {
@@ -294,6 +298,7 @@ impl Node {
             domain: config.domain.clone(),
             traces,
             forwarder: peer_link.as_ref().map(|(_, _, f)| f.clone()),
+            cache: (config.cache_bytes > 0).then(|| control.cache.clone()),
         });
         if let Some((listener, tls, _)) = peer_link {
             threads.push(crate::peer::spawn_listener(

@@ -137,6 +137,10 @@ pub struct AppRecord {
     /// The A/B experiment running, or the last one (kept for its results).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiment: Option<ExperimentRecord>,
+    /// How long the edge cache keeps its GET answers that state no
+    /// freshness of their own, in milliseconds (`apps set --cache-ttl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_ttl_ms: Option<u64>,
     /// Where its replicas go in a cluster (a node alone serves every app).
     #[serde(default, skip_serializing_if = "PlacementSpec::is_everywhere")]
     pub placement: PlacementSpec,
@@ -412,6 +416,7 @@ mod tests {
             release: Default::default(),
             experiment: None,
             placement: Default::default(),
+            cache_ttl_ms: None,
         }
     }
 

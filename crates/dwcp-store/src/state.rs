@@ -494,6 +494,7 @@ mod tests {
             release: Default::default(),
             experiment: None,
             placement: Default::default(),
+            cache_ttl_ms: None,
         }
     }
 

@@ -222,6 +222,11 @@ pub enum Command {
         #[arg(long = "region", value_name = "REGION", value_delimiter = ',')]
         regions: Vec<String>,
     },
+    /// The edge response cache: its counters, and purges (cluster-wide).
+    ///
+    /// Example: dwcp cache purge demo/hello --path /api
+    #[command(subcommand)]
+    Cache(crate::cache::CacheCommand),
     /// Where an app's replicas are and how requests reach them.
     ///
     /// Example: dwcp route status demo/hello
@@ -587,6 +592,10 @@ pub struct SetArgs {
     /// repeated; `any` unpins).
     #[arg(long = "pin-region", value_name = "REGION", value_delimiter = ',')]
     pub pin_regions: Vec<String>,
+    /// How long the edge cache keeps GET answers that state no freshness
+    /// of their own (`30s`, `5m`; `off`: not at all). Stateful apps: never.
+    #[arg(long, value_name = "DURATION")]
+    pub cache_ttl: Option<String>,
     /// Print the app's new status as JSON.
     #[arg(long)]
     pub json: bool,

@@ -113,6 +113,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             regions,
         } => crate::nodes::scale(&client(), &app, replicas, &regions),
         Command::Route(command) => crate::nodes::route(&client(), command),
+        Command::Cache(command) => crate::cache::cache(&client(), command),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "dwcp", &mut std::io::stdout());
@@ -343,6 +344,9 @@ fn apps_set(client: &AdminClient, default_tenant: &str, args: SetArgs) -> anyhow
     if let Some(keep) = args.keep_versions {
         add("keep_versions", &[keep.to_string()]);
     }
+    if let Some(ttl) = &args.cache_ttl {
+        add("cache_ttl", std::slice::from_ref(ttl));
+    }
     for pair in placement_query(args.replicas, &args.pin_regions, "pin_region") {
         if !query.is_empty() {
             query.push('&');
@@ -357,7 +361,7 @@ fn apps_set(client: &AdminClient, default_tenant: &str, args: SetArgs) -> anyhow
     }
     if query.is_empty() {
         anyhow::bail!(
-            "nothing to set: give --memory, --deadline, --concurrency, --reuse, --allow-host, --allow-private, --clear-egress, --keep-versions, --strategy (and its flags), --user-header, --user-cookie, --replicas or --pin-region"
+            "nothing to set: give --memory, --deadline, --concurrency, --reuse, --allow-host, --allow-private, --clear-egress, --keep-versions, --strategy (and its flags), --user-header, --user-cookie, --replicas, --pin-region or --cache-ttl"
         );
     }
     let s: Value = client.send("PATCH", &format!("/v1/apps/{tenant}/{app}?{query}"))?;

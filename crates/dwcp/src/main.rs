@@ -11,6 +11,7 @@ mod bench_crypto;
 mod bench_flags;
 mod bench_rollout;
 mod bench_state;
+mod cache;
 mod cli;
 mod client;
 mod commands;

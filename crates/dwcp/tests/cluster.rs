@@ -426,3 +426,55 @@ fn replicas_are_placed_as_asked_requests_are_forwarded_and_gets_survive_a_killed
     // The dead node's replica is gone from the placement.
     until_route(&a, "demo/pinned", |r| replica_nodes(r) == ["edge-c"]);
 }
+
+/// What the edge cache did for a GET of `host` through `node`.
+fn cache_outcome(node: &TestNode, host: &str, headers: &[(&str, &str)]) -> String {
+    let reply = common::request_with(node.http, "GET", host, "/", headers);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.header("x-dwcp-cache").unwrap_or("none").to_string()
+}
+
+#[test]
+fn the_edge_cache_keeps_answers_by_the_apps_ttl_and_a_purge_reaches_every_node() {
+    let Some((server, _dir)) = nats() else {
+        return;
+    };
+    let (da, db) = (data_dir(), data_dir());
+    let a = cluster_node(da.path(), &server.url, "edge-a", "eu-west");
+    let b = cluster_node(db.path(), &server.url, "edge-b", "us-east");
+    a.deploy("demo/hello", "hello", &[]);
+    until_status(&b, "hello.demo.localhost", 200, Duration::from_secs(10));
+
+    // Without a TTL and with no freshness in its headers, nothing is kept.
+    assert_eq!(cache_outcome(&b, "hello.demo.localhost", &[]), "bypass");
+    a.cli_ok(&["apps", "set", "demo/hello", "--cache-ttl", "30s"]);
+    let started = Instant::now();
+    while cache_outcome(&b, "hello.demo.localhost", &[]) != "hit" {
+        assert!(started.elapsed() < Duration::from_secs(10), "never a hit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stats: Value = serde_json::from_str(&b.cli_ok(&["cache", "stats", "--json"])).unwrap();
+    assert!(stats["hits"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(stats["entries"].as_u64().unwrap() >= 1, "{stats}");
+
+    // A purge through one node empties the others' caches too.
+    a.cli_ok(&["cache", "purge", "demo/hello"]);
+    let started = Instant::now();
+    while cache_outcome(&b, "hello.demo.localhost", &[]) != "miss" {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "not purged on edge-b"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(cache_outcome(&b, "hello.demo.localhost", &[]), "hit");
+
+    // A stateful app's answers are not kept by its default TTL.
+    a.deploy("demo/counter", "counter", &["--stateful"]);
+    a.cli_ok(&["apps", "set", "demo/counter", "--cache-ttl", "30s"]);
+    let key = [("x-dwcp-key", "alice")];
+    until_status(&a, "counter.demo.localhost", 400, Duration::from_secs(10));
+    for _ in 0..3 {
+        assert_eq!(cache_outcome(&a, "counter.demo.localhost", &key), "bypass");
+    }
+}
