@@ -65,6 +65,10 @@ pub struct NodeRecord {
     /// Its build.
     #[serde(default)]
     pub version: String,
+    /// Requests per app (`tenant/app`) that entered the cluster through it
+    /// over its demand window.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub demand: BTreeMap<String, u64>,
 }
 
 fn active() -> String {
@@ -82,6 +86,7 @@ impl NodeRecord {
             admission: active(),
             http: String::new(),
             peer_cert: String::new(),
+            demand: BTreeMap::new(),
             peer: String::new(),
             free_memory: 0,
             free_instances: 0,

@@ -231,6 +231,19 @@ impl Members {
             .all(|n| *n > self.identity.node_id)
     }
 
+    /// Requests for `tenant/app` per region over the demand window, as the
+    /// members' last heartbeats carry them.
+    pub fn demand(&self, key: &str) -> BTreeMap<String, u64> {
+        let view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: BTreeMap<String, u64> = BTreeMap::new();
+        for r in view.values() {
+            if let Some(n) = r.demand.get(key) {
+                *out.entry(r.region.clone()).or_default() += n;
+            }
+        }
+        out
+    }
+
     /// Every live member as placement sees it, this node included.
     pub fn node_views(&self) -> Vec<dwcp_mesh::placement::NodeView> {
         let view = self.view.lock().unwrap_or_else(|e| e.into_inner());
@@ -301,6 +314,7 @@ pub fn join(
     identity: Identity,
     http: SocketAddr,
     peer: (SocketAddr, String),
+    demand: Option<std::sync::Arc<crate::demand::DemandCounter>>,
     sync: (crate::desired::Sync, crate::desired::PublishQueue),
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(std::sync::Arc<Members>, JoinHandle<()>)> {
@@ -373,9 +387,11 @@ pub fn join(
                         },
                         _ = capacity.tick() => {
                             let (memory, instances) = control.free_capacity();
+                            let demand = demand.as_ref().map(|d| d.totals()).unwrap_or_default();
                             registration.update(|r| {
                                 r.free_memory = memory;
                                 r.free_instances = instances;
+                                r.demand = demand;
                             });
                         }
                         _ = shutdown.changed() => break,

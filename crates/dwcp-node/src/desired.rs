@@ -247,6 +247,9 @@ pub struct Sync {
     pub node_id: String,
     /// The members and placements, once joined.
     pub members: Option<Arc<Members>>,
+    /// The demand window: demand moves an app's replicas at most once per
+    /// tenth of it.
+    pub demand_window: std::time::Duration,
 }
 
 /// Keys this node has seen in the cluster, kept in the data directory: a
@@ -717,15 +720,30 @@ impl Sync {
                 .iter()
                 .filter(|n| spec.regions.is_empty() || spec.regions.contains(&n.region))
                 .count() as u32;
-            let decided = dwcp_mesh::placement::place(
+            let mut nodes = current.as_ref().map_or_else(Vec::new, |c| c.nodes.clone());
+            let mut reasons = Vec::new();
+            if let (Some(budget), Some(c)) = (spec.replicas, &current) {
+                let cooled = dwcp_store::unix_now().saturating_sub(c.decided_at)
+                    >= (self.demand_window.as_secs() / 10).max(1);
+                if cooled {
+                    let mut demand = members.demand(&key);
+                    if !spec.regions.is_empty() {
+                        demand.retain(|region, _| spec.regions.contains(region));
+                    }
+                    reasons = follow_demand(&demand, budget, &record, &views, &mut nodes);
+                }
+            }
+            let mut decided = dwcp_mesh::placement::place(
                 &dwcp_mesh::placement::AppSpec {
                     replicas: spec.replicas.unwrap_or(in_regions),
                     pin_regions: spec.regions.clone(),
                     memory_bytes: record.limits.memory_bytes,
                 },
                 &views,
-                current.as_ref().map_or(&[][..], |c| &c.nodes[..]),
+                &nodes,
             );
+            reasons.append(&mut decided.reasons);
+            decided.reasons = reasons;
             if current.as_ref().is_some_and(|c| c.nodes == decided.nodes) {
                 continue;
             }
@@ -809,6 +827,64 @@ impl Sync {
             .map_err(|e| anyhow::anyhow!("{id} {}: signature refused: {e}", v.version))?;
         Ok(())
     }
+}
+
+/// Moves `nodes` (an app's replicas) toward where its requests come
+/// from, as `dwcp_mesh::demand` decides; the reasons, with the numbers.
+fn follow_demand(
+    demand: &BTreeMap<String, u64>,
+    budget: u32,
+    record: &AppRecord,
+    views: &[dwcp_mesh::placement::NodeView],
+    nodes: &mut Vec<String>,
+) -> Vec<String> {
+    use dwcp_mesh::demand::{DemandPolicy, Move, moves};
+    let region_of = |node: &str| {
+        views
+            .iter()
+            .find(|v| v.id == node)
+            .map(|v| v.region.clone())
+    };
+    let mut by_region: BTreeMap<String, u32> = BTreeMap::new();
+    for node in nodes.iter() {
+        if let Some(region) = region_of(node) {
+            *by_region.entry(region).or_default() += 1;
+        }
+    }
+    let total: u64 = demand.values().sum();
+    let mut reasons = Vec::new();
+    for step in moves(demand, &by_region, budget, &DemandPolicy::default()) {
+        match step {
+            Move::Remove { region, share } => {
+                let at = nodes
+                    .iter()
+                    .rposition(|n| region_of(n).as_deref() == Some(region.as_str()));
+                if let Some(at) = at {
+                    let node = nodes.remove(at);
+                    reasons.push(format!(
+                        "demand: {region} sent {:.1}% of {total} requests in the window: its replica on {node} goes",
+                        share * 100.0
+                    ));
+                }
+            }
+            Move::Add { region, share } => {
+                let best = views
+                    .iter()
+                    .filter(|v| v.region == region && v.schedulable && !nodes.contains(&v.id))
+                    .filter(|v| v.free_memory >= record.limits.memory_bytes && v.free_instances > 0)
+                    .max_by(|a, b| a.free_memory.cmp(&b.free_memory).then(b.id.cmp(&a.id)));
+                if let Some(v) = best {
+                    nodes.push(v.id.clone());
+                    reasons.push(format!(
+                        "demand: {region} sent {:.1}% of {total} requests in the window with no replica: placed on {}",
+                        share * 100.0,
+                        v.id
+                    ));
+                }
+            }
+        }
+    }
+    reasons
 }
 
 impl Control {

@@ -164,9 +164,9 @@ impl NodeCache {
         if let Some(token) = token
             && resp_parts.status == hyper::StatusCode::NOT_MODIFIED
         {
-            let refreshed = self
-                .lock()
-                .revalidated(token, &original, &resp_parts, SystemTime::now());
+            let refreshed =
+                self.lock()
+                    .revalidated(token, &original, &resp_parts, SystemTime::now());
             if let Some(stored) = refreshed {
                 return cached(stored.into_response(), "revalidated");
             }

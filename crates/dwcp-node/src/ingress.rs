@@ -30,6 +30,8 @@ pub struct Ingress {
     pub forwarder: Option<Arc<crate::peer::Forwarder>>,
     /// The edge response cache (`None`: off).
     pub cache: Option<Arc<crate::edge_cache::NodeCache>>,
+    /// Counts where requests enter, for placement by demand (in a cluster).
+    pub demand: Option<Arc<crate::demand::DemandCounter>>,
 }
 
 /// Serves one request, in a span of its own when traces are on.
@@ -79,12 +81,19 @@ async fn serve(
         span.app = Some(app.to_string());
     }
 
+    let from_peer = request
+        .extensions()
+        .get::<crate::peer::FromPeer>()
+        .is_some();
+    if let Some(demand) = &ingress.demand
+        && !from_peer
+    {
+        demand.record(&format!("{tenant}/{app}"));
+    }
+
     // 2. The edge cache, for GET and HEAD where the request entered.
     if let Some(cache) = &ingress.cache
-        && request
-            .extensions()
-            .get::<crate::peer::FromPeer>()
-            .is_none()
+        && !from_peer
         && let Some(policy) = cache.applies(tenant, app, request.method())
     {
         return cache

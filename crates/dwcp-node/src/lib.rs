@@ -15,6 +15,7 @@ mod backup;
 pub mod cluster;
 mod control;
 mod dashboard;
+mod demand;
 mod desired;
 mod edge_cache;
 mod experiments;

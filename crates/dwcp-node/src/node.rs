@@ -67,6 +67,8 @@ pub struct NodeConfig {
     pub identity: crate::cluster::Identity,
     /// The cluster to join, if any.
     pub cluster: Option<crate::cluster::ClusterSettings>,
+    /// How far back demand by region is counted, for placement.
+    pub demand_window: Duration,
     /// The edge response cache's size in bytes (0: off).
     pub cache_bytes: usize,
     /// Where peers reach this node in a cluster (`None`: the ingress
@@ -104,6 +106,7 @@ impl NodeConfig {
             cluster: None,
             peer: None,
             cache_bytes: 64 << 20,
+            demand_window: Duration::from_secs(300),
         }
     }
 }
@@ -188,6 +191,12 @@ impl Node {
         );
         let trust = Arc::new(trust);
         let mut peer_link = None;
+        let demand = config.cluster.as_ref().map(|_| {
+            Arc::new(crate::demand::DemandCounter::new(
+                &config.identity.region,
+                config.demand_window.as_secs(),
+            ))
+        });
         let (members, publisher) = match &config.cluster {
             Some(settings) => {
                 let peer_addr = config
@@ -206,12 +215,14 @@ impl Node {
                     publisher: publisher.clone(),
                     node_id: config.identity.node_id.clone(),
                     members: None,
+                    demand_window: config.demand_window,
                 };
                 let (members, thread) = crate::cluster::join(
                     settings,
                     config.identity.clone(),
                     http_addr,
                     (peer_addr, fingerprint),
+                    demand.clone(),
                     (sync, queue),
                     shutdown.subscribe(),
                 )?;
@@ -299,6 +310,7 @@ impl Node {
             traces,
             forwarder: peer_link.as_ref().map(|(_, _, f)| f.clone()),
             cache: (config.cache_bytes > 0).then(|| control.cache.clone()),
+            demand: demand.clone(),
         });
         if let Some((listener, tls, _)) = peer_link {
             threads.push(crate::peer::spawn_listener(

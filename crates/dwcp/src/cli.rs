@@ -330,6 +330,15 @@ pub struct UpArgs {
     /// --http host on a port the system picks; advertised in the cluster).
     #[arg(long, value_name = "ADDR", requires = "cluster")]
     pub peer: Option<std::net::SocketAddr>,
+    /// How far back requests by region count when demand places replicas
+    /// (a region sending 20% of an app's requests gets one).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "5m",
+        requires = "cluster"
+    )]
+    pub demand_window: String,
     /// This node's id in the cluster (default: the host name).
     #[arg(long, value_name = "ID")]
     pub node_id: Option<String>,

@@ -115,6 +115,15 @@ pub fn run(args: UpArgs, admin: &str, data_dir: PathBuf) -> anyhow::Result<()> {
         None => None,
     };
     config.peer = args.peer;
+    config.demand_window = humantime::parse_duration(&args.demand_window)
+        .ok()
+        .filter(|d| d.as_secs() >= 10)
+        .with_context(|| {
+            format!(
+                "--demand-window `{}`: give a duration of at least 10s (`5m`, `1h`)",
+                args.demand_window
+            )
+        })?;
     let admin_addr = admin
         .strip_prefix("http://")
         .or_else(|| admin.strip_prefix("https://"))

@@ -478,3 +478,50 @@ fn the_edge_cache_keeps_answers_by_the_apps_ttl_and_a_purge_reaches_every_node()
         assert_eq!(cache_outcome(&a, "counter.demo.localhost", &key), "bypass");
     }
 }
+
+#[test]
+fn a_replica_follows_demand_to_the_region_requests_come_from() {
+    let Some((server, _dir)) = nats() else {
+        return;
+    };
+    let (da, db) = (data_dir(), data_dir());
+    let flags = |id: &'static str, region: &'static str| {
+        [
+            "--cluster",
+            server.url.as_str(),
+            "--node-id",
+            id,
+            "--region",
+            region,
+            "--demand-window",
+            "20s",
+        ]
+    };
+    let a = TestNode::start_with(da.path(), &flags("edge-a", "eu-west"));
+    let b = TestNode::start_with(db.path(), &flags("edge-b", "us-east"));
+    until(&a, Duration::from_secs(5), |ids| ids.len() == 2);
+    // One replica, placed in eu-west; every request enters in us-east.
+    a.deploy(
+        "demo/hello",
+        "hello",
+        &["--replicas", "1", "--region", "eu-west"],
+    );
+    until_route(&a, "demo/hello", |r| replica_nodes(r) == ["edge-a"]);
+    a.cli_ok(&["apps", "set", "demo/hello", "--pin-region", "any"]);
+    until_status(&b, "hello.demo.localhost", 200, Duration::from_secs(10));
+    for _ in 0..150 {
+        assert_eq!(
+            b.request("GET", "hello.demo.localhost", "/", b"").status,
+            200
+        );
+    }
+    let route = until_route(&a, "demo/hello", |r| replica_nodes(r) == ["edge-b"]);
+    let reasons = route["reasons"].to_string();
+    assert!(reasons.contains("demand: us-east sent 100.0%"), "{route}");
+    // Served where the demand is, now.
+    until(&b, Duration::from_secs(5), |_| {
+        b.request("GET", "hello.demo.localhost", "/", b"")
+            .header("x-dwcp-served-by")
+            .is_none()
+    });
+}
