@@ -99,7 +99,7 @@ impl NodeRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub enum MemberEvent {
     /// A node joined or beat (its latest record).
-    Up(NodeRecord),
+    Up(Box<NodeRecord>),
     /// A node left: deregistered, removed, or silent past its TTL.
     Gone(String),
 }
@@ -158,7 +158,7 @@ impl Cluster {
             };
             match entry.operation {
                 Operation::Put => match serde_json::from_slice::<NodeRecord>(&entry.value) {
-                    Ok(record) => Some(MemberEvent::Up(record)),
+                    Ok(record) => Some(MemberEvent::Up(Box::new(record))),
                     Err(e) => {
                         tracing::warn!(node = %entry.key, "a node record this build cannot read: {e}");
                         None

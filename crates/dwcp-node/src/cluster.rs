@@ -282,7 +282,7 @@ impl Members {
         let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
         match event {
             MemberEvent::Up(record) => {
-                view.insert(record.node.clone(), record);
+                view.insert(record.node.clone(), *record);
             }
             MemberEvent::Gone(node) => {
                 if view.remove(&node).is_some() {

@@ -703,7 +703,10 @@ impl Sync {
                 return;
             }
         };
-        let views = members.node_views();
+        // Each replica placed in this pass takes its share of its node's
+        // capacity here, so that apps spread rather than all choosing the
+        // node that looked emptiest at the start.
+        let mut views = members.node_views();
         let mut placements = members.placements();
         for record in records {
             let key = format!("{}/{}", record.tenant, record.app);
@@ -744,6 +747,10 @@ impl Sync {
             );
             reasons.append(&mut decided.reasons);
             decided.reasons = reasons;
+            for view in views.iter_mut().filter(|v| decided.nodes.contains(&v.id)) {
+                view.free_memory = view.free_memory.saturating_sub(record.limits.memory_bytes);
+                view.free_instances = view.free_instances.saturating_sub(1);
+            }
             if current.as_ref().is_some_and(|c| c.nodes == decided.nodes) {
                 continue;
             }
