@@ -218,18 +218,16 @@ pub fn plan(parse: &Parse, default_tenant: &str) -> Plan {
         args.append(&mut rest);
         Plan::Run(vec![args])
     };
-    let cluster = |what: &str| {
-        Plan::NotHere(format!(
-            "{what} needs more of the edge cluster than this build has (it has membership: `dwcp nodes`, `dwcp cluster health`)"
-        ))
-    };
+    let node = || get("node").unwrap_or_default();
     match parse.intent.as_str() {
         "deploy_app" => {
-            if s.contains_key("region") || s.contains_key("replicas") {
-                return cluster("placing replicas by region or count");
-            }
             let args = v(&["deploy", &app(), &get("file").unwrap_or_default()]);
-            one(with_flags(s, args, &[("version", "--version", "")]))
+            let options = [
+                ("version", "--version", ""),
+                ("replicas", "--replicas", ""),
+                ("region", "--region", ""),
+            ];
+            one(with_flags(s, args, &options))
         }
         "delete_app" => one(v(&["delete", &app()])),
         "list_apps" => match get("tenant") {
@@ -237,7 +235,10 @@ pub fn plan(parse: &Parse, default_tenant: &str) -> Plan {
             None => one(v(&["apps", "list"])),
         },
         "app_status" => one(v(&["status", &app()])),
-        "scale_app" => cluster("scaling replicas"),
+        "scale_app" => {
+            let args = v(&["scale", &app(), &get("replicas").unwrap_or_default()]);
+            one(with_flags(s, args, &[("region", "--region", "")]))
+        }
         "set_limits" => {
             let limits = [
                 ("memory_mib", "--memory", "MiB"),
@@ -314,7 +315,9 @@ pub fn plan(parse: &Parse, default_tenant: &str) -> Plan {
                 app()
             )),
         },
-        "migrate_app" => cluster("live migration between nodes"),
+        "migrate_app" => Plan::NotHere(
+            "live migration of stateful instances between nodes is not in this build yet (`dwcp nodes drain NODE` moves stateless replicas)".into(),
+        ),
         "list_nodes" => one(with_flags(
             s,
             v(&["nodes", "list"]),
@@ -322,13 +325,34 @@ pub fn plan(parse: &Parse, default_tenant: &str) -> Plan {
         )),
         "node_status" => one(v(&["nodes", "status", &get("node").unwrap_or_default()])),
         "cluster_health" => one(v(&["cluster", "health"])),
-        "drain_node" | "cordon_node" | "uncordon_node" | "remove_node" => {
-            cluster("cordoning, draining and removing nodes")
+        "drain_node" => one(v(&["nodes", "drain", &node()])),
+        "cordon_node" => one(v(&["nodes", "cordon", &node()])),
+        "uncordon_node" => one(v(&["nodes", "uncordon", &node()])),
+        "remove_node" => one(v(&["nodes", "remove", &node()])),
+        "pin_region" => one(v(&[
+            "apps",
+            "set",
+            &app(),
+            "--pin-region",
+            &get("region").unwrap_or_default(),
+        ])),
+        "route_status" => one(v(&["route", "status", &app()])),
+        "purge_cache" => {
+            let target = match (get("tenant"), get("app")) {
+                (_, Some(_)) => Some(app()),
+                (Some(t), None) => Some(t),
+                (None, None) => None,
+            };
+            let mut args = v(&["cache", "purge"]);
+            args.extend(target);
+            one(with_flags(s, args, &[("path", "--path", "")]))
         }
-        "pin_region" | "route_status" => cluster("routing between regions"),
-        "purge_cache" | "cache_stats" | "set_cache_ttl" => {
-            cluster("the edge response cache (it comes with the cluster)")
-        }
+        "cache_stats" => one(v(&["cache", "stats"])),
+        "set_cache_ttl" => one(with_flags(
+            s,
+            v(&["apps", "set", &app()]),
+            &[("ttl_s", "--cache-ttl", "s")],
+        )),
         "rotate_keys" => {
             let scope = get("scope").unwrap_or_else(|| "publisher".into());
             one(v(&["keys", "rotate", "--scope", &scope]))
@@ -552,16 +576,36 @@ mod tests {
     }
 
     #[test]
-    fn cluster_intents_run_nothing_and_say_why() {
-        let p = parse(
-            "scale_app",
-            serde_json::json!({"app": "cart", "replicas": 3}),
+    fn cluster_intents_plan_their_commands() {
+        let run = |intent: &str, slots: serde_json::Value| match plan(&parse(intent, slots), "demo") {
+            Plan::Run(steps) => steps[0].join(" "),
+            other => panic!("{intent}: {other:?}"),
+        };
+        assert_eq!(
+            run("scale_app", serde_json::json!({"app": "cart", "replicas": 3, "region": "eu-west"})),
+            "scale demo/cart 3 --region eu-west"
         );
-        assert!(matches!(plan(&p, "demo"), Plan::NotHere(why) if why.contains("cluster")));
-        let p = parse(
-            "deploy_app",
-            serde_json::json!({"app": "a", "file": "a.wasm", "region": "eu-west"}),
+        assert_eq!(
+            run("deploy_app", serde_json::json!({"app": "a", "file": "a.wasm", "replicas": 2, "region": "eu-west"})),
+            "deploy demo/a a.wasm --replicas 2 --region eu-west"
         );
-        assert!(matches!(plan(&p, "demo"), Plan::NotHere(_)));
+        assert_eq!(run("drain_node", serde_json::json!({"node": "edge-2"})), "nodes drain edge-2");
+        assert_eq!(
+            run("pin_region", serde_json::json!({"app": "cart", "region": "us-east"})),
+            "apps set demo/cart --pin-region us-east"
+        );
+        assert_eq!(
+            run("purge_cache", serde_json::json!({"app": "cart", "path": "/api"})),
+            "cache purge demo/cart --path /api"
+        );
+        assert_eq!(run("purge_cache", serde_json::json!({})), "cache purge");
+        assert_eq!(
+            run("set_cache_ttl", serde_json::json!({"app": "cart", "ttl_s": 30})),
+            "apps set demo/cart --cache-ttl 30s"
+        );
+        assert!(matches!(
+            plan(&parse("migrate_app", serde_json::json!({"app": "cart"})), "demo"),
+            Plan::NotHere(_)
+        ));
     }
 }
