@@ -239,6 +239,7 @@ async fn connect(url: &str, name: &str) -> Res<Cluster> {
         ca_pem: None,
         name: name.into(),
         replicas: 1,
+        domain: None,
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -23,6 +23,10 @@ pub struct ClusterOptions {
     pub name: String,
     /// Replicas of each bucket (3 on a 3-server cluster).
     pub replicas: usize,
+    /// The JetStream domain holding the cluster's state, when the server
+    /// this node connects to is a leaf node of it (an edge site reaching
+    /// its hub's `hub` domain); `None`: the server's own JetStream.
+    pub domain: Option<String>,
 }
 
 /// What went wrong between a node and its cluster.
@@ -102,7 +106,10 @@ impl Cluster {
                     url: url.clone(),
                     source,
                 })?;
-        let jetstream = jetstream::new(client.clone());
+        let jetstream = match &options.domain {
+            Some(domain) => jetstream::with_domain(client.clone(), domain),
+            None => jetstream::new(client.clone()),
+        };
         Ok(Cluster {
             client,
             jetstream,

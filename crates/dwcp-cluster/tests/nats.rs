@@ -24,6 +24,7 @@ fn options(url: &str, name: &str) -> ClusterOptions {
         ca_pem: None,
         name: name.into(),
         replicas: 1,
+        domain: None,
     }
 }
 

@@ -36,6 +36,8 @@ pub struct ClusterSettings {
     pub url: String,
     /// The CA of the servers' certificates (`--cluster-ca`), PEM.
     pub ca_pem: Option<Vec<u8>>,
+    /// The hub's JetStream domain, for a node attached to a leaf server.
+    pub domain: Option<String>,
 }
 
 /// A member as `dwcp nodes` shows it.
@@ -332,6 +334,7 @@ pub fn join(
         ca_pem: settings.ca_pem.clone(),
         name: format!("dwcp-{}", identity.node_id),
         replicas: 1,
+        domain: settings.domain.clone(),
     };
     let mut record = NodeRecord::new(&identity.node_id, &identity.region);
     record.labels = identity.labels.clone();
@@ -383,7 +386,15 @@ pub fn join(
                     tokio::select! {
                         event = events.next() => match event {
                             Some(event) => view.apply(event),
-                            None => break,
+                            // The servers went away (a leaf's hub down, say):
+                            // this node serves on, and watches again.
+                            None => {
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                                match cluster.watch_members().await {
+                                    Ok(again) => events = Box::pin(again),
+                                    Err(e) => tracing::debug!("membership watch: {e}"),
+                                }
+                            }
                         },
                         _ = capacity.tick() => {
                             let (memory, instances) = control.free_capacity();

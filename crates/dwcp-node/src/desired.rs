@@ -296,12 +296,12 @@ impl Sync {
     pub async fn run(
         self,
         state: DesiredState,
-        events: impl Stream<Item = StateEvent>,
+        events: impl Stream<Item = StateEvent> + Send + 'static,
         queue: PublishQueue,
     ) {
         let mut seen = SeenKeys::open(&self.control.data_dir);
         let mut queue = queue.0;
-        let mut events = Box::pin(events);
+        let mut events: std::pin::Pin<Box<dyn Stream<Item = StateEvent> + Send>> = Box::pin(events);
         // Keys in the cluster during the initial load.
         let mut initial: Option<BTreeSet<StateKey>> = Some(BTreeSet::new());
         let mut placing = tokio::time::interval(PLACE_EVERY);
@@ -325,7 +325,16 @@ impl Sync {
                     }
                 }
                 event = events.next() => match event {
-                    None => break,
+                    // The servers went away (a leaf's hub down, say): what
+                    // is applied keeps serving; watch again (the current
+                    // values come again, and applying them is idempotent).
+                    None => {
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        match state.watch().await {
+                            Ok(again) => events = Box::pin(again),
+                            Err(e) => tracing::debug!("desired-state watch: {e}"),
+                        }
+                    }
                     Some(StateEvent::Current) => {
                         if let Some(keys) = initial.take() {
                             self.adopt_or_forget(&state, &keys, &mut seen).await;

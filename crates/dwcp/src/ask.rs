@@ -577,34 +577,56 @@ mod tests {
 
     #[test]
     fn cluster_intents_plan_their_commands() {
-        let run = |intent: &str, slots: serde_json::Value| match plan(&parse(intent, slots), "demo") {
+        let run = |intent: &str, slots: serde_json::Value| match plan(&parse(intent, slots), "demo")
+        {
             Plan::Run(steps) => steps[0].join(" "),
             other => panic!("{intent}: {other:?}"),
         };
         assert_eq!(
-            run("scale_app", serde_json::json!({"app": "cart", "replicas": 3, "region": "eu-west"})),
+            run(
+                "scale_app",
+                serde_json::json!({"app": "cart", "replicas": 3, "region": "eu-west"})
+            ),
             "scale demo/cart 3 --region eu-west"
         );
         assert_eq!(
-            run("deploy_app", serde_json::json!({"app": "a", "file": "a.wasm", "replicas": 2, "region": "eu-west"})),
+            run(
+                "deploy_app",
+                serde_json::json!({"app": "a", "file": "a.wasm", "replicas": 2, "region": "eu-west"})
+            ),
             "deploy demo/a a.wasm --replicas 2 --region eu-west"
         );
-        assert_eq!(run("drain_node", serde_json::json!({"node": "edge-2"})), "nodes drain edge-2");
         assert_eq!(
-            run("pin_region", serde_json::json!({"app": "cart", "region": "us-east"})),
+            run("drain_node", serde_json::json!({"node": "edge-2"})),
+            "nodes drain edge-2"
+        );
+        assert_eq!(
+            run(
+                "pin_region",
+                serde_json::json!({"app": "cart", "region": "us-east"})
+            ),
             "apps set demo/cart --pin-region us-east"
         );
         assert_eq!(
-            run("purge_cache", serde_json::json!({"app": "cart", "path": "/api"})),
+            run(
+                "purge_cache",
+                serde_json::json!({"app": "cart", "path": "/api"})
+            ),
             "cache purge demo/cart --path /api"
         );
         assert_eq!(run("purge_cache", serde_json::json!({})), "cache purge");
         assert_eq!(
-            run("set_cache_ttl", serde_json::json!({"app": "cart", "ttl_s": 30})),
+            run(
+                "set_cache_ttl",
+                serde_json::json!({"app": "cart", "ttl_s": 30})
+            ),
             "apps set demo/cart --cache-ttl 30s"
         );
         assert!(matches!(
-            plan(&parse("migrate_app", serde_json::json!({"app": "cart"})), "demo"),
+            plan(
+                &parse("migrate_app", serde_json::json!({"app": "cart"})),
+                "demo"
+            ),
             Plan::NotHere(_)
         ));
     }

@@ -326,6 +326,10 @@ pub struct UpArgs {
     /// The CA (PEM) that signed the cluster's server certificates.
     #[arg(long, value_name = "FILE", requires = "cluster")]
     pub cluster_ca: Option<PathBuf>,
+    /// The JetStream domain of the hub holding the cluster's state, when
+    /// --cluster is a leaf server at an edge site (docs/operations.md).
+    #[arg(long, value_name = "DOMAIN", requires = "cluster")]
+    pub cluster_domain: Option<String>,
     /// Where other nodes reach this one (post-quantum TLS, HTTP/2; default: the
     /// --http host on a port the system picks; advertised in the cluster).
     #[arg(long, value_name = "ADDR", requires = "cluster")]

@@ -111,6 +111,7 @@ pub fn run(args: UpArgs, admin: &str, data_dir: PathBuf) -> anyhow::Result<()> {
                 ),
                 None => None,
             },
+            domain: args.cluster_domain.clone(),
         }),
         None => None,
     };

@@ -202,6 +202,15 @@ fn until_status(node: &TestNode, host: &str, status: u16, limit: Duration) -> Du
 
 /// Runs `work` against the cluster's desired state, as another client would.
 fn with_state<T>(url: &str, work: impl AsyncFnOnce(dwcp_cluster::DesiredState) -> T) -> T {
+    with_state_in(url, None, work)
+}
+
+/// [`with_state`] through a server whose JetStream `domain` holds the state.
+fn with_state_in<T>(
+    url: &str,
+    domain: Option<&str>,
+    work: impl AsyncFnOnce(dwcp_cluster::DesiredState) -> T,
+) -> T {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -212,6 +221,7 @@ fn with_state<T>(url: &str, work: impl AsyncFnOnce(dwcp_cluster::DesiredState) -
             ca_pem: None,
             name: "test".into(),
             replicas: 1,
+            domain: domain.map(str::to_string),
         })
         .await
         .unwrap();
@@ -524,4 +534,128 @@ fn a_replica_follows_demand_to_the_region_requests_come_from() {
             .header("x-dwcp-served-by")
             .is_none()
     });
+}
+
+/// A port free now on loopback (for a server's leafnode listener, which
+/// the ports file does not report).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+#[test]
+fn a_node_at_a_leaf_site_serves_on_while_the_hub_is_down_and_catches_up_after() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let Some(binary) = LocalServer::binary(&root) else {
+        eprintln!("NOTICE: no nats-server: skipped");
+        return;
+    };
+    let dirs = tempfile::tempdir().unwrap();
+    let leaf_port = free_port();
+    let hub_config = format!(
+        "jetstream {{ store_dir: \"{}\", domain: hub }}\nleafnodes {{ listen: 127.0.0.1:{leaf_port} }}",
+        dirs.path().join("hub-js").display()
+    );
+    let start_hub = |name: &str| {
+        let dir = dirs.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        LocalServer::start(&binary, &dir, &hub_config, "nats").unwrap()
+    };
+    let hub = start_hub("hub");
+    let leaf_dir = dirs.path().join("leaf");
+    std::fs::create_dir_all(&leaf_dir).unwrap();
+    let leaf = LocalServer::start(
+        &binary,
+        &leaf_dir,
+        &format!(
+            "jetstream {{ store_dir: \"{}\", domain: site1 }}\nleafnodes {{ remotes: [ {{ url: \"nats://127.0.0.1:{leaf_port}\" }} ] }}",
+            leaf_dir.join("js").display()
+        ),
+        "nats",
+    )
+    .unwrap();
+    // The hub's state answers through the leaf once the leaf has linked up.
+    let started = Instant::now();
+    while !with_state_in(&leaf.url, Some("hub"), async |state| {
+        state.keys().await.is_ok()
+    }) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the leaf never linked to the hub"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let (da, db) = (data_dir(), data_dir());
+    let a = cluster_node(da.path(), &hub.url, "hub-a", "core");
+    let b = TestNode::start_with(
+        db.path(),
+        &[
+            "--cluster",
+            &leaf.url,
+            "--cluster-domain",
+            "hub",
+            "--node-id",
+            "site-b",
+            "--region",
+            "site1",
+        ],
+    );
+    a.deploy("demo/hello", "hello", &[]);
+    until_status(&b, "hello.demo.localhost", 200, Duration::from_secs(10));
+
+    // The hub goes: the site's node serves what it has.
+    drop(hub);
+    drop(a);
+    for _ in 0..20 {
+        assert_eq!(
+            b.request("GET", "hello.demo.localhost", "/", b"").status,
+            200
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The hub comes back (same state): a change made there reaches the site.
+    let hub = start_hub("hub-again");
+    let started = Instant::now();
+    loop {
+        let changed = with_state(&hub.url, async |state| {
+            let key = dwcp_cluster::StateKey::App {
+                tenant: "demo".into(),
+                app: "hello".into(),
+            };
+            let Ok(Some((value, _))) = state.get(&key).await else {
+                return false;
+            };
+            let mut entry: Value = serde_json::from_slice(&value).unwrap();
+            entry["record"]["config"]["GREETING"] = "back".into();
+            entry["origin"] = "hub-ops".into();
+            state
+                .put(&key, serde_json::to_vec(&entry).unwrap())
+                .await
+                .is_ok()
+        });
+        if changed {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the hub did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let started = Instant::now();
+    while !b.cli_ok(&["config", "list", "demo/hello"]).contains("back") {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the site did not catch up with the hub"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        b.request("GET", "hello.demo.localhost", "/", b"").status,
+        200
+    );
 }
