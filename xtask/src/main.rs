@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 
 mod apt;
 mod ask;
+mod bench_cluster;
 mod browser;
 mod checkers;
 mod nats;
@@ -55,9 +56,12 @@ fn main() -> anyhow::Result<()> {
         "demo" => demo(&root),
         "test" => test(&root),
         "bench" => bench(&root),
+        "bench-cluster" => bench_cluster::run(&root),
         "ask-model" => ask::model(&root),
         _ => {
-            eprintln!("usage: cargo xtask examples | demo | test | bench | ask-model");
+            eprintln!(
+                "usage: cargo xtask examples | demo | test | bench | bench-cluster | ask-model"
+            );
             eprintln!("  examples  build the guest components into target/examples/NAME.wasm");
             eprintln!(
                 "  demo      build everything, start a node, deploy the examples to tenant `demo`"

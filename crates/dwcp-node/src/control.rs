@@ -1061,7 +1061,8 @@ impl Control {
             return Err(e);
         }
         record.limits = limits;
-        if let Err(e) = placement_settings(&mut record.placement, &options) {
+        let stateful_app = options.stateful.is_some() || record.stateful.is_some();
+        if let Err(e) = placement_settings(&mut record.placement, stateful_app, &options) {
             undo();
             return Err(e);
         }
@@ -1245,7 +1246,7 @@ impl Control {
                     )));
                 }
                 release_settings(&mut record.release, &options)?;
-                placement_settings(&mut record.placement, &options)?;
+                placement_settings(&mut record.placement, record.stateful.is_some(), &options)?;
                 if let Some(ttl) = options.cache_ttl_ms {
                     record.cache_ttl_ms = (ttl > 0).then_some(ttl);
                 }
@@ -1518,9 +1519,15 @@ const MAX_ENV_VALUE: usize = 64 << 10;
 /// Applies `--replicas` and `--region`/`--pin-region` to an app's spec.
 fn placement_settings(
     spec: &mut dwcp_store::PlacementSpec,
+    stateful: bool,
     options: &DeployOptions,
 ) -> Result<(), ControlError> {
     if let Some(replicas) = options.replicas {
+        if stateful && replicas > 1 {
+            return Err(ControlError::BadOption(
+                "a stateful app runs one replica in a cluster (each key's state lives with one instance); leave out --replicas".into(),
+            ));
+        }
         if replicas == 0 || replicas > 1000 {
             return Err(ControlError::BadOption(
                 "--replicas must be between 1 and 1000".into(),

@@ -662,7 +662,7 @@ impl Sync {
     /// Whether this node serves `record`: every node does, unless the app
     /// asks for some replicas or regions only, when the placement decides.
     fn serves_here(&self, record: &AppRecord) -> bool {
-        if record.placement.is_everywhere() {
+        if record.placement_spec().is_everywhere() {
             return true;
         }
         let key = format!("{}/{}", record.tenant, record.app);
@@ -681,7 +681,7 @@ impl Sync {
             .members
             .as_ref()
             .is_some_and(|m| m.placement(&format!("{}/{}", id.tenant, id.app)).is_some());
-        if !record.placement.is_everywhere() && !placed {
+        if !record.placement_spec().is_everywhere() && !placed {
             // Not placed yet: whoever serves it now goes on until it is.
             return Ok(());
         }
@@ -720,14 +720,15 @@ impl Sync {
         for record in records {
             let key = format!("{}/{}", record.tenant, record.app);
             let current = placements.remove(&key);
-            if record.placement.is_everywhere() {
+            let spec = record.placement_spec();
+            if spec.is_everywhere() {
                 if current.is_some() {
                     self.write_placement(state, &record.tenant, &record.app, None, current)
                         .await;
                 }
                 continue;
             }
-            let spec = &record.placement;
+            let spec = &spec;
             let in_regions = views
                 .iter()
                 .filter(|n| spec.regions.is_empty() || spec.regions.contains(&n.region))

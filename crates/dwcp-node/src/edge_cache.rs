@@ -71,17 +71,20 @@ impl NodeCache {
         }
     }
 
-    /// Sets (or, with `None`, forgets) `tenant/app`'s rules.
+    /// Sets (or, with `None`, forgets) `tenant/app`'s rules. Entries kept
+    /// under other rules go: a TTL turned off (or shortened) takes effect
+    /// at once, not when they expire.
     pub fn set_policy(&self, tenant: &str, app: &str, policy: Option<StorePolicy>) {
         let key = format!("{tenant}/{app}");
-        let mut policies = self.policies.lock().unwrap_or_else(|e| e.into_inner());
-        match policy {
-            Some(p) => {
-                policies.insert(key, p);
+        let before = {
+            let mut policies = self.policies.lock().unwrap_or_else(|e| e.into_inner());
+            match policy {
+                Some(p) => policies.insert(key, p),
+                None => policies.remove(&key),
             }
-            None => {
-                policies.remove(&key);
-            }
+        };
+        if before.is_some() && before != policy {
+            self.purge(tenant, Some(app), None);
         }
     }
 

@@ -103,7 +103,7 @@ async fn route_status(
     let placed = state.members.placement(&key);
     let holders: Vec<String> = match &placed {
         Some(p) => p.nodes.clone(),
-        None if record.placement.is_everywhere() => {
+        None if record.placement_spec().is_everywhere() => {
             members.iter().map(|m| m.node.clone()).collect()
         }
         None => Vec::new(),
@@ -135,9 +135,9 @@ async fn route_status(
     Ok(Json(json!({
         "app": key,
         "spec": {
-            "replicas": record.placement.replicas,
-            "regions": record.placement.regions,
-            "everywhere": record.placement.is_everywhere(),
+            "replicas": record.placement_spec().replicas,
+            "regions": record.placement_spec().regions,
+            "everywhere": record.placement_spec().is_everywhere(),
         },
         "replicas": replicas,
         "regions": regions,

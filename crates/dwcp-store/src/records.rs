@@ -164,6 +164,19 @@ impl PlacementSpec {
     }
 }
 
+impl AppRecord {
+    /// Where the app's replicas go in a cluster. A stateful app runs one
+    /// replica whatever it asked: its keys' state lives with one instance
+    /// each, and requests are not routed to a key's owner across replicas.
+    pub fn placement_spec(&self) -> PlacementSpec {
+        let mut spec = self.placement.clone();
+        if self.stateful.is_some() {
+            spec.replicas = Some(1);
+        }
+        spec
+    }
+}
+
 /// An A/B experiment: between the stable version (control) and another,
 /// or between two variants of one of the tenant's flags.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

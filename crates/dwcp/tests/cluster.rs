@@ -10,6 +10,14 @@ use common::{TestNode, data_dir};
 use dwcp_cluster::local::LocalServer;
 use serde_json::Value;
 
+/// The tests here run one at a time: each starts several nodes and a
+/// server, and some bound how long a failure takes to be noticed, which
+/// two cores shared with another such test would stretch.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn nats() -> Option<(LocalServer, tempfile::TempDir)> {
     LocalServer::for_tests(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
@@ -43,6 +51,7 @@ fn until(node: &TestNode, limit: Duration, done: impl Fn(&[String]) -> bool) -> 
 
 #[test]
 fn nodes_see_each_other_and_a_killed_one_is_gone_within_three_seconds() {
+    let _serial = one_at_a_time();
     let Some((server, _dir)) = nats() else {
         return;
     };
@@ -128,6 +137,7 @@ fn nodes_see_each_other_and_a_killed_one_is_gone_within_three_seconds() {
 
 #[test]
 fn a_node_id_in_use_or_a_cluster_out_of_reach_stops_the_start_with_the_reason() {
+    let _serial = one_at_a_time();
     let Some((server, _dir)) = nats() else {
         return;
     };
@@ -156,6 +166,7 @@ fn a_node_id_in_use_or_a_cluster_out_of_reach_stops_the_start_with_the_reason() 
 
 #[test]
 fn a_malformed_node_id_region_or_label_is_refused_with_what_is_allowed() {
+    let _serial = one_at_a_time();
     let dir = data_dir();
     for (flags, expected) in [
         (&["--node-id", "edge 1"][..], "--node-id `edge 1`"),
@@ -202,15 +213,16 @@ fn until_status(node: &TestNode, host: &str, status: u16, limit: Duration) -> Du
 
 /// Runs `work` against the cluster's desired state, as another client would.
 fn with_state<T>(url: &str, work: impl AsyncFnOnce(dwcp_cluster::DesiredState) -> T) -> T {
-    with_state_in(url, None, work)
+    with_state_in(url, None, work).expect("the cluster's state")
 }
 
-/// [`with_state`] through a server whose JetStream `domain` holds the state.
+/// [`with_state`] through a server whose JetStream `domain` holds the
+/// state; `None` when it cannot be reached (yet).
 fn with_state_in<T>(
     url: &str,
     domain: Option<&str>,
     work: impl AsyncFnOnce(dwcp_cluster::DesiredState) -> T,
-) -> T {
+) -> Option<T> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -224,14 +236,15 @@ fn with_state_in<T>(
             domain: domain.map(str::to_string),
         })
         .await
-        .unwrap();
-        let state = dwcp_cluster::DesiredState::open(&cluster).await.unwrap();
-        work(state).await
+        .ok()?;
+        let state = dwcp_cluster::DesiredState::open(&cluster).await.ok()?;
+        Some(work(state).await)
     })
 }
 
 #[test]
 fn a_deploy_through_one_node_serves_from_every_node_and_a_delete_reaches_all() {
+    let _serial = one_at_a_time();
     let Some((server, _dir)) = nats() else {
         return;
     };
@@ -340,6 +353,7 @@ fn replica_nodes(route: &Value) -> Vec<String> {
 
 #[test]
 fn replicas_are_placed_as_asked_requests_are_forwarded_and_gets_survive_a_killed_replica() {
+    let _serial = one_at_a_time();
     let Some((server, _dir)) = nats() else {
         return;
     };
@@ -446,6 +460,7 @@ fn cache_outcome(node: &TestNode, host: &str, headers: &[(&str, &str)]) -> Strin
 
 #[test]
 fn the_edge_cache_keeps_answers_by_the_apps_ttl_and_a_purge_reaches_every_node() {
+    let _serial = one_at_a_time();
     let Some((server, _dir)) = nats() else {
         return;
     };
@@ -466,6 +481,25 @@ fn the_edge_cache_keeps_answers_by_the_apps_ttl_and_a_purge_reaches_every_node()
     let stats: Value = serde_json::from_str(&b.cli_ok(&["cache", "stats", "--json"])).unwrap();
     assert!(stats["hits"].as_u64().unwrap() >= 1, "{stats}");
     assert!(stats["entries"].as_u64().unwrap() >= 1, "{stats}");
+
+    // Turning the TTL off drops what was kept under it, on every node.
+    a.cli_ok(&["apps", "set", "demo/hello", "--cache-ttl", "off"]);
+    let started = Instant::now();
+    while cache_outcome(&b, "hello.demo.localhost", &[]) != "bypass" {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still kept on edge-b"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    a.cli_ok(&["apps", "set", "demo/hello", "--cache-ttl", "30s"]);
+    while cache_outcome(&b, "hello.demo.localhost", &[]) != "hit" {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never a hit again"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // A purge through one node empties the others' caches too.
     a.cli_ok(&["cache", "purge", "demo/hello"]);
@@ -491,6 +525,7 @@ fn the_edge_cache_keeps_answers_by_the_apps_ttl_and_a_purge_reaches_every_node()
 
 #[test]
 fn a_replica_follows_demand_to_the_region_requests_come_from() {
+    let _serial = one_at_a_time();
     let Some((server, _dir)) = nats() else {
         return;
     };
@@ -547,6 +582,7 @@ fn free_port() -> u16 {
 
 #[test]
 fn a_node_at_a_leaf_site_serves_on_while_the_hub_is_down_and_catches_up_after() {
+    let _serial = one_at_a_time();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let Some(binary) = LocalServer::binary(&root) else {
         eprintln!("NOTICE: no nats-server: skipped");
@@ -578,9 +614,10 @@ fn a_node_at_a_leaf_site_serves_on_while_the_hub_is_down_and_catches_up_after() 
     .unwrap();
     // The hub's state answers through the leaf once the leaf has linked up.
     let started = Instant::now();
-    while !with_state_in(&leaf.url, Some("hub"), async |state| {
+    while with_state_in(&leaf.url, Some("hub"), async |state| {
         state.keys().await.is_ok()
-    }) {
+    }) != Some(true)
+    {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "the leaf never linked to the hub"
@@ -621,7 +658,7 @@ fn a_node_at_a_leaf_site_serves_on_while_the_hub_is_down_and_catches_up_after() 
     let hub = start_hub("hub-again");
     let started = Instant::now();
     loop {
-        let changed = with_state(&hub.url, async |state| {
+        let changed = with_state_in(&hub.url, None, async |state| {
             let key = dwcp_cluster::StateKey::App {
                 tenant: "demo".into(),
                 app: "hello".into(),
@@ -637,7 +674,7 @@ fn a_node_at_a_leaf_site_serves_on_while_the_hub_is_down_and_catches_up_after() 
                 .await
                 .is_ok()
         });
-        if changed {
+        if changed == Some(true) {
             break;
         }
         assert!(
