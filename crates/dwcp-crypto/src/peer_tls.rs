@@ -183,7 +183,7 @@ impl ClientCertVerifier for PinnedClients {
 mod tests {
     use super::*;
     use crate::tls::{parse_pem, self_signed};
-    use rustls::{ClientConnection, NamedGroup, ServerConnection};
+    use rustls::NamedGroup;
 
     fn identity() -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>, String) {
         let (cert, key) = self_signed(&["dwcp-peer"]).unwrap();
@@ -196,22 +196,7 @@ mod tests {
         server: Arc<ServerConfig>,
         client: Arc<ClientConfig>,
     ) -> Result<Option<NamedGroup>, Error> {
-        let mut server = ServerConnection::new(server)?;
-        let mut client = ClientConnection::new(client, "dwcp-peer".try_into().expect("a name"))?;
-        for _ in 0..10 {
-            let mut buf = Vec::new();
-            client.write_tls(&mut buf).expect("to memory");
-            server.read_tls(&mut buf.as_slice()).expect("from memory");
-            server.process_new_packets()?;
-            let mut buf = Vec::new();
-            server.write_tls(&mut buf).expect("to memory");
-            client.read_tls(&mut buf.as_slice()).expect("from memory");
-            client.process_new_packets()?;
-            if !client.is_handshaking() && !server.is_handshaking() {
-                return Ok(client.negotiated_key_exchange_group().map(|g| g.name()));
-            }
-        }
-        Err(Error::General("handshake did not finish".into()))
+        crate::tls::tests::handshake_as(server, client, "dwcp-peer")
     }
 
     #[test]

@@ -122,7 +122,7 @@ pub fn self_signed(names: &[&str]) -> Result<(String, String), TlsError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rustls::{ClientConnection, NamedGroup, ServerConnection};
 
@@ -131,8 +131,18 @@ mod tests {
         server: Arc<ServerConfig>,
         client: Arc<ClientConfig>,
     ) -> Result<Option<NamedGroup>, rustls::Error> {
+        handshake_as(server, client, "localhost")
+    }
+
+    /// Runs a handshake in memory, the client asking for `name`; the group
+    /// both ends agreed on.
+    pub(crate) fn handshake_as(
+        server: Arc<ServerConfig>,
+        client: Arc<ClientConfig>,
+        name: &'static str,
+    ) -> Result<Option<NamedGroup>, rustls::Error> {
         let mut server = ServerConnection::new(server)?;
-        let mut client = ClientConnection::new(client, "localhost".try_into().expect("a name"))?;
+        let mut client = ClientConnection::new(client, name.try_into().expect("a name"))?;
         for _ in 0..10 {
             let mut buf = Vec::new();
             client.write_tls(&mut buf).expect("to memory");

@@ -135,7 +135,7 @@ pub enum Lookup {
 }
 
 /// Counters kept by the cache, and its current size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct CacheStats {
     /// Lookups answered [`Lookup::Fresh`].
     pub hits: u64,

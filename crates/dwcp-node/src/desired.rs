@@ -39,6 +39,9 @@ use crate::control::{Control, ControlError};
 /// The schema of the values this build writes and the newest it reads.
 pub const SCHEMA: u32 = 1;
 
+/// How long a change that could not be published waits to be tried again.
+const RETRY_PUBLISH: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How often the placing node looks again (membership, capacity, specs).
 const PLACE_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
@@ -149,6 +152,24 @@ impl Publisher {
     /// Has every node purge its cache of `scope`.
     pub fn purge(&self, scope: crate::edge_cache::PurgeScope) {
         self.queue(Change::Purge(scope));
+    }
+
+    /// Queues `change` again after [`RETRY_PUBLISH`]; meanwhile older
+    /// values of its key are held back, as for any change not yet out.
+    fn retry_later(self: &Arc<Self>, change: Change) {
+        *self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(change.key())
+            .or_default() += 1;
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(RETRY_PUBLISH).await;
+            let key = change.key();
+            this.queue(change);
+            this.done(&key);
+        });
     }
 
     fn queue(&self, change: Change) {
@@ -313,7 +334,10 @@ impl Sync {
                     let Some(change) = change else { break };
                     let key = change.key();
                     if let Err(e) = self.publish(&state, &change, &mut seen).await {
-                        tracing::warn!(key = %key.to_key(), "not published to the cluster: {e}");
+                        // The servers are out of reach, say: what is stored
+                        // here goes out when they answer again.
+                        tracing::warn!(key = %key.to_key(), "not published to the cluster yet ({e}); retrying in {RETRY_PUBLISH:?}");
+                        self.publisher.retry_later(change.clone());
                     }
                     self.publisher.done(&key);
                     // A change made here may have installed an app this

@@ -39,24 +39,9 @@ pub struct NodeCache {
 /// The cache's counters, as `dwcp cache stats` shows them.
 #[derive(Debug, Serialize)]
 pub struct CacheReport {
-    /// Lookups answered from the cache.
-    pub hits: u64,
-    /// Lookups that found nothing usable.
-    pub misses: u64,
-    /// Stored answers checked with the app first.
-    pub revalidations: u64,
-    /// Of those, answered 304 (kept).
-    pub refreshes: u64,
-    /// Answers stored.
-    pub stores: u64,
-    /// Entries evicted for room.
-    pub evictions: u64,
-    /// Entries purged.
-    pub purged: u64,
-    /// Entries held now.
-    pub entries: usize,
-    /// Bytes held now.
-    pub bytes: usize,
+    /// Hits, misses, revalidations, stores, evictions, purges; entries and bytes now.
+    #[serde(flatten)]
+    pub stats: CacheStats,
     /// The most it holds.
     pub max_bytes: usize,
 }
@@ -95,27 +80,8 @@ impl NodeCache {
 
     /// The counters and size.
     pub fn report(&self) -> CacheReport {
-        let CacheStats {
-            hits,
-            misses,
-            revalidations,
-            refreshes,
-            stores,
-            evictions,
-            purged,
-            entries,
-            bytes,
-        } = self.lock().stats();
         CacheReport {
-            hits,
-            misses,
-            revalidations,
-            refreshes,
-            stores,
-            evictions,
-            purged,
-            entries,
-            bytes,
+            stats: self.lock().stats(),
             max_bytes: self.max_body * 4,
         }
     }

@@ -653,9 +653,33 @@ fn a_node_at_a_leaf_site_serves_on_while_the_hub_is_down_and_catches_up_after() 
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // A change made at the site meanwhile is kept, and goes out later.
+    b.cli_ok(&["config", "set", "demo/hello", "SITE=site1"]);
 
-    // The hub comes back (same state): a change made there reaches the site.
+    // The hub comes back (same state): the site's change reaches it...
     let hub = start_hub("hub-again");
+    let app_key = dwcp_cluster::StateKey::App {
+        tenant: "demo".into(),
+        app: "hello".into(),
+    };
+    let started = Instant::now();
+    loop {
+        let config = with_state_in(&hub.url, None, async |state| {
+            let (value, _) = state.get(&app_key).await.ok()??;
+            let entry: Value = serde_json::from_slice(&value).ok()?;
+            Some(entry["record"]["config"].clone())
+        })
+        .flatten();
+        if config.is_some_and(|c| c["SITE"] == "site1") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the site's change never reached the hub"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // ...and a change made there reaches the site.
     let started = Instant::now();
     loop {
         let changed = with_state_in(&hub.url, None, async |state| {
