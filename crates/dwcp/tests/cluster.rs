@@ -303,6 +303,19 @@ fn a_deploy_through_one_node_serves_from_every_node_and_a_delete_reaches_all() {
             .put(&forged, serde_json::to_vec(&entry).unwrap())
             .await
             .unwrap();
+        // A value of a schema newer than this release reads is left alone.
+        let (value, _) = state.get(&hello).await.unwrap().unwrap();
+        let mut entry: Value = serde_json::from_slice(&value).unwrap();
+        entry["v"] = 99.into();
+        entry["record"]["app"] = "newer".into();
+        let newer = dwcp_cluster::StateKey::App {
+            tenant: "demo".into(),
+            app: "newer".into(),
+        };
+        state
+            .put(&newer, serde_json::to_vec(&entry).unwrap())
+            .await
+            .unwrap();
     });
     // Applied in order: once a later change is served, the forgery was seen.
     a.cli_ok(&["config", "set", "demo/hello", "GREETING=after"]);
@@ -318,6 +331,12 @@ fn a_deploy_through_one_node_serves_from_every_node_and_a_delete_reaches_all() {
         b.request("GET", "forged.demo.localhost", "/", b"").status,
         404
     );
+    // Nor is a value of a newer schema served.
+    assert_eq!(
+        b.request("GET", "newer.demo.localhost", "/", b"").status,
+        404
+    );
+    assert!(!b.cli_ok(&["apps"]).contains("newer"));
     assert!(!b.cli_ok(&["apps"]).contains("forged"));
 }
 
