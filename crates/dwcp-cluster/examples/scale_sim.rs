@@ -49,7 +49,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::error::Error;
-use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -261,48 +260,22 @@ async fn connect(url: &str, name: &str) -> Res<Cluster> {
 struct Server {
     // Declared first so that it is dropped (killed) before its directory
     // is removed.
-    _local: LocalServer,
+    local: Arc<LocalServer>,
     _dir: tempfile::TempDir,
     url: String,
-    /// `http://127.0.0.1:PORT` of its monitoring (for `/varz`).
-    monitor: String,
     pid: u32,
 }
 
 fn start_server(binary: &Path) -> Res<Server> {
     let dir = tempfile::tempdir()?;
-    // A random monitoring port; the server writes it to the same ports
-    // file as its client port.
+    // A random monitoring port, for `/varz`.
     let local = LocalServer::start(binary, dir.path(), "http: 127.0.0.1:-1", "nats")?;
-    let (monitor, pid) = monitoring(local.dir())?;
     Ok(Server {
         url: local.url.clone(),
-        _local: local,
+        pid: local.pid(),
+        local: Arc::new(local),
         _dir: dir,
-        monitor,
-        pid,
     })
-}
-
-/// The monitoring URL and the server's pid, from its ports file
-/// (`nats-server_PID.ports`, which LocalServer waited for).
-fn monitoring(dir: &Path) -> Res<(String, u32)> {
-    for entry in std::fs::read_dir(dir)? {
-        let name = entry?.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("nats-server_")
-            .and_then(|rest| rest.strip_suffix(".ports"))
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let ports: Value = serde_json::from_str(&std::fs::read_to_string(dir.join(&name))?)?;
-        let url = ports["monitoring"][0]
-            .as_str()
-            .ok_or("the ports file names no monitoring port")?;
-        return Ok((url.to_string(), pid));
-    }
-    Err(format!("no ports file in {}", dir.display()).into())
 }
 
 /// The server's counters and both processes' CPU time at one instant.
@@ -319,8 +292,8 @@ struct Sample {
 }
 
 async fn sample(server: &Server) -> Res<Sample> {
-    let url = format!("{}/varz", server.monitor);
-    let varz = tokio::task::spawn_blocking(move || http_get_json(&url)).await??;
+    let local = server.local.clone();
+    let varz = tokio::task::spawn_blocking(move || local.varz()).await??;
     let count = |field: &str| varz[field].as_u64().unwrap_or(0);
     Ok(Sample {
         at: Instant::now(),
@@ -332,22 +305,6 @@ async fn sample(server: &Server) -> Res<Sample> {
         server_cpu_s: cpu_seconds(&server.pid.to_string()),
         sim_cpu_s: cpu_seconds("self"),
     })
-}
-
-/// A plain HTTP/1.0 GET of a JSON document (the monitoring endpoint is
-/// loopback and unauthenticated; no client library needed).
-fn http_get_json(url: &str) -> Res<Value> {
-    let rest = url.strip_prefix("http://").ok_or("not an http:// URL")?;
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let mut stream = std::net::TcpStream::connect(host)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (_, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or("an HTTP answer without a body")?;
-    Ok(serde_json::from_str(body)?)
 }
 
 /// User plus system CPU seconds of a process (`self` or a pid), from

@@ -56,7 +56,6 @@
 
 use std::convert::Infallible;
 use std::error::Error;
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -65,12 +64,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dwcp_cluster::local::LocalServer;
 use dwcp_cluster::{Cluster, ClusterOptions};
+use dwcp_crypto::peer_tls::PeerIdentity;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -277,24 +276,6 @@ async fn concurrent(
     Ok((samples, started.elapsed()))
 }
 
-/// A fresh self-signed peer certificate, as each node makes at start.
-struct Identity {
-    certs: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-    fingerprint: String,
-}
-
-fn identity() -> Result<Identity> {
-    let (cert, key) = dwcp_crypto::tls::self_signed(&["dwcp-peer"])?;
-    let (certs, key) = dwcp_crypto::tls::parse_pem(cert.as_bytes(), key.as_bytes())?;
-    let fingerprint = dwcp_crypto::peer_tls::fingerprint(&certs[0]);
-    Ok(Identity {
-        certs,
-        key,
-        fingerprint,
-    })
-}
-
 /// A single-threaded runtime, as every runtime of a node is.
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
@@ -304,13 +285,9 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// The peer listener, on its own thread: TLS that admits only `client`'s
 /// certificate, then HTTP/2 with the node's windows.
-fn spawn_h2_server(server: Identity, client: &str, body: Bytes) -> Result<SocketAddr> {
+fn spawn_h2_server(server: PeerIdentity, client: &str, body: Bytes) -> Result<SocketAddr> {
     let member = client.to_string();
-    let config = dwcp_crypto::peer_tls::peer_server_config(
-        server.certs,
-        server.key,
-        Arc::new(move |fingerprint| fingerprint == member),
-    )?;
+    let config = server.server_config(Arc::new(move |fingerprint| fingerprint == member))?;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     listener.set_nonblocking(true)?;
@@ -378,10 +355,10 @@ fn response_size(text: &str, limit: usize) -> Option<usize> {
 /// The requester's end of the peer link, as `Forwarder::link` makes it.
 async fn connect_h2(
     addr: SocketAddr,
-    client: Identity,
+    client: PeerIdentity,
     server: &str,
 ) -> Result<(SendRequest<Full<Bytes>>, String)> {
-    let config = dwcp_crypto::peer_tls::peer_client_config(client.certs, client.key, server)?;
+    let config = client.client_config(server)?;
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let name = rustls::pki_types::ServerName::try_from("dwcp-peer")?;
@@ -748,8 +725,8 @@ fn run() -> Result<()> {
     let mut notes = Vec::new();
 
     // (a) the peer link.
-    let server = identity()?;
-    let client = identity()?;
+    let server = PeerIdentity::generate()?;
+    let client = PeerIdentity::generate()?;
     let server_fp = server.fingerprint.clone();
     let addr = spawn_h2_server(server, &client.fingerprint, body.clone())?;
 
@@ -808,12 +785,12 @@ fn run() -> Result<()> {
         notes.push(format!("NATS responder could not answer: {failure}"));
     }
     // Read before the servers stop, to explain any long NATS tail.
-    let mut servers = vec![("nats", plain_dir.path())];
-    if tls.is_some() {
-        servers.push(("nats+tls", tls_dir.path()));
+    let mut servers = vec![("nats", &plain)];
+    if let Some((server, _)) = &tls {
+        servers.push(("nats+tls", server));
     }
-    for (name, dir) in servers {
-        match slow_consumers(dir) {
+    for (name, server) in servers {
+        match slow_consumers(server) {
             Ok(count) => notes.push(format!("{name}: server's /varz slow_consumers = {count}")),
             Err(e) => notes.push(format!("{name}: /varz unreadable: {e}")),
         }
@@ -886,44 +863,8 @@ async fn measure(paths: &mut [(&'static str, Transport)]) -> Vec<Row> {
 /// The server's `slow_consumers` count from its `/varz` (a client it
 /// had to cut off or stall for not reading fast enough), to explain
 /// tails. `Err` when the monitoring endpoint cannot be read.
-fn slow_consumers(dir: &Path) -> Result<u64> {
-    let url = monitoring(dir)?;
-    let varz = http_get_json(&format!("{url}/varz"))?;
-    varz["slow_consumers"]
+fn slow_consumers(server: &LocalServer) -> Result<u64> {
+    server.varz()?["slow_consumers"]
         .as_u64()
         .ok_or_else(|| "no slow_consumers in /varz".into())
-}
-
-/// The monitoring URL from the server's ports file
-/// (`nats-server_PID.ports`, which `LocalServer::start` waited for).
-fn monitoring(dir: &Path) -> Result<String> {
-    for entry in std::fs::read_dir(dir)? {
-        let name = entry?.file_name().to_string_lossy().into_owned();
-        if !(name.starts_with("nats-server_") && name.ends_with(".ports")) {
-            continue;
-        }
-        let ports: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join(&name))?)?;
-        let url = ports["monitoring"][0]
-            .as_str()
-            .ok_or("the ports file names no monitoring port")?;
-        return Ok(url.to_string());
-    }
-    Err(format!("no ports file in {}", dir.display()).into())
-}
-
-/// A plain HTTP/1.0 GET of a JSON document (the monitoring endpoint is
-/// loopback and unauthenticated; no client library needed).
-fn http_get_json(url: &str) -> Result<serde_json::Value> {
-    let rest = url.strip_prefix("http://").ok_or("not an http:// URL")?;
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let mut stream = std::net::TcpStream::connect(host)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (_, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or("an HTTP answer without a body")?;
-    Ok(serde_json::from_str(body)?)
 }

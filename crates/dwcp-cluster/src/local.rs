@@ -109,6 +109,35 @@ impl LocalServer {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its `/varz` counters, when it was started with monitoring on
+    /// (`http: 127.0.0.1:-1` among the extra settings): read from the
+    /// monitoring port its ports file names, with a plain HTTP/1.0 GET
+    /// (loopback, unauthenticated; no client library needed).
+    pub fn varz(&self) -> std::io::Result<serde_json::Value> {
+        use std::io::{Read, Write};
+        let ports = self.dir.join(format!("nats-server_{}.ports", self.pid()));
+        let ports: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ports)?)?;
+        let host = ports["monitoring"][0]
+            .as_str()
+            .and_then(|url| url.strip_prefix("http://"))
+            .ok_or_else(|| std::io::Error::other("the server was started without monitoring"))?
+            .to_string();
+        let mut stream = std::net::TcpStream::connect(&host)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(stream, "GET /varz HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let (_, body) = response
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| std::io::Error::other("an HTTP answer without a body"))?;
+        Ok(serde_json::from_str(body)?)
+    }
 }
 
 impl Drop for LocalServer {

@@ -29,6 +29,41 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
     hex::encode(Sha256::digest(cert.as_ref()))
 }
 
+/// A node's peer-link certificate and key: self-signed, made at every
+/// start (no key file to guard); peers learn it by its fingerprint.
+pub struct PeerIdentity {
+    /// The certificate chain (one self-signed certificate).
+    pub certs: Vec<CertificateDer<'static>>,
+    /// Its private key.
+    pub key: PrivateKeyDer<'static>,
+    /// Its SHA-256, as the membership record publishes it.
+    pub fingerprint: String,
+}
+
+impl PeerIdentity {
+    /// A fresh certificate and key.
+    pub fn generate() -> Result<PeerIdentity, TlsError> {
+        let (cert, key) = crate::tls::self_signed(&["dwcp-peer"])?;
+        let (certs, key) = crate::tls::parse_pem(cert.as_bytes(), key.as_bytes())?;
+        let fingerprint = fingerprint(&certs[0]);
+        Ok(PeerIdentity {
+            certs,
+            key,
+            fingerprint,
+        })
+    }
+
+    /// The server side of a link, for clients whose fingerprint `allowed` accepts.
+    pub fn server_config(&self, allowed: Allowed) -> Result<Arc<ServerConfig>, TlsError> {
+        peer_server_config(self.certs.clone(), self.key.clone_key(), allowed)
+    }
+
+    /// The client side of a link to the peer whose fingerprint is `expected`.
+    pub fn client_config(&self, expected: &str) -> Result<Arc<ClientConfig>, TlsError> {
+        peer_client_config(self.certs.clone(), self.key.clone_key(), expected)
+    }
+}
+
 /// Decides whether a fingerprint belongs to a current member.
 pub type Allowed = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
@@ -182,15 +217,7 @@ impl ClientCertVerifier for PinnedClients {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tls::{parse_pem, self_signed};
     use rustls::NamedGroup;
-
-    fn identity() -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>, String) {
-        let (cert, key) = self_signed(&["dwcp-peer"]).unwrap();
-        let (certs, key) = parse_pem(cert.as_bytes(), key.as_bytes()).unwrap();
-        let fp = fingerprint(&certs[0]);
-        (certs, key, fp)
-    }
 
     fn handshake(
         server: Arc<ServerConfig>,
@@ -202,22 +229,22 @@ mod tests {
     #[test]
     fn members_connect_post_quantum_and_strangers_are_refused_both_ways() {
         crate::tls::install_default_provider();
-        let (s_certs, s_key, s_fp) = identity();
-        let (c_certs, c_key, c_fp) = identity();
-        let (x_certs, x_key, _) = identity();
-        let member = c_fp.clone();
-        let server = peer_server_config(s_certs, s_key, Arc::new(move |fp| fp == member)).unwrap();
+        let s = PeerIdentity::generate().unwrap();
+        let c = PeerIdentity::generate().unwrap();
+        let x = PeerIdentity::generate().unwrap();
+        let member = c.fingerprint.clone();
+        let server = s.server_config(Arc::new(move |fp| fp == member)).unwrap();
 
-        let client = peer_client_config(c_certs.clone(), c_key.clone_key(), &s_fp).unwrap();
+        let client = c.client_config(&s.fingerprint).unwrap();
         assert_eq!(
             handshake(server.clone(), client).unwrap(),
             Some(NamedGroup::X25519MLKEM768)
         );
         // A client that is not a member.
-        let stranger = peer_client_config(x_certs, x_key, &s_fp).unwrap();
+        let stranger = x.client_config(&s.fingerprint).unwrap();
         assert!(handshake(server.clone(), stranger).is_err());
         // A server that is not the node the client meant.
-        let wrong = peer_client_config(c_certs, c_key, &c_fp).unwrap();
+        let wrong = c.client_config(&c.fingerprint).unwrap();
         assert!(handshake(server, wrong).is_err());
     }
 }

@@ -25,8 +25,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::watch;
+
+pub use dwcp_crypto::peer_tls::PeerIdentity;
 
 use crate::cluster::{Members, Peer};
 use crate::ingress::Ingress;
@@ -51,29 +52,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const DEFAULT_RTT_NS: f64 = 30e6;
 /// How fast old latencies fade.
 const DECAY_NS: f64 = 10e9;
-
-/// This node's peer-link certificate and key.
-pub struct PeerIdentity {
-    certs: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-    /// Its SHA-256, as the membership record publishes it.
-    pub fingerprint: String,
-}
-
-impl PeerIdentity {
-    /// A fresh self-signed certificate: made at every start, so there is
-    /// no key file to guard; peers learn it from the membership record.
-    pub fn generate() -> anyhow::Result<PeerIdentity> {
-        let (cert, key) = dwcp_crypto::tls::self_signed(&["dwcp-peer"])?;
-        let (certs, key) = dwcp_crypto::tls::parse_pem(cert.as_bytes(), key.as_bytes())?;
-        let fingerprint = dwcp_crypto::peer_tls::fingerprint(&certs[0]);
-        Ok(PeerIdentity {
-            certs,
-            key,
-            fingerprint,
-        })
-    }
-}
 
 type PeerBody = UnsyncBoxBody<Bytes, hyper::Error>;
 
@@ -299,12 +277,10 @@ impl Forwarder {
         if let Some(sender) = cached {
             return Ok(sender);
         }
-        let config = dwcp_crypto::peer_tls::peer_client_config(
-            self.identity.certs.clone(),
-            self.identity.key.clone_key(),
-            &peer.cert,
-        )
-        .map_err(|e| e.to_string())?;
+        let config = self
+            .identity
+            .client_config(&peer.cert)
+            .map_err(|e| e.to_string())?;
         let connect = async {
             let tcp = tokio::net::TcpStream::connect(&peer.addr)
                 .await
@@ -407,11 +383,9 @@ pub fn server_config(
     identity: &PeerIdentity,
     members: Arc<Members>,
 ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    Ok(dwcp_crypto::peer_tls::peer_server_config(
-        identity.certs.clone(),
-        identity.key.clone_key(),
-        Arc::new(move |fingerprint| members.is_member_cert(fingerprint)),
-    )?)
+    Ok(identity.server_config(Arc::new(move |fingerprint| {
+        members.is_member_cert(fingerprint)
+    }))?)
 }
 
 /// Serves requests from peers: HTTP/2 over the peer link's TLS, each one
