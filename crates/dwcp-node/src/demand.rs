@@ -27,29 +27,33 @@ impl DemandCounter {
         }
     }
 
-    /// One request for `tenant/app` entered here.
-    pub fn record(&self, app: &str) {
+    /// One request for the app with host key `key` (`app.tenant`) entered
+    /// here: the key the ingress has already, so that counting allocates
+    /// nothing per request once the app is known.
+    pub fn record(&self, key: &str) {
         let now = dwcp_store::unix_now();
         let mut apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
-        match apps.get_mut(app) {
+        match apps.get_mut(key) {
             Some(window) => window.record(now, &self.region, 1),
             None => {
                 let mut window = DemandWindow::new(self.window_secs, SLOT_SECS);
                 window.record(now, &self.region, 1);
-                apps.insert(app.to_string(), window);
+                apps.insert(key.to_string(), window);
             }
         }
     }
 
-    /// Requests per app within the window (apps with none left are dropped).
+    /// Requests per app (`tenant/app`, as heartbeats carry them) within
+    /// the window; apps with none left are dropped.
     pub fn totals(&self) -> BTreeMap<String, u64> {
         let now = dwcp_store::unix_now();
         let mut apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = BTreeMap::new();
-        apps.retain(|app, window| {
+        apps.retain(|key, window| {
             let n: u64 = window.totals(now).values().sum();
             if n > 0 {
-                out.insert(app.clone(), n);
+                let (tenant, app) = crate::host::split_key(key);
+                out.insert(format!("{tenant}/{app}"), n);
             }
             n > 0
         });

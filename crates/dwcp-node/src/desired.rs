@@ -18,7 +18,7 @@
 //! published holds back older values of the same key arriving meanwhile,
 //! so this node never steps back to a value it has already passed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -157,12 +157,7 @@ impl Publisher {
     /// Queues `change` again after [`RETRY_PUBLISH`]; meanwhile older
     /// values of its key are held back, as for any change not yet out.
     fn retry_later(self: &Arc<Self>, change: Change) {
-        *self
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(change.key())
-            .or_default() += 1;
+        *lock(&self.pending).entry(change.key()).or_default() += 1;
         let this = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(RETRY_PUBLISH).await;
@@ -174,17 +169,12 @@ impl Publisher {
 
     fn queue(&self, change: Change) {
         let key = change.key();
-        *self
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key)
-            .or_default() += 1;
+        *lock(&self.pending).entry(key).or_default() += 1;
         let _ = self.tx.send(change);
     }
 
     fn done(&self, key: &StateKey) {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = lock(&self.pending);
         if let Some(n) = pending.get_mut(key) {
             *n -= 1;
             if *n == 0 {
@@ -194,10 +184,7 @@ impl Publisher {
     }
 
     fn holds_back(&self, key: &StateKey) -> bool {
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(key)
+        lock(&self.pending).contains_key(key)
     }
 }
 
@@ -271,6 +258,10 @@ pub struct Sync {
     /// The demand window: demand moves an app's replicas at most once per
     /// tenth of it.
     pub demand_window: std::time::Duration,
+    /// Artifacts this node has put in the object store (by SHA-256): an
+    /// app's later changes (config, limits) need not read and offer its
+    /// versions' bytes again.
+    pub uploaded: Mutex<HashSet<String>>,
 }
 
 /// Keys this node has seen in the cluster, kept in the data directory: a
@@ -451,8 +442,12 @@ impl Sync {
             Change::App(id) => match control.state.app(&id.tenant, &id.app)? {
                 Some(mut record) => {
                     for v in &record.versions {
+                        if self.is_uploaded(&v.sha256) {
+                            continue;
+                        }
                         let bytes = tokio::fs::read(control.artifacts.path(&v.sha256)).await?;
                         state.put_artifact(&v.sha256, &bytes).await?;
+                        self.mark_uploaded(&v.sha256);
                     }
                     record.secrets = BTreeMap::new();
                     Some(serde_json::to_vec(&AppEntry {
@@ -676,11 +671,21 @@ impl Sync {
                 v.sha256
             );
             control.artifacts.put(&bytes)?;
+            // Came from the store: no need to offer it back.
+            self.mark_uploaded(&v.sha256);
         }
         let serve = self.serves_here(&record);
         control.apply_cluster_record(record, serve).await?;
         tracing::info!(tenant = %id.tenant, app = %id.app, "applied from the cluster");
         Ok(())
+    }
+
+    fn is_uploaded(&self, sha256: &str) -> bool {
+        lock(&self.uploaded).contains(sha256)
+    }
+
+    fn mark_uploaded(&self, sha256: &str) {
+        lock(&self.uploaded).insert(sha256.to_string());
     }
 
     /// Whether this node serves `record`: every node does, unless the app
@@ -928,6 +933,10 @@ fn follow_demand(
     reasons
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Control {
     /// What this node can still give instances: its pool's memory and
     /// instance slots, less what serves now.
@@ -962,10 +971,7 @@ impl Control {
                 this.state.put_app(&record)?;
             }
             let key = format!("{}/{}", record.tenant, record.app);
-            let mut held = this
-                .held_elsewhere
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut held = lock(&this.held_elsewhere);
             if serve {
                 held.remove(&key);
             } else {

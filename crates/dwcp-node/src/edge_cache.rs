@@ -31,7 +31,8 @@ pub struct NodeCache {
     cache: Mutex<EdgeCache>,
     /// The largest body stored.
     max_body: usize,
-    /// Each app's rules, by `tenant/app`; an app without rules (unknown
+    /// Each app's rules, by its host key (`app.tenant`, what the ingress
+    /// has in hand for every request); an app without rules (unknown
     /// here) is not cached.
     policies: Mutex<HashMap<String, StorePolicy>>,
 }
@@ -60,7 +61,7 @@ impl NodeCache {
     /// under other rules go: a TTL turned off (or shortened) takes effect
     /// at once, not when they expire.
     pub fn set_policy(&self, tenant: &str, app: &str, policy: Option<StorePolicy>) {
-        let key = format!("{tenant}/{app}");
+        let key = crate::host::key_of(tenant, app);
         let before = {
             let mut policies = self.policies.lock().unwrap_or_else(|e| e.into_inner());
             match policy {
@@ -90,15 +91,16 @@ impl NodeCache {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether requests to `tenant/app` with this method go through the cache.
-    pub fn applies(&self, tenant: &str, app: &str, method: &hyper::Method) -> Option<StorePolicy> {
+    /// Whether requests with this method to the app with host key `key`
+    /// (`app.tenant`) go through the cache.
+    pub fn applies(&self, key: &str, method: &hyper::Method) -> Option<StorePolicy> {
         if method != hyper::Method::GET && method != hyper::Method::HEAD {
             return None;
         }
         self.policies
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&format!("{tenant}/{app}"))
+            .get(key)
             .copied()
     }
 
@@ -207,7 +209,7 @@ fn worth_holding(parts: &hyper::http::response::Parts, policy: &StorePolicy) -> 
 enum Held {
     /// The whole body, within the limit.
     Whole(Bytes),
-    /// Over the limit: what was read, then the rest, as one body.
+    /// Over the limit (or failed): what was read, then the rest, as one body.
     TooLong(ResponseBody),
 }
 
@@ -228,15 +230,10 @@ async fn hold(mut body: ResponseBody, max: usize) -> Held {
                 }
             }
             Some(Err(e)) => {
-                let prefix = futures_util::stream::iter(
-                    chunks
-                        .into_iter()
-                        .map(|c| Ok::<_, HttpError>(Frame::data(c))),
-                );
-                let failed = futures_util::stream::once(async move { Err(e) });
-                return Held::TooLong(
-                    StreamBody::new(futures_util::StreamExt::chain(prefix, failed)).boxed_unsync(),
-                );
+                // What came, then the error: the client sees the body fail
+                // where it failed, and nothing is stored.
+                let failed = futures_util::stream::once(async move { Err::<Frame<Bytes>, _>(e) });
+                return Held::TooLong(prefixed(chunks, StreamBody::new(failed).boxed_unsync()));
             }
         }
     }

@@ -88,13 +88,13 @@ async fn serve(
     if let Some(demand) = &ingress.demand
         && !from_peer
     {
-        demand.record(&format!("{tenant}/{app}"));
+        demand.record(&key);
     }
 
     // 2. The edge cache, for GET and HEAD where the request entered.
     if let Some(cache) = &ingress.cache
         && !from_peer
-        && let Some(policy) = cache.applies(tenant, app, request.method())
+        && let Some(policy) = cache.applies(&key, request.method())
     {
         return cache
             .serve(tenant, app, policy, request, |request| {

@@ -216,6 +216,7 @@ impl Node {
                     node_id: config.identity.node_id.clone(),
                     members: None,
                     demand_window: config.demand_window,
+                    uploaded: Default::default(),
                 };
                 let (members, thread) = crate::cluster::join(
                     settings,
