@@ -739,3 +739,84 @@ fn a_node_at_a_leaf_site_serves_on_while_the_hub_is_down_and_catches_up_after() 
         200
     );
 }
+
+#[test]
+fn bad_placement_cache_and_node_options_are_refused_with_why_and_change_nothing() {
+    let _serial = one_at_a_time();
+    let dir = data_dir();
+    let node = TestNode::start(dir.path());
+    node.deploy("demo/hello", "hello", &["--replicas", "2"]);
+    let refused = |args: &[&str], why: &str| {
+        let out = node.cli(args);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let said = common::stderr(&out);
+        assert!(said.contains(why), "{args:?}: {said}");
+    };
+    let hello = common::example("hello");
+    let hello = hello.to_str().unwrap();
+    refused(
+        &["deploy", "demo/other", hello, "--replicas", "0"],
+        "--replicas must be between 1 and 1000",
+    );
+    refused(
+        &["deploy", "demo/other", hello, "--region", "eu west"],
+        "region `eu west`",
+    );
+    refused(
+        &[
+            "deploy",
+            "demo/kept",
+            hello,
+            "--stateful",
+            "--replicas",
+            "2",
+        ],
+        "a stateful app runs one replica",
+    );
+    refused(
+        &["apps", "set", "demo/hello", "--cache-ttl", "soon"],
+        "--cache-ttl `soon`",
+    );
+    refused(
+        &["apps", "set", "demo/hello", "--cache-ttl", "90d"],
+        "--cache-ttl must be at most 30d",
+    );
+    refused(
+        &["scale", "demo/hello", "0"],
+        "--replicas must be between 1 and 1000",
+    );
+    refused(
+        &["cache", "purge", "--path", "/x"],
+        "--path needs TENANT/APP",
+    );
+    refused(
+        &["cache", "purge", "demo/hello", "--path", "x"],
+        "starts with `/`",
+    );
+    refused(&["nodes", "cordon", "node"], "not in a cluster");
+
+    // Nothing was changed or half-made by any of them.
+    let apps = node.cli_ok(&["apps", "--json"]);
+    assert!(!apps.contains("other") && !apps.contains("kept"), "{apps}");
+    let route: Value =
+        serde_json::from_str(&node.cli_ok(&["route", "status", "demo/hello", "--json"])).unwrap();
+    assert_eq!(route["spec"]["replicas"], 2, "{route}");
+    assert_eq!(
+        node.request("GET", "hello.demo.localhost", "/", b"")
+            .header("x-dwcp-cache"),
+        Some("bypass")
+    );
+
+    // A demand window too short to mean anything stops the start.
+    let other = data_dir();
+    let out = common::up_refused(
+        other.path(),
+        &["--cluster", "nats://127.0.0.1:1", "--demand-window", "1s"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("--demand-window `1s`"),
+        "{}",
+        common::stderr(&out)
+    );
+}
