@@ -38,6 +38,9 @@ pub struct AdminState {
     pub publisher: Option<Arc<crate::desired::Publisher>>,
     /// Sends requests to other nodes (set once the ingress is built).
     pub forwarder: std::sync::OnceLock<Arc<crate::peer::Forwarder>>,
+    /// Moves stateful apps' keys to other nodes (set with the forwarder,
+    /// in a cluster).
+    pub migrations: std::sync::OnceLock<Arc<crate::migrate::Migrations>>,
 }
 
 /// The admin API's routes; uploads up to `max_upload` bytes.

@@ -75,9 +75,29 @@ pub struct Placed {
     /// When (Unix seconds).
     #[serde(default)]
     pub decided_at: u64,
+    /// A stateful app's keys served apart from the rest (on `nodes[0]`),
+    /// where `dwcp migrate --key` moved them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub keys: BTreeMap<String, String>,
     /// The record's revision in the cluster (0: not written yet).
     #[serde(skip)]
     pub revision: u64,
+}
+
+impl Placed {
+    /// Whether `node` serves the app, or some of its keys.
+    pub fn holds(&self, node: &str) -> bool {
+        self.nodes.iter().any(|n| n == node) || self.keys.values().any(|n| n == node)
+    }
+
+    /// Which node serves which of a stateful app's keys (it has one
+    /// replica); `None` before it is placed.
+    pub fn owner_table(&self) -> Option<crate::stateful::OwnerTable> {
+        Some(crate::stateful::OwnerTable {
+            all: self.nodes.first()?.clone(),
+            keys: self.keys.clone(),
+        })
+    }
 }
 
 /// A node a request can be forwarded to.
@@ -201,12 +221,26 @@ impl Members {
         let Some(placed) = self.placement(key) else {
             return Vec::new();
         };
+        placed.nodes.iter().filter_map(|n| self.peer(n)).collect()
+    }
+
+    /// Live members with the admission `active`, and their regions.
+    pub fn schedulable(&self) -> Vec<(String, String)> {
+        self.node_views()
+            .into_iter()
+            .filter(|v| v.schedulable)
+            .map(|v| (v.id, v.region))
+            .collect()
+    }
+
+    /// `node`, if it is a live member other than this one that can be
+    /// reached over a peer link.
+    pub fn peer(&self, node: &str) -> Option<Peer> {
+        if node == self.identity.node_id {
+            return None;
+        }
         let view = self.view.lock().unwrap_or_else(|e| e.into_inner());
-        placed
-            .nodes
-            .iter()
-            .filter(|n| **n != self.identity.node_id)
-            .filter_map(|n| view.get(n))
+        view.get(node)
             .filter(|r| !r.peer.is_empty() && !r.peer_cert.is_empty())
             .map(|r| Peer {
                 node: r.node.clone(),
@@ -214,7 +248,6 @@ impl Members {
                 addr: r.peer.clone(),
                 cert: r.peer_cert.clone(),
             })
-            .collect()
     }
 
     /// Whether a peer-link certificate is a live member's.

@@ -114,6 +114,9 @@ enum Change {
     Admission(String, Option<String>),
     /// A cache purge, for every node.
     Purge(crate::edge_cache::PurgeScope),
+    /// A stateful app's keys moved (`dwcp migrate`): who serves which now,
+    /// and why.
+    Owners(AppId, crate::stateful::OwnerTable, String),
 }
 
 impl Change {
@@ -127,6 +130,10 @@ impl Change {
             Change::Flags(t) => StateKey::Flags(t.clone()),
             Change::Admission(node, _) => StateKey::Node(node.clone()),
             Change::Purge(_) => StateKey::Purge,
+            Change::Owners(id, _, _) => StateKey::Placement {
+                tenant: id.tenant.clone(),
+                app: id.app.clone(),
+            },
         }
     }
 }
@@ -147,6 +154,12 @@ impl Publisher {
             node.to_string(),
             admission.map(str::to_string),
         ));
+    }
+
+    /// Writes where a stateful app's keys are after a migration into its
+    /// placement (older placements arriving meanwhile are held back).
+    pub fn moved(&self, id: AppId, table: crate::stateful::OwnerTable, reason: String) {
+        self.queue(Change::Owners(id, table, reason));
     }
 
     /// Has every node purge its cache of `scope`.
@@ -229,7 +242,9 @@ pub async fn publish_changes(
 fn change_of(path: &str) -> Option<Change> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match parts.as_slice() {
-        ["v1", "apps", _, _, "snapshots", ..] | ["v1", "apps", _, _, "restart"] => None,
+        ["v1", "apps", _, _, "snapshots", ..]
+        | ["v1", "apps", _, _, "restart"]
+        | ["v1", "apps", _, _, "migrate"] => None,
         ["v1", "apps", tenant, app, ..] => AppId::new(tenant, app).ok().map(Change::App),
         ["v1", "tenants", tenant, ..] => dwcp_store::validate_label(tenant)
             .ok()
@@ -498,6 +513,10 @@ impl Sync {
                     })
                 })
                 .transpose()?,
+            // Written over what else the placement says, not in its place.
+            Change::Owners(_, table, reason) => {
+                return self.write_owners(state, &key, table, reason).await;
+            }
             Change::Flags(tenant) => match control.state.flags(tenant)? {
                 Some(document) => Some(serde_json::to_vec(&FlagsEntry {
                     v: SCHEMA,
@@ -698,7 +717,42 @@ impl Sync {
         self.members
             .as_ref()
             .and_then(|m| m.placement(&key))
-            .is_some_and(|p| p.nodes.contains(&self.node_id))
+            .is_some_and(|p| p.holds(&self.node_id))
+    }
+
+    /// Writes `table` into a placement record, over whatever else changed
+    /// it meanwhile (compare-and-set, a few tries).
+    async fn write_owners(
+        &self,
+        state: &DesiredState,
+        key: &StateKey,
+        table: &crate::stateful::OwnerTable,
+        reason: &str,
+    ) -> anyhow::Result<()> {
+        for _ in 0..5 {
+            let current = state.get(key).await?;
+            let (mut placed, revision) = match &current {
+                Some((bytes, revision)) => (
+                    serde_json::from_slice::<PlacementEntry>(bytes)?.placed,
+                    *revision,
+                ),
+                None => (Placed::default(), 0),
+            };
+            placed.nodes = vec![table.all.clone()];
+            placed.keys = table.keys.clone();
+            placed.reasons = vec![reason.to_string()];
+            placed.decided_by = self.node_id.clone();
+            placed.decided_at = dwcp_store::unix_now();
+            let entry = PlacementEntry { v: SCHEMA, placed };
+            if state
+                .put_if(key, serde_json::to_vec(&entry)?, revision)
+                .await?
+                .is_some()
+            {
+                return Ok(());
+            }
+        }
+        anyhow::bail!("the placement kept changing under five writes")
     }
 
     /// Starts or stops serving `id` here, as its placement now says.
@@ -713,6 +767,17 @@ impl Sync {
         if !record.placement_spec().is_everywhere() && !placed {
             // Not placed yet: whoever serves it now goes on until it is.
             return Ok(());
+        }
+        // A stateful app's keys go where the placement says, from before
+        // its first request here.
+        if let Some(table) = self
+            .members
+            .as_ref()
+            .and_then(|m| m.placement(&format!("{}/{}", id.tenant, id.app)))
+            .and_then(|p| p.owner_table())
+            && let Some(keyed) = self.control.keyed_entry(&record)
+        {
+            keyed.set_owners(crate::stateful::Owners::from_table(&table, &self.node_id));
         }
         let serve = self.serves_here(&record);
         let live = self.control.apps.get_app(&id.tenant, &id.app).is_some();
@@ -764,7 +829,9 @@ impl Sync {
                 .count() as u32;
             let mut nodes = current.as_ref().map_or_else(Vec::new, |c| c.nodes.clone());
             let mut reasons = Vec::new();
-            if let (Some(budget), Some(c)) = (spec.replicas, &current) {
+            // A stateful app's state moves by migration only: a demand
+            // move would start it afresh elsewhere.
+            if let (Some(budget), Some(c), None) = (spec.replicas, &current, &record.stateful) {
                 let cooled = dwcp_store::unix_now().saturating_sub(c.decided_at)
                     >= (self.demand_window.as_secs() / 10).max(1);
                 if cooled {
@@ -790,7 +857,13 @@ impl Sync {
                 view.free_memory = view.free_memory.saturating_sub(record.limits.memory_bytes);
                 view.free_instances = view.free_instances.saturating_sub(1);
             }
-            if current.as_ref().is_some_and(|c| c.nodes == decided.nodes) {
+            // Keys moved apart stay where they are while their node lives.
+            let mut keys = current.as_ref().map(|c| c.keys.clone()).unwrap_or_default();
+            keys.retain(|_, node| views.iter().any(|v| v.id == *node));
+            if current
+                .as_ref()
+                .is_some_and(|c| c.nodes == decided.nodes && c.keys == keys)
+            {
                 continue;
             }
             let placed = Placed {
@@ -798,6 +871,7 @@ impl Sync {
                 reasons: decided.reasons,
                 decided_by: self.node_id.clone(),
                 decided_at: dwcp_store::unix_now(),
+                keys,
                 revision: 0,
             };
             self.write_placement(state, &record.tenant, &record.app, Some(placed), current)

@@ -32,6 +32,9 @@ pub struct Ingress {
     pub cache: Option<Arc<crate::edge_cache::NodeCache>>,
     /// Counts where requests enter, for placement by demand (in a cluster).
     pub demand: Option<Arc<crate::demand::DemandCounter>>,
+    /// Moves stateful apps' keys between nodes (in a cluster): answers the
+    /// peer link's migration requests.
+    pub migrations: Option<Arc<crate::migrate::Migrations>>,
 }
 
 /// Serves one request, in a span of its own when traces are on.
@@ -52,7 +55,7 @@ pub async fn route(
 /// Serves one request. The whole path of a request, top to bottom.
 async fn serve(
     ingress: &Ingress,
-    request: hyper::Request<Incoming>,
+    mut request: hyper::Request<Incoming>,
     peer: IpAddr,
     mut span: Option<&mut crate::traces::RequestSpan>,
 ) -> hyper::Response<ResponseBody> {
@@ -90,6 +93,10 @@ async fn serve(
     {
         demand.record(&key);
     }
+    if !from_peer {
+        // Only a node says a request was sent on after a migration.
+        request.headers_mut().remove(crate::peer::MOVED);
+    }
 
     // 2. The edge cache, for GET and HEAD where the request entered.
     if let Some(cache) = &ingress.cache
@@ -117,17 +124,20 @@ async fn serve_app(
 ) -> hyper::Response<ResponseBody> {
     let Some(app) = ingress.apps.get(key) else {
         // Served by other nodes of the cluster: one of them answers.
-        if let Some(forwarder) = &ingress.forwarder
-            && request
-                .extensions()
-                .get::<crate::peer::FromPeer>()
-                .is_none()
-        {
+        let from_peer = request
+            .extensions()
+            .get::<crate::peer::FromPeer>()
+            .is_some();
+        if let Some(forwarder) = &ingress.forwarder {
             let (tenant, app) = split_key(key);
             let id = format!("{tenant}/{app}");
             let replicas = forwarder.replicas(&id);
-            if !replicas.is_empty() {
-                return forwarder.forward(&id, replicas, request).await;
+            match replicas.first() {
+                Some(_) if !from_peer => return forwarder.forward(&id, replicas, request).await,
+                // A peer that sent it here has not seen the app move yet
+                // (a migration just ended): it goes on, once or twice.
+                Some(next) => return forwarder.forward_to(&id, &next.node, request).await,
+                None => {}
             }
         }
         let (tenant, app) = split_key(key);
@@ -237,8 +247,20 @@ async fn serve_app(
     //    is at it because of its own load. (A stateful app's key holds its
     //    share for as long as its instance lives: see `stateful.rs`.)
     if let Some(keyed) = &app.keyed {
-        let mut response = keyed.clone().handle(request, version.clone()).await;
+        let served = keyed.clone().handle(request, version.clone()).await;
         drop(permit);
+        let mut response = match served {
+            crate::stateful::Served::Here(response) => response,
+            // Its key moved (`dwcp migrate`): served, and counted, there.
+            crate::stateful::Served::Elsewhere(node, request) => {
+                let (tenant, app) = split_key(key);
+                let id = format!("{tenant}/{app}");
+                return match &ingress.forwarder {
+                    Some(forwarder) => forwarder.forward_to(&id, &node, request).await,
+                    None => text_response(503, &format!("app `{id}`: its key is on {node}")),
+                };
+            }
+        };
         record(&app, arm, routed, exposure.as_ref(), started, &mut response);
         return response;
     }

@@ -36,6 +36,31 @@ impl Control {
         })
     }
 
+    /// The keyed state of stateful `record`, made empty if it has none
+    /// yet (`None` for a stateless app). Its owners can be set before any
+    /// version serves a request (see `crate::migrate`).
+    pub(crate) fn keyed_entry(&self, record: &AppRecord) -> Option<Arc<KeyedApp>> {
+        let settings = record.stateful.clone()?;
+        let name = format!("{}/{}", record.tenant, record.app);
+        let mut keyed = self.keyed.lock().unwrap_or_else(|e| e.into_inner());
+        Some(
+            keyed
+                .entry(name)
+                .or_insert_with(|| {
+                    Arc::new(KeyedApp::new(
+                        &record.tenant,
+                        &record.app,
+                        settings,
+                        self.checkpoints.clone(),
+                        self.seal.clone(),
+                        self.gate(&record.tenant),
+                        self.metrics.for_checkpoints(&record.tenant, &record.app),
+                    ))
+                })
+                .clone(),
+        )
+    }
+
     /// The keyed state of a stateful app with `version` newly installed
     /// (`None` for a stateless app), and every other version its keys hold
     /// state on loaded (from the AOT cache: milliseconds each).
@@ -46,24 +71,7 @@ impl Control {
         env: &[(String, String)],
     ) -> Option<Arc<KeyedApp>> {
         let settings = record.stateful.clone()?;
-        let name = format!("{}/{}", record.tenant, record.app);
-        let keyed = {
-            let mut keyed = self.keyed.lock().unwrap_or_else(|e| e.into_inner());
-            keyed
-                .entry(name)
-                .or_insert_with(|| {
-                    Arc::new(KeyedApp::new(
-                        &record.tenant,
-                        &record.app,
-                        settings.clone(),
-                        self.checkpoints.clone(),
-                        self.seal.clone(),
-                        self.gate(&record.tenant),
-                        self.metrics.for_checkpoints(&record.tenant, &record.app),
-                    ))
-                })
-                .clone()
-        };
+        let keyed = self.keyed_entry(record)?;
         keyed.set_settings(settings);
         keyed.add_version(version.clone());
         let held = match self.checkpoints.versions(&record.tenant, &record.app) {
@@ -144,7 +152,7 @@ impl Control {
         Ok(())
     }
 
-    fn keyed_app(&self, id: &AppId) -> Result<Arc<KeyedApp>, ControlError> {
+    pub(crate) fn keyed_app(&self, id: &AppId) -> Result<Arc<KeyedApp>, ControlError> {
         let record = self.record(id)?;
         if record.stateful.is_none() {
             return Err(ControlError::BadOption(format!(

@@ -27,6 +27,7 @@ pub mod ingress;
 mod keyed_control;
 mod keys_admin;
 mod metrics;
+mod migrate;
 mod node;
 mod nodes_admin;
 mod observe;

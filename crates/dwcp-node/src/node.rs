@@ -254,6 +254,7 @@ impl Node {
             members,
             publisher,
             forwarder: std::sync::OnceLock::new(),
+            migrations: std::sync::OnceLock::new(),
         });
         // /metrics carries each trusted key's expiry, read from the manifest.
         metrics.watch_trust(&admin_state.trust);
@@ -300,6 +301,14 @@ impl Node {
                 let config = crate::peer::server_config(&identity, admin_state.members.clone())?;
                 let forwarder = crate::peer::Forwarder::new(admin_state.members.clone(), identity);
                 let _ = admin_state.forwarder.set(forwarder.clone());
+                if let Some(publisher) = &admin_state.publisher {
+                    let _ = admin_state.migrations.set(crate::migrate::Migrations::new(
+                        control.clone(),
+                        admin_state.members.clone(),
+                        forwarder.clone(),
+                        publisher.clone(),
+                    ));
+                }
                 Some((listener, config, forwarder))
             }
             None => None,
@@ -312,6 +321,7 @@ impl Node {
             forwarder: peer_link.as_ref().map(|(_, _, f)| f.clone()),
             cache: (config.cache_bytes > 0).then(|| control.cache.clone()),
             demand: demand.clone(),
+            migrations: admin_state.migrations.get().cloned(),
         });
         if let Some((listener, tls, _)) = peer_link {
             threads.push(crate::peer::spawn_listener(

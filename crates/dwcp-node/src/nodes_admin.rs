@@ -20,6 +20,7 @@ pub fn routes() -> Router<Arc<AdminState>> {
         .route("/v1/nodes/{node}/{admission}", post(admit))
         .route("/v1/cluster/health", get(health))
         .route("/v1/apps/{tenant}/{app}/route", get(route_status))
+        .route("/v1/apps/{tenant}/{app}/migrate", post(migrate))
 }
 
 type Refusal = (StatusCode, String);
@@ -83,6 +84,22 @@ async fn remove(
     state.members.set_admission(&node, None);
     publisher.set_admission(&node, None);
     Ok(Json(json!({ "removed": node })))
+}
+
+/// Moves a stateful app's keys (or one) to another node, live.
+async fn migrate(
+    State(state): State<Arc<AdminState>>,
+    Path((tenant, app)): Path<(String, String)>,
+    Json(request): Json<crate::migrate::MigrateRequest>,
+) -> Result<Json<crate::migrate::MigrationReport>, Refusal> {
+    in_cluster(&state)?;
+    let id = dwcp_store::AppId::new(&tenant, &app)
+        .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+    let migrations = state.migrations.get().ok_or((
+        StatusCode::CONFLICT,
+        "this node has no peer link, so it cannot move keys".to_string(),
+    ))?;
+    Ok(Json(migrations.migrate(&id, request).await?))
 }
 
 /// Where an app's replicas are, why, and how they answer from here.

@@ -39,6 +39,16 @@ pub const SERVED_BY: &str = "x-dwcp-served-by";
 /// nothing ran there, so any request may go to another replica.
 pub const NOT_HERE: &str = "x-dwcp-not-here";
 
+/// The header of a request a node sent on because the app or key it names
+/// is served elsewhere now (`dwcp migrate`, a placement just changed): how
+/// many times it was. Twice is enough for any move to settle (the node a
+/// request came from may be the one a key is moving to), so requests
+/// never loop.
+pub const MOVED: &str = "x-dwcp-moved";
+
+/// How many times a request is sent on after a move.
+const MAX_MOVES: u8 = 2;
+
 /// Marks a request that came over a peer link: it is served here or not
 /// at all, never forwarded again (no loops).
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +64,9 @@ const DEFAULT_RTT_NS: f64 = 30e6;
 const DECAY_NS: f64 = 10e9;
 
 type PeerBody = UnsyncBoxBody<Bytes, hyper::Error>;
+
+/// The host the cluster's own requests name on a peer link.
+const INTERNAL_HOST: &str = "dwcp-peer";
 
 /// Sends requests to the nodes that serve what this one does not.
 pub struct Forwarder {
@@ -164,6 +177,72 @@ impl Forwarder {
         }
     }
 
+    /// Forwards `request` to `node`, which serves the key it names now.
+    pub async fn forward_to(
+        &self,
+        key: &str,
+        node: &str,
+        mut request: hyper::Request<Incoming>,
+    ) -> hyper::Response<ResponseBody> {
+        let moves = request
+            .headers()
+            .get(MOVED)
+            .and_then(|v| v.to_str().ok()?.parse::<u8>().ok())
+            .unwrap_or(0);
+        if moves >= MAX_MOVES {
+            // Sent on twice already: a migration is finishing; the client
+            // comes back in a moment.
+            let mut response = text_response(
+                503,
+                &format!("app `{key}`: the key is moving between nodes; retry"),
+            );
+            response.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from_static("1"),
+            );
+            return response;
+        }
+        let Some(peer) = self.members.peer(node) else {
+            return no_replica(key);
+        };
+        request.headers_mut().insert(
+            MOVED,
+            hyper::header::HeaderValue::from(u16::from(moves) + 1),
+        );
+        self.forward(key, vec![peer], request).await
+    }
+
+    /// Sends one of the cluster's own requests (`POST path`, a body) to
+    /// `node`; its status and whole body.
+    pub async fn call(
+        &self,
+        node: &str,
+        path: &str,
+        body: Bytes,
+    ) -> Result<(hyper::StatusCode, Bytes), String> {
+        let peer = self
+            .members
+            .peer(node)
+            .ok_or_else(|| format!("`{node}` is not a live member reachable over a peer link"))?;
+        let request = hyper::Request::post(path)
+            .header(hyper::header::HOST, INTERNAL_HOST)
+            .body(
+                Full::new(body)
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            )
+            .map_err(|e| e.to_string())?;
+        let response = self.send(&peer, request).await?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("{node}: the answer broke off: {e}"))?
+            .to_bytes();
+        Ok((status, body))
+    }
+
     /// What this node measured of `node`: peak-EWMA latency in
     /// milliseconds and requests in flight to it.
     pub fn score_of(&self, node: &str) -> Option<(f64, u32)> {
@@ -254,7 +333,10 @@ impl Forwarder {
         self.score(&peer.node, |s, now| s.finish(rtt, now));
         let (mut parts, body) = response.into_parts();
         parts.version = hyper::Version::HTTP_11;
-        if let Ok(node) = hyper::header::HeaderValue::from_str(&peer.node) {
+        // A request sent on again (after a move) names the last node.
+        if let Ok(node) = hyper::header::HeaderValue::from_str(&peer.node)
+            && !parts.headers.contains_key(SERVED_BY)
+        {
             parts.headers.insert(SERVED_BY, node);
         }
         let body = body
@@ -432,6 +514,17 @@ pub fn spawn_listener(
     Ok(thread)
 }
 
+/// Whether `request` is one of the cluster's own (to `INTERNAL_HOST`).
+fn is_internal(request: &hyper::Request<Incoming>) -> bool {
+    let host = request.uri().host().or_else(|| {
+        request
+            .headers()
+            .get(hyper::header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
+    host == Some(INTERNAL_HOST) && request.uri().path().starts_with(crate::migrate::INTERNAL)
+}
+
 async fn serve_peer(
     acceptor: tokio_rustls::TlsAcceptor,
     stream: tokio::net::TcpStream,
@@ -449,6 +542,13 @@ async fn serve_peer(
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         let ingress = ingress.clone();
         async move {
+            // The cluster's own requests name a host no app has, so a
+            // client's request (forwarded here) can never be taken for one.
+            if let Some(migrations) = &ingress.migrations
+                && is_internal(&request)
+            {
+                return Ok(migrations.serve_internal(request).await);
+            }
             request.extensions_mut().insert(FromPeer);
             Ok::<_, std::convert::Infallible>(
                 crate::ingress::route(&ingress, request, addr.ip()).await,

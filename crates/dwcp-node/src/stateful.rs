@@ -23,6 +23,10 @@ use serde::Serialize;
 
 use crate::tenants::{TenantGate, TenantSlot};
 
+mod moving;
+
+pub use moving::{OwnerTable, Owners};
+
 /// Longest key a request may name, in bytes.
 pub const MAX_KEY_LEN: usize = 128;
 
@@ -70,6 +74,20 @@ pub struct KeyedApp {
     keys: Mutex<HashMap<String, Arc<tokio::sync::Mutex<KeySlot>>>>,
     /// Counts the checkpoints stored and those that failed.
     metrics: crate::metrics::CheckpointMetrics,
+    /// Held (shared) by every request while it is served here; a
+    /// migration's pause holds it alone, so requests wait at its door.
+    door: tokio::sync::RwLock<()>,
+    /// Which keys other nodes serve (after, or during, a migration).
+    owners: Mutex<Owners>,
+}
+
+/// How a stateful app handled a request.
+pub enum Served {
+    /// Served here.
+    Here(hyper::Response<ResponseBody>),
+    /// Its key is served by the node named: the request, untouched, goes
+    /// there.
+    Elsewhere(String, hyper::Request<Incoming>),
 }
 
 /// What `dwcp snapshots` lists: a key's checkpoint.
@@ -121,6 +139,8 @@ impl KeyedApp {
             versions: Mutex::default(),
             keys: Mutex::default(),
             metrics,
+            door: tokio::sync::RwLock::new(()),
+            owners: Mutex::default(),
         }
     }
 
@@ -173,42 +193,56 @@ impl KeyedApp {
         self: Arc<Self>,
         request: hyper::Request<Incoming>,
         active: Arc<AppVersion>,
-    ) -> hyper::Response<ResponseBody> {
+    ) -> Served {
         match tokio::spawn(async move { self.serve(request, &active).await }).await {
-            Ok(response) => response,
-            Err(e) => text_response(500, &format!("the key's task failed: {e}")),
+            Ok(served) => served,
+            Err(e) => Served::Here(text_response(500, &format!("the key's task failed: {e}"))),
         }
     }
 
-    async fn serve(
-        &self,
-        request: hyper::Request<Incoming>,
-        active: &Arc<AppVersion>,
-    ) -> hyper::Response<ResponseBody> {
+    async fn serve(&self, request: hyper::Request<Incoming>, active: &Arc<AppVersion>) -> Served {
         let settings = self.settings();
         let key = match request.headers().get(settings.key_header.as_str()) {
             Some(value) => match valid_key(value) {
                 Some(key) => key.to_string(),
                 None => {
-                    return text_response(
+                    return Served::Here(text_response(
                         400,
                         &format!(
                             "the `{}` header must be 1 to {MAX_KEY_LEN} visible ASCII characters",
                             settings.key_header
                         ),
-                    );
+                    ));
                 }
             },
             None => {
-                return text_response(
+                return Served::Here(text_response(
                     400,
                     &format!(
                         "this app is stateful: name the key its state belongs to in the `{}` header",
                         settings.key_header
                     ),
-                );
+                ));
             }
         };
+        // Shared with every other request; a migration's pause waits for
+        // those inside and keeps new ones here until the keys have moved.
+        let _open = self.door.read().await;
+        if let Some(node) = lock(&self.owners).of(&key) {
+            return Served::Elsewhere(node.to_string(), request);
+        }
+        Served::Here(self.serve_key(&key, request, active, &settings).await)
+    }
+
+    /// Serves a request to `key`, which this node holds.
+    async fn serve_key(
+        &self,
+        key: &str,
+        request: hyper::Request<Incoming>,
+        active: &Arc<AppVersion>,
+        settings: &StatefulSettings,
+    ) -> hyper::Response<ResponseBody> {
+        let key = key.to_string();
         let slot = self.slot(&key);
         let mut slot = slot.lock().await;
         if slot.live.is_none()

@@ -176,6 +176,34 @@ impl CheckpointStore {
         }
     }
 
+    /// Stores checkpoints of `scope` in order (a chain another node sent),
+    /// in one durable transaction; prunes as [`CheckpointStore::put`] does.
+    /// Blocking.
+    pub fn put_chain(
+        &self,
+        scope: &str,
+        chain: &[(CheckpointMeta, Vec<u8>)],
+        keep: usize,
+    ) -> Result<(), StoreError> {
+        let batch = chain
+            .iter()
+            .map(|(meta, data)| {
+                Ok(Pending {
+                    scope: scope.to_string(),
+                    seq: meta.seq,
+                    meta: serde_json::to_vec(meta).map_err(|source| StoreError::Decode {
+                        key: scope.to_string(),
+                        source,
+                    })?,
+                    data: data.clone(),
+                    keep: keep.max(1),
+                    done: Arc::default(),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.commit(&batch)
+    }
+
     /// One durable transaction with every checkpoint of `batch`.
     fn commit(&self, batch: &[Pending]) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(StoreError::db)?;

@@ -222,6 +222,27 @@ pub enum Command {
         #[arg(long = "region", value_name = "REGION", value_delimiter = ',')]
         regions: Vec<String>,
     },
+    /// Move a stateful app's keys (or one key) to another node, live: the
+    /// keys serve while their state is copied, then pause for the last
+    /// changes; requests that arrive meanwhile wait, none is lost.
+    ///
+    /// Example: dwcp migrate demo/counter --to edge-2
+    Migrate {
+        /// TENANT/APP.
+        app: String,
+        /// Move this key only (default: every key).
+        #[arg(long)]
+        key: Option<String>,
+        /// The node to move to.
+        #[arg(long, conflicts_with = "region", required_unless_present = "region")]
+        to: Option<String>,
+        /// Or a region: its active node with the most free memory.
+        #[arg(long)]
+        region: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The edge response cache: its counters, and purges (cluster-wide).
     ///
     /// Example: dwcp cache purge demo/hello --path /api

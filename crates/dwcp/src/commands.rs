@@ -113,6 +113,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             regions,
         } => crate::nodes::scale(&client(), &app, replicas, &regions),
         Command::Route(command) => crate::nodes::route(&client(), command),
+        Command::Migrate {
+            app,
+            key,
+            to,
+            region,
+            json,
+        } => crate::nodes::migrate(&client(), &app, key, to, region, json),
         Command::Cache(command) => crate::cache::cache(&client(), command),
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -198,6 +198,41 @@ pub fn scale(
     Ok(())
 }
 
+/// Runs `dwcp migrate`.
+pub fn migrate(
+    client: &AdminClient,
+    app: &str,
+    key: Option<String>,
+    to: Option<String>,
+    region: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let (tenant, name) = app
+        .split_once('/')
+        .ok_or_else(|| anyhow::anyhow!("give TENANT/APP, for example demo/counter"))?;
+    let body = serde_json::json!({ "to": to, "region": region, "key": key });
+    let out: Value = client.post_json(&format!("/v1/apps/{tenant}/{name}/migrate"), &body)?;
+    if json {
+        return print_json(&out);
+    }
+    let what = match out["key"].as_str() {
+        Some(key) => format!("key {key} of {app}"),
+        None => format!("{app} ({} keys)", out["keys"]),
+    };
+    let mib = |v: &Value| v.as_f64().unwrap_or(0.0) / (1024.0 * 1024.0);
+    println!(
+        "moved {what} from {} to {}: {:.1} MiB copied while serving in {:.0} ms, then paused {:.1} ms ({:.2} MiB of changes); {:.0} ms in all",
+        text(&out["from"]),
+        text(&out["to"]),
+        mib(&out["copied_bytes"]),
+        out["copy_ms"].as_f64().unwrap_or(0.0),
+        out["pause_ms"].as_f64().unwrap_or(0.0),
+        mib(&out["delta_bytes"]),
+        out["total_ms"].as_f64().unwrap_or(0.0),
+    );
+    Ok(())
+}
+
 /// Runs `dwcp route …`.
 pub fn route(client: &AdminClient, command: RouteCommand) -> anyhow::Result<()> {
     let RouteCommand::Status { app, json } = command;

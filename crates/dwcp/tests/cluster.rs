@@ -820,3 +820,185 @@ fn bad_placement_cache_and_node_options_are_refused_with_why_and_change_nothing(
         common::stderr(&out)
     );
 }
+
+/// POSTs increments of `keys` (one thread each) through `entries` in turn
+/// until `stop`; each thread's increments answered 200, and what failed.
+fn count_under_load(
+    entries: Vec<std::net::SocketAddr>,
+    keys: &[&str],
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<std::thread::JoinHandle<(String, u64, Vec<String>)>> {
+    keys.iter()
+        .map(|key| {
+            let (key, stop, entries) = (key.to_string(), stop.clone(), entries.clone());
+            std::thread::spawn(move || {
+                let (mut ok, mut failed) = (0u64, Vec::new());
+                let mut turn = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let entry = entries[turn % entries.len()];
+                    turn += 1;
+                    let reply = common::request_full(
+                        entry,
+                        "POST",
+                        "counter.demo.localhost",
+                        "/",
+                        &[("x-dwcp-key", &key)],
+                        b"",
+                    );
+                    // Each key was at 1 (its first POST) before the load.
+                    if reply.status == 200 && reply.text().trim() == (ok + 2).to_string() {
+                        ok += 1;
+                    } else {
+                        failed.push(format!("via {entry}: {} {}", reply.status, reply.text()));
+                        if reply.status == 200 {
+                            // The count went wrong: stop counting on it.
+                            break;
+                        }
+                    }
+                }
+                (key, ok, failed)
+            })
+        })
+        .collect()
+}
+
+fn count_of(node: &TestNode, key: &str) -> (String, Option<String>) {
+    let reply = common::request_with(
+        node.http,
+        "GET",
+        "counter.demo.localhost",
+        "/",
+        &[("x-dwcp-key", key)],
+    );
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    (
+        reply.text().trim().to_string(),
+        reply.header("x-dwcp-served-by").map(str::to_string),
+    )
+}
+
+#[test]
+fn a_live_migration_under_load_loses_no_request_and_no_increment() {
+    let _serial = one_at_a_time();
+    let Some((server, _dir)) = nats() else {
+        return;
+    };
+    let (da, db, dc) = (data_dir(), data_dir(), data_dir());
+    let a = cluster_node(da.path(), &server.url, "edge-a", "eu-west");
+    let b = cluster_node(db.path(), &server.url, "edge-b", "us-east");
+    let c = cluster_node(dc.path(), &server.url, "edge-c", "us-east");
+    until(&a, Duration::from_secs(5), |ids| ids.len() == 3);
+    a.deploy("demo/counter", "counter", &["--stateful"]);
+    let route = until_route(&c, "demo/counter", |r| replica_nodes(r).len() == 1);
+    let from = replica_nodes(&route).remove(0);
+    let to = if from == "edge-b" { "edge-c" } else { "edge-b" };
+    for node in [&a, &b, &c] {
+        until_status(node, "counter.demo.localhost", 400, Duration::from_secs(10));
+    }
+    // Some state to carry besides the count: 1 MiB of heap per key.
+    for key in ["k0", "k1", "k2"] {
+        let reply = common::request_full(
+            a.http,
+            "POST",
+            "counter.demo.localhost",
+            "/?pad=1048576",
+            &[("x-dwcp-key", key)],
+            b"",
+        );
+        assert_eq!((reply.status, reply.text().trim()), (200, "1"));
+    }
+
+    // Increments enter through every node while every key moves.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = count_under_load(vec![a.http, b.http, c.http], &["k0", "k1", "k2"], &stop);
+    std::thread::sleep(Duration::from_millis(500));
+    let report: Value =
+        serde_json::from_str(&c.cli_ok(&["migrate", "demo/counter", "--to", to, "--json"]))
+            .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        (report["from"].as_str(), report["to"].as_str()),
+        (Some(from.as_str()), Some(to))
+    );
+    assert_eq!(report["keys"], 3, "{report}");
+    assert!(report["copied_bytes"].as_u64().unwrap() > 0, "{report}");
+    for handle in load {
+        let (key, ok, failed) = handle.join().unwrap();
+        assert!(
+            failed.is_empty(),
+            "{key}: {} failed: {:?}",
+            failed.len(),
+            &failed[..failed.len().min(5)]
+        );
+        assert!(ok > 10, "{key}: only {ok} increments");
+        // Every acknowledged increment is in the count, now served by `to`.
+        for node in [&a, &b, &c] {
+            let (count, served_by) = count_of(node, &key);
+            assert_eq!(count, (ok + 1).to_string(), "{key} through {}", node.http);
+            if node.http != a.http || to != "edge-a" {
+                assert_eq!(served_by.as_deref().unwrap_or(to), to);
+            }
+        }
+    }
+    let route = until_route(&a, "demo/counter", |r| replica_nodes(r) == [to]);
+    assert!(
+        route["reasons"].to_string().contains("dwcp migrate"),
+        "{route}"
+    );
+
+    // One key back, alone: it counts on there, the others stay.
+    let before: u64 = count_of(&a, "k0").0.parse().unwrap();
+    let out = a.cli_ok(&["migrate", "demo/counter", "--key", "k0", "--to", &from]);
+    assert!(
+        out.contains(&format!("moved key k0 of demo/counter from {to} to {from}")),
+        "{out}"
+    );
+    for (i, node) in [&a, &b, &c].into_iter().enumerate() {
+        let reply = common::request_full(
+            node.http,
+            "POST",
+            "counter.demo.localhost",
+            "/",
+            &[("x-dwcp-key", "k0")],
+            b"",
+        );
+        assert_eq!(reply.text().trim(), (before + 1 + i as u64).to_string());
+        let served_by = reply
+            .header("x-dwcp-served-by")
+            .unwrap_or(&from)
+            .to_string();
+        assert_eq!(served_by, from, "k0 through {}", node.http);
+    }
+    assert_eq!(count_of(&b, "k1").1.as_deref().unwrap_or(to), to);
+
+    // What cannot be moved is refused, with why.
+    for (args, why) in [
+        (
+            vec!["--to", to, "--key", "k1"],
+            "serves demo/counter already",
+        ),
+        (vec!["--to", "edge-z"], "no live node `edge-z`"),
+        (
+            vec!["--region", "ap-south"],
+            "no active node in region `ap-south`",
+        ),
+    ] {
+        let mut all = vec!["migrate", "demo/counter"];
+        all.extend(args);
+        let out = b.cli(&all);
+        assert!(!out.status.success());
+        assert!(
+            common::stderr(&out).contains(why),
+            "{}",
+            common::stderr(&out)
+        );
+    }
+    a.deploy("demo/hello", "hello", &[]);
+    let out = a.cli(&["migrate", "demo/hello", "--to", to]);
+    assert!(
+        common::stderr(&out).contains("stateless"),
+        "{}",
+        common::stderr(&out)
+    );
+}
