@@ -8,7 +8,10 @@
 //!    timed until edge-b and edge-c serve it;
 //! 3. failover: GETs through edge-a to an app on edge-b and edge-c while
 //!    edge-b is SIGKILLed: failed answers, worst latency, detection time;
-//! 4. edge-cache hits against the same app served with caching off.
+//! 4. edge-cache hits against the same app served with caching off;
+//! 5. live migration of a stateful key holding 64 MiB, under load: the
+//!    pause against the copy (what stopping the key for the whole copy
+//!    would cost), and what the clients saw.
 //!
 //! Latency under load is measured with `wrk` (as `cargo xtask bench`
 //! does): its event loop keeps connections alive and reports a latency
@@ -30,6 +33,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
+
+mod migration;
 
 /// How long each wrk run lasts.
 const WRK_SECONDS: u32 = 10;
@@ -81,6 +86,7 @@ fn measure_all(cluster: &mut Cluster, started: Instant) -> anyhow::Result<()> {
     let forwarding = forwarding(cluster, &mut notes)?;
     let deploy = deploy_everywhere(cluster, &mut notes)?;
     let cache = cache(cluster, &mut notes)?;
+    let migration = migration::migration(cluster, &mut notes)?;
     // Last: it kills edge-b.
     let failover = failover(cluster, &mut notes)?;
     let wall = started.elapsed().as_secs_f64();
@@ -101,6 +107,7 @@ fn measure_all(cluster: &mut Cluster, started: Instant) -> anyhow::Result<()> {
         "deploy_everywhere": deploy,
         "failover": failover,
         "cache": cache,
+        "migration": migration,
         "notes": notes,
         "wall_s": round(wall, 1),
     });
@@ -117,6 +124,7 @@ struct Tools {
     dwcp: PathBuf,
     nats_server: PathBuf,
     hello: PathBuf,
+    counter: PathBuf,
 }
 
 impl Tools {
@@ -128,10 +136,11 @@ impl Tools {
         if !dwcp.exists() {
             dwcp = crate::build_dwcp(root)?;
         }
-        let mut hello = root.join("target/examples/hello.wasm");
-        if !hello.exists() {
-            hello = crate::examples(root)?.join("hello.wasm");
+        let mut examples = root.join("target/examples");
+        if !examples.join("hello.wasm").exists() || !examples.join("counter.wasm").exists() {
+            examples = crate::examples(root)?;
         }
+        let (hello, counter) = (examples.join("hello.wasm"), examples.join("counter.wasm"));
         let nats_server = crate::nats::install(root)?
             .into_iter()
             .find(|(key, _)| key == "DWCP_NATS_SERVER")
@@ -145,6 +154,7 @@ impl Tools {
             dwcp,
             nats_server,
             hello,
+            counter,
         })
     }
 }
@@ -508,13 +518,26 @@ fn http_get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> anyhow::Result<Reply> {
+    http_request(addr, "GET", host, path, headers)
+}
+
+/// One HTTP/1.1 request without a body, `Connection: close`, read to its end.
+fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<Reply> {
     let mut stream = TcpStream::connect(addr).with_context(|| format!("cannot connect {addr}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let extra: String = headers
         .iter()
         .map(|(n, v)| format!("{n}: {v}\r\n"))
         .collect();
-    let head = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     stream.write_all(head.as_bytes())?;
     let mut raw = Vec::new();
     stream

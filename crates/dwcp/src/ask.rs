@@ -315,9 +315,14 @@ pub fn plan(parse: &Parse, default_tenant: &str) -> Plan {
                 app()
             )),
         },
-        "migrate_app" => Plan::NotHere(
-            "live migration of stateful instances between nodes is not in this build yet (`dwcp nodes drain NODE` moves stateless replicas)".into(),
-        ),
+        "migrate_app" => match (get("node"), get("region")) {
+            (Some(node), _) => one(v(&["migrate", &app(), "--to", &node])),
+            (None, Some(region)) => one(v(&["migrate", &app(), "--region", &region])),
+            (None, None) => Plan::Say(format!(
+                "say where {} should go: a node (`to node edge-2`) or a region (`to us-east`)",
+                app()
+            )),
+        },
         "list_nodes" => one(with_flags(
             s,
             v(&["nodes", "list"]),
@@ -622,12 +627,26 @@ mod tests {
             ),
             "apps set demo/cart --cache-ttl 30s"
         );
+        assert_eq!(
+            run(
+                "migrate_app",
+                serde_json::json!({"app": "cart", "node": "edge-2"})
+            ),
+            "migrate demo/cart --to edge-2"
+        );
+        assert_eq!(
+            run(
+                "migrate_app",
+                serde_json::json!({"tenant": "acme", "app": "auth", "region": "us-east"})
+            ),
+            "migrate acme/auth --region us-east"
+        );
         assert!(matches!(
             plan(
                 &parse("migrate_app", serde_json::json!({"app": "cart"})),
                 "demo"
             ),
-            Plan::NotHere(_)
+            Plan::Say(_)
         ));
     }
 }
