@@ -207,6 +207,15 @@ impl Members {
             .clone()
     }
 
+    /// Records at once who serves a stateful app's keys after a migration
+    /// this node took part in (the cluster's record follows).
+    pub(crate) fn set_owner_table(&self, key: &str, table: &crate::stateful::OwnerTable) {
+        let mut map = self.placement.lock().unwrap_or_else(|e| e.into_inner());
+        let placed = map.entry(key.to_string()).or_default();
+        placed.nodes = vec![table.all.clone()];
+        placed.keys = table.keys.clone();
+    }
+
     pub(crate) fn set_placement(&self, key: &str, placed: Option<Placed>) {
         let mut map = self.placement.lock().unwrap_or_else(|e| e.into_inner());
         match placed {

@@ -769,12 +769,18 @@ impl Sync {
             return Ok(());
         }
         // A stateful app's keys go where the placement says, from before
-        // its first request here.
-        if let Some(table) = self
-            .members
-            .as_ref()
-            .and_then(|m| m.placement(&format!("{}/{}", id.tenant, id.app)))
-            .and_then(|p| p.owner_table())
+        // its first request here; not while a migration's own placement
+        // is on its way out (what this node has then is older).
+        let moving = self.publisher.holds_back(&StateKey::Placement {
+            tenant: id.tenant.clone(),
+            app: id.app.clone(),
+        });
+        if !moving
+            && let Some(table) = self
+                .members
+                .as_ref()
+                .and_then(|m| m.placement(&format!("{}/{}", id.tenant, id.app)))
+                .and_then(|p| p.owner_table())
             && let Some(keyed) = self.control.keyed_entry(&record)
         {
             keyed.set_owners(crate::stateful::Owners::from_table(&table, &self.node_id));
@@ -857,9 +863,9 @@ impl Sync {
                 view.free_memory = view.free_memory.saturating_sub(record.limits.memory_bytes);
                 view.free_instances = view.free_instances.saturating_sub(1);
             }
-            // Keys moved apart stay where they are while their node lives.
-            let mut keys = current.as_ref().map(|c| c.keys.clone()).unwrap_or_default();
-            keys.retain(|_, node| views.iter().any(|v| v.id == *node));
+            // Keys moved apart stay where they are, also while their node
+            // is away: only a migration moves a key's state.
+            let keys = current.as_ref().map(|c| c.keys.clone()).unwrap_or_default();
             if current
                 .as_ref()
                 .is_some_and(|c| c.nodes == decided.nodes && c.keys == keys)

@@ -132,12 +132,17 @@ async fn serve_app(
             let (tenant, app) = split_key(key);
             let id = format!("{tenant}/{app}");
             let replicas = forwarder.replicas(&id);
+            let idempotent = matches!(*request.method(), hyper::Method::GET | hyper::Method::HEAD);
             match replicas.first() {
                 Some(_) if !from_peer => return forwarder.forward(&id, replicas, request).await,
                 // A peer that sent it here has not seen the app move yet
-                // (a migration just ended): it goes on, once or twice.
-                Some(next) => return forwarder.forward_to(&id, &next.node, request).await,
-                None => {}
+                // (a migration just ended). It retries a GET or HEAD on
+                // another replica itself (below: "not here"); any other
+                // request it cannot send twice goes on from here.
+                Some(next) if !idempotent => {
+                    return forwarder.forward_to(&id, &next.node, request).await;
+                }
+                _ => {}
             }
         }
         let (tenant, app) = split_key(key);

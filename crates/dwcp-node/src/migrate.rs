@@ -48,6 +48,13 @@ use crate::stateful::{KeyedApp, OwnerTable, Owners};
 /// Where the cluster's own migration requests go on the peer link.
 pub const INTERNAL: &str = "/_dwcp/migrate/";
 
+/// How long the pause waits for requests inside to finish.
+const PAUSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long a step may take on the destination (a chain of a large key
+/// included).
+const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Copy rounds at most before the pause.
 const COPY_ROUNDS: usize = 4;
 
@@ -147,10 +154,20 @@ pub struct Migrations {
     moving: Mutex<HashSet<String>>,
     /// Keys received, per app, by a migration not activated yet.
     incoming: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// Apps whose last migration here was activated: an abort arriving
+    /// after (its source missed the answer) is refused, not applied.
+    activated: Mutex<HashSet<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Who serves the keys before and after, and why (for the placement).
+struct Tables<'a> {
+    before: &'a OwnerTable,
+    after: &'a OwnerTable,
+    reason: &'a str,
 }
 
 /// Marks an app as moving until dropped.
@@ -180,6 +197,7 @@ impl Migrations {
             publisher,
             moving: Mutex::default(),
             incoming: Mutex::default(),
+            activated: Mutex::default(),
         })
     }
 
@@ -190,7 +208,7 @@ impl Migrations {
     /// Moves `id`'s keys as `request` asks, from whichever node serves
     /// them (this one, or another asked over the peer link).
     pub async fn migrate(
-        &self,
+        self: &Arc<Self>,
         id: &AppId,
         request: MigrateRequest,
     ) -> Result<MigrationReport, Refusal> {
@@ -211,7 +229,7 @@ impl Migrations {
             None => &table.all,
         };
         if owner == self.this() {
-            return self.run(id, &record, request).await;
+            return self.run_detached(id, record, request).await;
         }
         let start = Start {
             tenant: id.tenant.clone(),
@@ -239,6 +257,21 @@ impl Migrations {
             ));
         }
         Ok(record)
+    }
+
+    /// Runs a migration from this node on a task of its own: the client
+    /// that asked going away (a timeout, Ctrl-C) must not stop it halfway,
+    /// say with the door shut or the keys activated and not committed.
+    async fn run_detached(
+        self: &Arc<Self>,
+        id: &AppId,
+        record: AppRecord,
+        request: MigrateRequest,
+    ) -> Result<MigrationReport, Refusal> {
+        let (this, id) = (self.clone(), id.clone());
+        tokio::spawn(async move { this.run(&id, &record, request).await })
+            .await
+            .map_err(internal)?
     }
 
     /// Runs a migration from this node.
@@ -278,46 +311,81 @@ impl Migrations {
         let before = absolute(&owners, self.this());
         let only: Option<Vec<String>> = request.key.clone().map(|k| vec![k]);
         let after = before.moved(only.as_deref(), &to);
-        self.step(&to, "prepare", id, &before).await?;
-        let mut activated = false;
+        let reason = format!(
+            "migrated from {} to {to} by `dwcp migrate`{}",
+            self.this(),
+            request
+                .key
+                .as_ref()
+                .map(|k| format!(" (key {k})"))
+                .unwrap_or_default()
+        );
+        if let Err(e) = self.step(&to, "prepare", id, &before).await {
+            self.abort(&to, id, &before).await;
+            return Err(e);
+        }
+        let tables = Tables {
+            before: &before,
+            after: &after,
+            reason: &reason,
+        };
+        let mut settled = false;
         let result = self
-            .copy_and_switch(id, &keyed, &to, only.as_deref(), &after, &mut activated)
+            .copy_and_switch(id, &keyed, &to, only.as_deref(), &tables, &mut settled)
             .await;
         match result {
             Ok(mut report) => {
                 report.key = request.key;
-                let reason = format!(
-                    "migrated from {} to {to} by `dwcp migrate`{}",
-                    self.this(),
-                    report
-                        .key
-                        .as_ref()
-                        .map(|k| format!(" (key {k})"))
-                        .unwrap_or_default()
-                );
-                self.publisher.moved(id.clone(), after, reason);
                 tracing::info!(app = %id, to = %to, keys = report.keys, pause_ms = report.pause_ms, "migrated");
                 Ok(report)
             }
             Err(e) => {
-                if !activated && let Err(abort) = self.step(&to, "abort", id, &before).await {
-                    tracing::warn!(app = %id, "the migration failed and {to} did not take the abort: {}", abort.1);
+                if !settled {
+                    self.abort(&to, id, &before).await;
                 }
                 Err(e)
             }
         }
     }
 
+    /// Asks `to` to drop what a failed migration stored there; whether it
+    /// had already activated the keys (then they are its).
+    async fn abort(&self, to: &str, id: &AppId, before: &OwnerTable) -> bool {
+        for attempt in 0..3 {
+            match self.step(to, "abort", id, before).await {
+                Ok(()) => return false,
+                Err((StatusCode::GONE, _)) => return true,
+                Err((_, why)) => {
+                    tracing::warn!(app = %id, attempt, "{to} did not take the abort: {why}");
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            }
+        }
+        // Out of reach: it cannot serve the keys either; they stay here.
+        false
+    }
+
+    /// This node's side of the commit: who serves the keys now, and the
+    /// placement to say so (queued before requests go on, so that no
+    /// older placement arriving meanwhile gives the keys back here).
+    fn commit(&self, id: &AppId, keyed: &KeyedApp, tables: &Tables<'_>) {
+        keyed.set_owners(Owners::from_table(tables.after, self.this()));
+        self.publisher
+            .moved(id.clone(), tables.after.clone(), tables.reason.to_string());
+        self.members.set_owner_table(&id.to_string(), tables.after);
+    }
+
     /// Copies the keys while they serve, pauses, sends what changed,
-    /// switches; `activated` turns true at the commit point.
+    /// switches; `settled` turns true once the outcome is decided on both
+    /// sides (committed, or aborted after an unclear activation).
     async fn copy_and_switch(
         &self,
         id: &AppId,
         keyed: &Arc<KeyedApp>,
         to: &str,
         only: Option<&[String]>,
-        after: &OwnerTable,
-        activated: &mut bool,
+        tables: &Tables<'_>,
+        settled: &mut bool,
     ) -> Result<MigrationReport, Refusal> {
         let started = Instant::now();
         let keys_now = || -> Result<Vec<String>, Refusal> {
@@ -345,7 +413,16 @@ impl Migrations {
         let copy = started.elapsed();
 
         let paused = Instant::now();
-        let door = keyed.pause().await;
+        let door = tokio::time::timeout(PAUSE_WAIT, keyed.pause())
+            .await
+            .map_err(|_| {
+                refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "{id}: requests being served did not finish within {PAUSE_WAIT:?}; nothing moved, try again"
+                    ),
+                )
+            })?;
         let drain = paused.elapsed();
         // Keys made during the copy move too.
         let keys = keys_now()?;
@@ -354,10 +431,18 @@ impl Migrations {
             keyed.checkpoint_if_dirty(key).await.map_err(internal)?;
             delta += self.send_chain(id, keyed, to, key, &mut sent).await?;
         }
-        self.step(to, "activate", id, after).await?;
-        *activated = true;
+        if let Err(e) = self.step(to, "activate", id, tables.after).await {
+            // The answer may be what was lost: the abort says whether the
+            // keys are the destination's already. The door stays shut
+            // until that is known.
+            *settled = true;
+            if !self.abort(to, id, tables.before).await {
+                return Err(e);
+            }
+        }
+        *settled = true;
         // The destination serves the keys: what waited at the door goes there.
-        keyed.set_owners(Owners::from_table(after, self.this()));
+        self.commit(id, keyed, tables);
         keyed.forget_keys(&keys).await;
         drop(door);
         let pause = paused.elapsed();
@@ -525,11 +610,16 @@ impl Migrations {
     /// succeeded, else its reason.
     async fn call(&self, node: &str, what: &str, body: Bytes) -> Result<Bytes, Refusal> {
         let path = format!("{INTERNAL}{what}");
-        let (status, answer) = self
-            .forwarder
-            .call(node, &path, body)
-            .await
-            .map_err(|e| refuse(StatusCode::BAD_GATEWAY, format!("{node}: {e}")))?;
+        let (status, answer) =
+            tokio::time::timeout(STEP_TIMEOUT, self.forwarder.call(node, &path, body))
+                .await
+                .map_err(|_| {
+                    refuse(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!("{node}: no answer to `{what}` within {STEP_TIMEOUT:?}"),
+                    )
+                })?
+                .map_err(|e| refuse(StatusCode::BAD_GATEWAY, format!("{node}: {e}")))?;
         if !status.is_success() {
             let why = String::from_utf8_lossy(&answer).trim().to_string();
             return Err(refuse(status, format!("{node}: {why}")));
@@ -539,7 +629,7 @@ impl Migrations {
 
     /// Answers a migration request from a peer.
     pub async fn serve_internal(
-        &self,
+        self: &Arc<Self>,
         request: hyper::Request<Incoming>,
     ) -> hyper::Response<ResponseBody> {
         let what = request
@@ -554,10 +644,10 @@ impl Migrations {
         };
         let answer = match what.as_str() {
             "start" => self.start(&body).await,
-            "prepare" => self.prepare(&body).await,
+            "prepare" => self.prepare_here(&body).await,
             "chain" => self.receive_chain(body).await,
-            "activate" => self.activate(&body).await,
-            "abort" => self.abort(&body).await,
+            "activate" => self.activate_here(&body).await,
+            "abort" => self.abort_here(&body).await,
             other => Err(refuse(
                 StatusCode::NOT_FOUND,
                 format!("no migration step `{other}`"),
@@ -569,18 +659,18 @@ impl Migrations {
         }
     }
 
-    async fn start(&self, body: &[u8]) -> Result<String, Refusal> {
+    async fn start(self: &Arc<Self>, body: &[u8]) -> Result<String, Refusal> {
         let start: Start = parse(body)?;
         let id = app_id(&start.tenant, &start.app)?;
         check_request(&start.request)?;
         let record = self.stateful_record(&id)?;
-        let report = self.run(&id, &record, start.request).await?;
+        let report = self.run_detached(&id, record, start.request).await?;
         serde_json::to_string(&report).map_err(internal)
     }
 
     /// The destination's first step: the app's keyed state, made if need
     /// be, sends the moving keys' requests to the source until `activate`.
-    async fn prepare(&self, body: &[u8]) -> Result<String, Refusal> {
+    async fn prepare_here(&self, body: &[u8]) -> Result<String, Refusal> {
         let step: Step = parse(body)?;
         let id = app_id(&step.tenant, &step.app)?;
         let record = self
@@ -606,6 +696,7 @@ impl Migrations {
         // Before anything serves: the keys are the source's until they move.
         keyed.set_owners(Owners::from_table(&step.table, self.this()));
         lock(&self.incoming).insert(id.to_string(), BTreeSet::new());
+        lock(&self.activated).remove(&id.to_string());
         if self.control.apps.get_app(&id.tenant, &id.app).is_none() {
             self.control
                 .apply_cluster_record(record, true)
@@ -653,6 +744,16 @@ impl Migrations {
                         format!("{id} does not load here: {e}"),
                     )
                 })?;
+            // This node's record may be behind (a deploy on its way).
+            if let Some(missing) = versions.iter().find(|v| !keyed.has_version(v)) {
+                return Err(refuse(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "{}: key `{key}` holds state of version {missing} of {id}, which it has not received yet; try again in a moment",
+                        self.this()
+                    ),
+                ));
+            }
         }
         if let Some(keys) = lock(&self.incoming).get_mut(&id.to_string()) {
             keys.insert(key);
@@ -661,7 +762,7 @@ impl Migrations {
     }
 
     /// The commit point: the keys received serve here from now on.
-    async fn activate(&self, body: &[u8]) -> Result<String, Refusal> {
+    async fn activate_here(&self, body: &[u8]) -> Result<String, Refusal> {
         let step: Step = parse(body)?;
         let id = app_id(&step.tenant, &step.app)?;
         let keys = lock(&self.incoming)
@@ -676,13 +777,21 @@ impl Migrations {
         let keys: Vec<String> = keys.into_iter().collect();
         keyed.forget_keys(&keys).await;
         keyed.set_owners(Owners::from_table(&step.table, self.this()));
+        self.members.set_owner_table(&id.to_string(), &step.table);
+        lock(&self.activated).insert(id.to_string());
         Ok("{}".into())
     }
 
     /// Drops what a failed migration stored here.
-    async fn abort(&self, body: &[u8]) -> Result<String, Refusal> {
+    async fn abort_here(&self, body: &[u8]) -> Result<String, Refusal> {
         let step: Step = parse(body)?;
         let id = app_id(&step.tenant, &step.app)?;
+        if lock(&self.activated).contains(&id.to_string()) {
+            return Err(refuse(
+                StatusCode::GONE,
+                format!("{}: the keys of {id} serve here already", self.this()),
+            ));
+        }
         let Some(keys) = lock(&self.incoming).remove(&id.to_string()) else {
             return Ok("{}".into());
         };

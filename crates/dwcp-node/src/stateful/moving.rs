@@ -128,10 +128,19 @@ impl KeyedApp {
     /// state as it is stored now. Blocking.
     pub fn export_chain(&self, key: &str, sent: &BTreeSet<u64>) -> Result<Chain, KeyedError> {
         let scope = self.scope(key);
-        let Some(newest) = self.checkpoints.list(&scope)?.pop() else {
-            return Ok(Vec::new());
-        };
-        let chain = self.checkpoints.chain(&scope, newest.seq)?.ok_or_else(|| {
+        // Listed and read in two transactions: a checkpoint stored between
+        // them may prune the chain listed; the next try reads the new one.
+        let mut chain = None;
+        for _ in 0..3 {
+            let Some(newest) = self.checkpoints.list(&scope)?.pop() else {
+                return Ok(Vec::new());
+            };
+            chain = self.checkpoints.chain(&scope, newest.seq)?;
+            if chain.is_some() {
+                break;
+            }
+        }
+        let chain = chain.ok_or_else(|| {
             KeyedError::Instance(format!("key `{key}`: its newest chain is incomplete"))
         })?;
         let missing: Chain = chain
