@@ -83,12 +83,36 @@ fn measure_all(cluster: &mut Cluster, started: Instant) -> anyhow::Result<()> {
         cluster.nats_url
     );
     let mut notes = Vec::new();
-    let forwarding = forwarding(cluster, &mut notes)?;
-    let deploy = deploy_everywhere(cluster, &mut notes)?;
-    let cache = cache(cluster, &mut notes)?;
-    let migration = migration::migration(cluster, &mut notes)?;
+    // `DWCP_BENCH_CLUSTER_ONLY=migration` (or forwarding, deploy, cache,
+    // failover) runs one measurement.
+    let only = std::env::var("DWCP_BENCH_CLUSTER_ONLY").ok();
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    let forwarding = if wanted("forwarding") {
+        forwarding(cluster, &mut notes)?
+    } else {
+        Value::Null
+    };
+    let deploy = if wanted("deploy") {
+        deploy_everywhere(cluster, &mut notes)?
+    } else {
+        Value::Null
+    };
+    let cache = if wanted("cache") {
+        cache(cluster, &mut notes)?
+    } else {
+        Value::Null
+    };
+    let migration = if wanted("migration") {
+        migration::migration(cluster, &mut notes)?
+    } else {
+        Value::Null
+    };
     // Last: it kills edge-b.
-    let failover = failover(cluster, &mut notes)?;
+    let failover = if wanted("failover") {
+        failover(cluster, &mut notes)?
+    } else {
+        Value::Null
+    };
     let wall = started.elapsed().as_secs_f64();
     println!();
     println!("## Notes");

@@ -427,6 +427,42 @@ impl CheckpointStore {
         Ok(Some(chain))
     }
 
+    /// The checkpoints of `seq`'s chain (as [`CheckpointStore::chain`])
+    /// whose sequence numbers are not in `have`, read in one transaction;
+    /// `None` if the chain is incomplete. Only their bytes are read: what
+    /// another node already holds is not copied again.
+    pub fn chain_except(
+        &self,
+        scope: &str,
+        seq: u64,
+        have: &std::collections::BTreeSet<u64>,
+    ) -> Result<Option<Chain>, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::db)?;
+        let metas = txn.open_table(META).map_err(StoreError::db)?;
+        let datas = txn.open_table(DATA).map_err(StoreError::db)?;
+        let mut chain = Vec::new();
+        let mut next = Some(seq);
+        while let Some(seq) = next {
+            let Some(meta) = metas.get((scope, seq)).map_err(StoreError::db)? else {
+                return Ok(None);
+            };
+            let meta: CheckpointMeta = decode(scope, meta.value())?;
+            if meta.base.is_some_and(|base| base >= seq) {
+                return Ok(None);
+            }
+            next = meta.base;
+            if have.contains(&seq) {
+                continue;
+            }
+            let Some(data) = datas.get((scope, seq)).map_err(StoreError::db)? else {
+                return Ok(None);
+            };
+            chain.push((meta, data.value().to_vec()));
+        }
+        chain.reverse();
+        Ok(Some(chain))
+    }
+
     /// Removes every checkpoint of `scope`; answers how many there were.
     pub fn remove_key(&self, scope: &str) -> Result<usize, StoreError> {
         let txn = self.db.begin_write().map_err(StoreError::db)?;
@@ -576,6 +612,35 @@ mod tests {
             assert_eq!(chain.len(), 20);
             assert!(chain.iter().all(|(_, d)| d == &[t]));
         }
+    }
+
+    #[test]
+    fn a_chain_put_at_once_reads_back_and_only_what_is_missing_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(&dir.path().join("c.redb")).unwrap();
+        let scope = key_scope("t", "a", "k");
+        let chain: Chain = (1..=4u64)
+            .map(|seq| {
+                (
+                    meta(seq, seq.checked_sub(1).filter(|b| *b > 0)),
+                    vec![seq as u8; 10],
+                )
+            })
+            .collect();
+        store.put_chain(&scope, &chain, 1).unwrap();
+        assert_eq!(store.chain(&scope, 4).unwrap().unwrap(), chain);
+        let have = std::collections::BTreeSet::from([1, 2]);
+        let rest = store.chain_except(&scope, 4, &have).unwrap().unwrap();
+        assert_eq!(rest, chain[2..].to_vec());
+        // A chain with a gap is incomplete, whatever is held elsewhere.
+        store.remove_key(&scope).unwrap();
+        store.put_chain(&scope, &chain[2..], 1).unwrap();
+        assert!(
+            store
+                .chain_except(&scope, 4, &Default::default())
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

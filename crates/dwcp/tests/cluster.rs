@@ -1001,4 +1001,39 @@ fn a_live_migration_under_load_loses_no_request_and_no_increment() {
         "{}",
         common::stderr(&out)
     );
+
+    // A destination that cannot run the app (it does not trust its
+    // publisher, so it refused the app): the migration is undone and the
+    // keys serve on where they were, every increment kept.
+    let dd = data_dir();
+    let d = TestNode::start_first_run_with(
+        dd.path(),
+        &[
+            "--cluster",
+            &server.url,
+            "--node-id",
+            "edge-d",
+            "--region",
+            "us-east",
+        ],
+    );
+    until(&a, Duration::from_secs(5), |ids| ids.len() == 4);
+    let k1: u64 = count_of(&d, "k1").0.parse().unwrap();
+    let out = a.cli(&["migrate", "demo/counter", "--to", "edge-d"]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("has not received demo/counter"),
+        "{}",
+        common::stderr(&out)
+    );
+    let reply = common::request_full(
+        d.http,
+        "POST",
+        "counter.demo.localhost",
+        "/",
+        &[("x-dwcp-key", "k1")],
+        b"",
+    );
+    assert_eq!(reply.text().trim(), (k1 + 1).to_string());
+    assert_eq!(reply.header("x-dwcp-served-by"), Some(to));
 }

@@ -135,18 +135,14 @@ impl KeyedApp {
             let Some(newest) = self.checkpoints.list(&scope)?.pop() else {
                 return Ok(Vec::new());
             };
-            chain = self.checkpoints.chain(&scope, newest.seq)?;
+            chain = self.checkpoints.chain_except(&scope, newest.seq, sent)?;
             if chain.is_some() {
                 break;
             }
         }
-        let chain = chain.ok_or_else(|| {
+        let missing: Chain = chain.ok_or_else(|| {
             KeyedError::Instance(format!("key `{key}`: its newest chain is incomplete"))
         })?;
-        let missing: Chain = chain
-            .into_iter()
-            .filter(|(meta, _)| !sent.contains(&meta.seq))
-            .collect();
         let opened = self
             .seal
             .open_chain(&self.tenant, &self.app, key, &missing)

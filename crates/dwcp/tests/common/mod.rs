@@ -90,7 +90,13 @@ impl TestNode {
     /// Starts a node as a user's first `dwcp up` does: it makes its own
     /// root and publisher keys (SLH-DSA signing: seconds).
     pub fn start_first_run(data_dir: &Path) -> TestNode {
-        Self::spawn(data_dir, &[], None)
+        Self::start_first_run_with(data_dir, &[])
+    }
+
+    /// [`TestNode::start_first_run`] with extra `dwcp up` flags: a node
+    /// that trusts only its own publisher key.
+    pub fn start_first_run_with(data_dir: &Path, flags: &[&str]) -> TestNode {
+        Self::spawn(data_dir, flags, None)
     }
 
     /// Starts a node whose log (stderr) goes to `node.log` in `data_dir`,
