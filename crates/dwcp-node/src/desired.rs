@@ -848,13 +848,30 @@ impl Sync {
                     reasons = follow_demand(&demand, budget, &record, &views, &mut nodes);
                 }
             }
+            // A stateful app stays on a live node being drained until its
+            // keys are migrated away (`nodes_admin::drain` starts that):
+            // placing it elsewhere now would start them afresh there.
+            let stateful_views;
+            let views_here = if record.stateful.is_some() {
+                stateful_views = views
+                    .iter()
+                    .cloned()
+                    .map(|mut v| {
+                        v.keeps_work |= nodes.contains(&v.id);
+                        v
+                    })
+                    .collect::<Vec<_>>();
+                &stateful_views
+            } else {
+                &views
+            };
             let mut decided = dwcp_mesh::placement::place(
                 &dwcp_mesh::placement::AppSpec {
                     replicas: spec.replicas.unwrap_or(in_regions),
                     pin_regions: spec.regions.clone(),
                     memory_bytes: record.limits.memory_bytes,
                 },
-                &views,
+                views_here,
                 &nodes,
             );
             reasons.append(&mut decided.reasons);

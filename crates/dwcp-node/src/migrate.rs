@@ -240,6 +240,106 @@ impl Migrations {
         serde_json::from_slice(&answer).map_err(internal)
     }
 
+    /// Moves every stateful app's keys that `node` serves to other nodes,
+    /// one migration after another, in the background (`dwcp nodes drain`:
+    /// placement leaves them where they are until then). Answers what
+    /// goes: `tenant/app`, or `tenant/app key K`.
+    pub fn move_off(self: &Arc<Self>, node: &str) -> Vec<String> {
+        let mut work: Vec<(AppId, AppRecord, Option<String>, String)> = Vec::new();
+        for (app, placed) in self.members.placements() {
+            let (Some(table), Some((tenant, name))) = (placed.owner_table(), app.split_once('/'))
+            else {
+                continue;
+            };
+            let Ok(id) = AppId::new(tenant, name) else {
+                continue;
+            };
+            let Ok(Some(record)) = self.control.state.app(tenant, name) else {
+                continue;
+            };
+            if record.stateful.is_none() {
+                continue;
+            }
+            if table.all == node {
+                work.push((id.clone(), record.clone(), None, String::new()));
+            }
+            for (key, at) in &table.keys {
+                if at == node {
+                    // Back with the rest of the app, if that can take it.
+                    work.push((
+                        id.clone(),
+                        record.clone(),
+                        Some(key.clone()),
+                        table.all.clone(),
+                    ));
+                }
+            }
+        }
+        let names = work
+            .iter()
+            .map(|(id, _, key, _)| match key {
+                Some(key) => format!("{id} key {key}"),
+                None => id.to_string(),
+            })
+            .collect();
+        let (this, node) = (self.clone(), node.to_string());
+        tokio::spawn(async move {
+            for (id, record, key, prefer) in work {
+                let mut moved = false;
+                // The first node that takes them (one may refuse: it has not
+                // received the app, say).
+                for to in this.elsewhere_than(&record, &node, &prefer) {
+                    let request = MigrateRequest {
+                        to: Some(to.clone()),
+                        region: None,
+                        key: key.clone(),
+                    };
+                    match this.migrate(&id, request).await {
+                        Ok(report) => {
+                            tracing::info!(app = %id, from = %node, %to, keys = report.keys, "moved off a draining node");
+                            moved = true;
+                            break;
+                        }
+                        Err((_, why)) => {
+                            tracing::warn!(app = %id, from = %node, %to, "not moved there: {why}")
+                        }
+                    }
+                }
+                if !moved {
+                    tracing::warn!(app = %id, %node, "no active node took the app's keys: they stay on the draining node");
+                }
+            }
+        });
+        names
+    }
+
+    /// Where keys leaving `from` may go, best first: `prefer` if it can
+    /// take them, then active nodes of `from`'s region, then the others,
+    /// the most free memory first; within the app's pinned regions.
+    fn elsewhere_than(&self, record: &AppRecord, from: &str, prefer: &str) -> Vec<String> {
+        let views = self.members.node_views();
+        let region = views
+            .iter()
+            .find(|v| v.id == from)
+            .map(|v| v.region.clone());
+        let pinned = record.placement_spec().regions;
+        let mut able: Vec<_> = views
+            .iter()
+            .filter(|v| v.schedulable && v.id != from && self.members.peer(&v.id).is_some())
+            .filter(|v| pinned.is_empty() || pinned.contains(&v.region))
+            .collect();
+        able.sort_by(|a, b| {
+            (b.id == prefer)
+                .cmp(&(a.id == prefer))
+                .then(
+                    (Some(&b.region) == region.as_ref()).cmp(&(Some(&a.region) == region.as_ref())),
+                )
+                .then(b.free_memory.cmp(&a.free_memory))
+                .then(a.id.cmp(&b.id))
+        });
+        able.into_iter().map(|v| v.id.clone()).collect()
+    }
+
     /// The record of stateful app `id`.
     fn stateful_record(&self, id: &AppId) -> Result<AppRecord, Refusal> {
         let record = self

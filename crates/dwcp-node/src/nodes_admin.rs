@@ -60,9 +60,15 @@ async fn admit(
         .members
         .set_admission(&node, admission.map(str::to_string));
     publisher.set_admission(&node, admission);
+    // Stateful apps' keys move by migration, so that they keep their state.
+    let migrating = match (admission, state.migrations.get()) {
+        (Some("draining"), Some(migrations)) => migrations.move_off(&node),
+        _ => Vec::new(),
+    };
     Ok(Json(json!({
         "node": node,
         "admission": admission.unwrap_or("active"),
+        "migrating": migrating,
     })))
 }
 

@@ -45,7 +45,8 @@ pub enum NodesCommand {
         /// The node's id.
         node: String,
     },
-    /// Move NODE's replicas to other nodes (and take no new ones).
+    /// Move NODE's replicas to other nodes (and take no new ones); a
+    /// stateful app's keys are migrated live, keeping their state.
     ///
     /// Example: dwcp nodes drain edge-2
     Drain {
@@ -172,6 +173,16 @@ fn admit(client: &AdminClient, node: &str, action: &str) -> anyhow::Result<()> {
         &Value::Null,
     )?;
     println!("{node}: {}", text(&out["admission"]));
+    let migrating: Vec<String> = out["migrating"]
+        .as_array()
+        .map(|a| a.iter().map(text).collect())
+        .unwrap_or_default();
+    if !migrating.is_empty() {
+        println!(
+            "migrating stateful keys away (one after another; `dwcp route status T/A` shows where they are): {}",
+            migrating.join(", ")
+        );
+    }
     Ok(())
 }
 

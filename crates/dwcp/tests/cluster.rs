@@ -1036,4 +1036,15 @@ fn a_live_migration_under_load_loses_no_request_and_no_increment() {
     );
     assert_eq!(reply.text().trim(), (k1 + 1).to_string());
     assert_eq!(reply.header("x-dwcp-served-by"), Some(to));
+
+    // Draining the node that serves the keys migrates them, state and all.
+    let out = a.cli_ok(&["nodes", "drain", to]);
+    assert!(out.contains("demo/counter"), "{out}");
+    let route = until_route(&a, "demo/counter", |r| {
+        !replica_nodes(r).is_empty() && replica_nodes(r)[0] != to
+    });
+    let now = replica_nodes(&route).remove(0);
+    assert_ne!(now, "edge-d", "{route}");
+    let (count, _) = count_of(&a, "k1");
+    assert_eq!(count, (k1 + 1).to_string());
 }
