@@ -498,18 +498,19 @@ impl Migrations {
         let mut copied = 0;
         // Rounds while the keys serve: the first copies their state, each
         // next one what changed during the one before, until that is little
-        // enough for the pause to send quickly.
-        for _ in 0..COPY_ROUNDS {
-            let mut round = 0;
-            for key in keys_now()? {
-                keyed.checkpoint_if_dirty(&key).await.map_err(internal)?;
-                round += self.send_chain(id, keyed, to, &key, &mut sent).await?;
-            }
-            copied += round;
-            if round <= SMALL_DELTA {
-                break;
-            }
+        // enough for the pause to send quickly. Then the destination
+        // restores the keys into live instances (while this node serves on),
+        // and rounds again send what changed meanwhile, which those
+        // instances follow: the first request there does not wait for a wake.
+        copied += self
+            .copy_rounds(id, keyed, to, &keys_now, &mut sent)
+            .await?;
+        if let Err((_, why)) = self.step(to, "warm", id, tables.before).await {
+            tracing::warn!(app = %id, "{to} did not warm the keys ({why}): they wake at their first request there");
         }
+        copied += self
+            .copy_rounds(id, keyed, to, &keys_now, &mut sent)
+            .await?;
         let copy = started.elapsed();
 
         let paused = Instant::now();
@@ -567,6 +568,31 @@ impl Migrations {
             pause_ms: ms(pause),
             total_ms: ms(started.elapsed()),
         })
+    }
+
+    /// Copies what changed since the last round until a round leaves
+    /// little (or [`COPY_ROUNDS`] have gone); the bytes sent.
+    async fn copy_rounds(
+        &self,
+        id: &AppId,
+        keyed: &Arc<KeyedApp>,
+        to: &str,
+        keys_now: &(dyn Fn() -> Result<Vec<String>, Refusal> + Sync),
+        sent: &mut HashMap<String, BTreeSet<u64>>,
+    ) -> Result<u64, Refusal> {
+        let mut copied = 0;
+        for _ in 0..COPY_ROUNDS {
+            let mut round = 0;
+            for key in keys_now()? {
+                keyed.checkpoint_if_dirty(&key).await.map_err(internal)?;
+                round += self.send_chain(id, keyed, to, &key, sent).await?;
+            }
+            copied += round;
+            if round <= SMALL_DELTA {
+                break;
+            }
+        }
+        Ok(copied)
     }
 
     /// Sends the checkpoints of `key`'s newest chain that `to` lacks;
@@ -747,6 +773,7 @@ impl Migrations {
             "prepare" => self.prepare_here(&body).await,
             "chain" => self.receive_chain(body).await,
             "activate" => self.activate_here(&body).await,
+            "warm" => self.warm_here(&body).await,
             "abort" => self.abort_here(&body).await,
             other => Err(refuse(
                 StatusCode::NOT_FOUND,
@@ -823,15 +850,20 @@ impl Migrations {
         let keyed = self.control.keyed_app(&id).map_err(internal)?;
         let key = header.key.clone();
         let versions: BTreeSet<String> = entries.iter().map(|(m, _)| m.version.clone()).collect();
-        let stored = {
+        let (entries, stored) = {
             let keyed = keyed.clone();
             tokio::task::spawn_blocking(move || {
-                keyed.import_chain(&header.key, header.fresh, entries)
+                keyed
+                    .import_chain(&header.key, header.fresh, &entries)
+                    .map(|stored| (entries, stored))
             })
             .await
             .map_err(internal)?
             .map_err(internal)?
         };
+        // A warm instance follows what arrived.
+        keyed.follow_import(&key, &entries, &stored).await;
+        let stored = stored.len();
         // Versions the keys' state belongs to load now, not in the pause.
         if versions.iter().any(|v| !keyed.has_version(v)) {
             let record = self.stateful_record(&id)?;
@@ -874,12 +906,45 @@ impl Migrations {
                 )
             })?;
         let keyed = self.control.keyed_app(&id).map_err(internal)?;
-        let keys: Vec<String> = keys.into_iter().collect();
-        keyed.forget_keys(&keys).await;
+        // The slots are as the imports left them: warm instances that
+        // followed every change, or none (the store has it all).
+        drop(keys);
         keyed.set_owners(Owners::from_table(&step.table, self.this()));
         self.members.set_owner_table(&id.to_string(), &step.table);
         lock(&self.activated).insert(id.to_string());
         Ok("{}".into())
+    }
+
+    /// Restores the keys received into live instances while the source
+    /// still serves them (their later changes follow as they arrive).
+    async fn warm_here(&self, body: &[u8]) -> Result<String, Refusal> {
+        let step: Step = parse(body)?;
+        let id = app_id(&step.tenant, &step.app)?;
+        let keys: Vec<String> = lock(&self.incoming)
+            .get(&id.to_string())
+            .map(|keys| keys.iter().cloned().collect())
+            .ok_or_else(|| {
+                refuse(
+                    StatusCode::CONFLICT,
+                    format!("no migration of {id} to {} is under way", self.this()),
+                )
+            })?;
+        let keyed = self.control.keyed_app(&id).map_err(internal)?;
+        let active = self
+            .control
+            .apps
+            .get_app(&id.tenant, &id.app)
+            .map(|live| live.version().clone())
+            .ok_or_else(|| refuse(StatusCode::CONFLICT, format!("{id} is not loaded here")))?;
+        let mut warmed = 0;
+        for key in &keys {
+            match keyed.warm(key, &active).await {
+                Ok(woke) => warmed += usize::from(woke),
+                // Not fatal: the key wakes at its first request instead.
+                Err(e) => tracing::warn!(app = %id, key, "not warmed: {e}"),
+            }
+        }
+        Ok(format!("{{\"warmed\":{warmed}}}"))
     }
 
     /// Drops what a failed migration stored here.

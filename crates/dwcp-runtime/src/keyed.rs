@@ -18,7 +18,7 @@ use crate::body::{ResponseBody, text_response};
 use crate::guest::GuestState;
 use crate::metrics::TrapKind;
 use crate::serve::{AppVersion, InstantiateError, cap_request, classify, describe, pass_request};
-use crate::state::{Checkpoint, StateAccess, StateImage, decode_chain};
+use crate::state::{Checkpoint, StateAccess, StateImage, decode_chain, decode_onto};
 
 /// A full snapshot at the latest after this many deltas: a restore decodes
 /// at most this many, and pruning can drop old chains.
@@ -130,6 +130,34 @@ impl KeyInstance {
         self.deltas = chain.len().saturating_sub(1) as u32;
         self.full_bytes = chain.first().map_or(0, |c| c.len() as u64);
         self.delta_bytes = chain.iter().skip(1).map(|c| c.len() as u64).sum();
+        Ok(())
+    }
+
+    /// Moves the state on by `deltas` (taken, in order, after the state
+    /// this instance holds: its restore or last checkpoint), as restoring
+    /// the longer chain would, without decoding the chain again. What a
+    /// live migration's destination does with the last changes of a key it
+    /// restored while the source served. On error the instance is
+    /// unusable: drop it.
+    pub async fn apply(&mut self, deltas: &[&[u8]]) -> Result<(), KeyError> {
+        let limits = dwcp_snapshot::DecodeLimits {
+            max_memory_bytes: self.version.limits().memory_bytes,
+            max_total_bytes: self.version.limits().memory_bytes,
+        };
+        let Some(image) = self.image.as_mut() else {
+            return Err(KeyError::Restore(
+                "the instance holds no state to apply onto".into(),
+            ));
+        };
+        let globals =
+            decode_onto(image, deltas, &limits).map_err(|e| KeyError::Damaged(format!("{e:#}")))?;
+        self.version.arm_deadline(&mut self.store);
+        self.access
+            .restore(&mut self.store, &image.slices(), &globals)
+            .await
+            .map_err(|e| KeyError::Restore(format!("{e:#}")))?;
+        self.deltas += deltas.len() as u32;
+        self.delta_bytes += deltas.iter().map(|d| d.len() as u64).sum::<u64>();
         Ok(())
     }
 

@@ -4,7 +4,9 @@
 //! again, to its own key) on the other. `crate::migrate` runs the steps.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
+use dwcp_runtime::AppVersion;
 use dwcp_store::{Chain, CheckpointMeta};
 use serde::{Deserialize, Serialize};
 
@@ -156,13 +158,14 @@ impl KeyedApp {
 
     /// Stores checkpoints of `key` another node sent, sealed to this
     /// node's key; `fresh` first removes what this node held of the key
-    /// (state of an earlier stay here). Blocking.
+    /// (state of an earlier stay here). Answers their metadata as stored.
+    /// Blocking.
     pub fn import_chain(
         &self,
         key: &str,
         fresh: bool,
-        entries: Vec<(CheckpointMeta, Vec<u8>)>,
-    ) -> Result<u64, KeyedError> {
+        entries: &[(CheckpointMeta, Vec<u8>)],
+    ) -> Result<Vec<CheckpointMeta>, KeyedError> {
         let scope = self.scope(key);
         if fresh {
             self.checkpoints.remove_key(&scope)?;
@@ -172,19 +175,78 @@ impl KeyedApp {
         // arrives one checkpoint at a time.
         let keep = (self.settings().keep as usize).max(entries.len());
         let mut sealed = Vec::with_capacity(entries.len());
-        for (mut meta, plain) in entries {
+        for (meta, plain) in entries {
             let bytes = self
                 .seal
-                .seal(&self.tenant, &self.app, key, meta.snapshot_id, &plain)
+                .seal(&self.tenant, &self.app, key, meta.snapshot_id, plain)
                 .map_err(|e| KeyedError::Instance(format!("cannot seal the checkpoint: {e}")))?;
+            let mut meta = meta.clone();
             meta.bytes = bytes.len() as u64;
             sealed.push((meta, bytes));
         }
         // One durable write for the lot: a sync each would be most of a
         // migration's pause.
         self.checkpoints.put_chain(&scope, &sealed, keep)?;
-        let stored = sealed.len() as u64;
-        Ok(stored)
+        Ok(sealed.into_iter().map(|(meta, _)| meta).collect())
+    }
+
+    /// Restores `key` into a live instance now, from its stored
+    /// checkpoints, before it serves here: a migration's destination does
+    /// it while the source still serves, so that the first request here
+    /// does not wait for it. Answers whether it woke the key.
+    pub async fn warm(&self, key: &str, active: &Arc<AppVersion>) -> Result<bool, KeyedError> {
+        let slot = self.slot(key);
+        let mut slot = slot.lock().await;
+        if slot.live.is_some() {
+            return Ok(false);
+        }
+        self.wake(key, &mut slot, active)
+            .await
+            .map_err(|response| {
+                KeyedError::Instance(format!("the wake answered {}", response.status()))
+            })?;
+        Ok(true)
+    }
+
+    /// After [`KeyedApp::import_chain`]: a live instance of `key` (warmed)
+    /// moves on by the deltas imported (`stored`: as stored), as a wake
+    /// from them would; anything else (a full snapshot, a delta that does
+    /// not follow) lets it go, and the next request here wakes the key
+    /// from the store.
+    pub async fn follow_import(
+        &self,
+        key: &str,
+        entries: &[(CheckpointMeta, Vec<u8>)],
+        stored: &[CheckpointMeta],
+    ) {
+        let slot = self.slot(key);
+        let mut slot = slot.lock().await;
+        if slot.live.is_some() && entries.is_empty() {
+            return;
+        }
+        let follows = entries.first().and_then(|(m, _)| m.base).is_some()
+            && entries.first().and_then(|(m, _)| m.base) == slot.base
+            && entries.iter().all(|(m, _)| m.base.is_some());
+        let plain: Vec<&[u8]> = entries.iter().map(|(_, b)| b.as_slice()).collect();
+        let applied = match slot.live.as_mut() {
+            Some(live) if follows => match live.apply(&plain).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(tenant = %self.tenant, app = %self.app, key, "the key's last changes did not apply to its warm instance ({e}); it wakes from the store");
+                    false
+                }
+            },
+            _ => false,
+        };
+        if applied {
+            slot.latest = Some(stored.last().cloned());
+            slot.base = stored.last().map(|m| m.seq);
+            return;
+        }
+        slot.let_go();
+        slot.latest = None;
+        slot.base = None;
+        slot.dirty = false;
     }
 
     /// Lets `keys`' live instances go and forgets what their slots knew of

@@ -394,6 +394,41 @@ impl StateAccess {
     }
 }
 
+/// Decodes deltas, in order, onto `image` (the state of the snapshot the
+/// first is a delta of); the globals of the last. A delta of another base
+/// is refused, and `image` may then be partly written: drop it.
+pub fn decode_onto(
+    image: &mut StateImage,
+    deltas: &[&[u8]],
+    limits: &DecodeLimits,
+) -> Result<Vec<Global>> {
+    let mut globals = Vec::new();
+    for (i, bytes) in deltas.iter().enumerate() {
+        let base = BaseInfo {
+            id: image.id,
+            lengths: image.memories.iter().map(|m| m.len() as u64).collect(),
+        };
+        let info = decode_into(
+            *bytes,
+            &mut image.memories,
+            Some(&base),
+            &no_dictionaries,
+            limits,
+        )
+        .with_context(|| format!("delta {} of {}", i + 1, deltas.len()))?;
+        if info.base_id != Some(base.id) {
+            bail!(
+                "delta {} of {} is not a delta of the state held",
+                i + 1,
+                deltas.len()
+            );
+        }
+        globals = info.globals;
+        image.id = dwcp_snapshot::snapshot_id(bytes).context("a snapshot without a trailer")?;
+    }
+    Ok(globals)
+}
+
 /// Decodes a chain of snapshots (a full one, then deltas in order) into the
 /// memories and the globals of the last.
 pub fn decode_chain(chain: &[&[u8]], limits: &DecodeLimits) -> Result<(StateImage, Vec<Global>)> {
