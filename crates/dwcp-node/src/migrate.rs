@@ -825,17 +825,22 @@ impl Migrations {
         lock(&self.incoming).insert(id.to_string(), BTreeSet::new());
         lock(&self.activated).remove(&id.to_string());
         if self.control.apps.get_app(&id.tenant, &id.app).is_none() {
-            self.control
-                .apply_cluster_record(record, true)
-                .await
-                .map_err(|e| {
-                    refuse(
-                        StatusCode::CONFLICT,
-                        format!("{id} does not load here: {e}"),
-                    )
-                })?;
+            self.load_here(&id, record).await?;
         }
         Ok("{}".into())
+    }
+
+    /// Serves `record` here (the versions its keys hold state on loaded).
+    async fn load_here(&self, id: &AppId, record: AppRecord) -> Result<(), Refusal> {
+        self.control
+            .apply_cluster_record(record, true)
+            .await
+            .map_err(|e| {
+                refuse(
+                    StatusCode::CONFLICT,
+                    format!("{id} does not load here: {e}"),
+                )
+            })
     }
 
     async fn receive_chain(&self, body: Bytes) -> Result<String, Refusal> {
@@ -867,15 +872,7 @@ impl Migrations {
         // Versions the keys' state belongs to load now, not in the pause.
         if versions.iter().any(|v| !keyed.has_version(v)) {
             let record = self.stateful_record(&id)?;
-            self.control
-                .apply_cluster_record(record, true)
-                .await
-                .map_err(|e| {
-                    refuse(
-                        StatusCode::CONFLICT,
-                        format!("{id} does not load here: {e}"),
-                    )
-                })?;
+            self.load_here(&id, record).await?;
             // This node's record may be behind (a deploy on its way).
             if let Some(missing) = versions.iter().find(|v| !keyed.has_version(v)) {
                 return Err(refuse(

@@ -403,28 +403,7 @@ impl CheckpointStore {
     /// The snapshots to decode, in order, to restore checkpoint `seq`: the
     /// full one its chain starts from, then each delta.
     pub fn chain(&self, scope: &str, seq: u64) -> Result<Option<Chain>, StoreError> {
-        let txn = self.db.begin_read().map_err(StoreError::db)?;
-        let metas = txn.open_table(META).map_err(StoreError::db)?;
-        let datas = txn.open_table(DATA).map_err(StoreError::db)?;
-        let mut chain = Vec::new();
-        let mut next = Some(seq);
-        while let Some(seq) = next {
-            let Some(meta) = metas.get((scope, seq)).map_err(StoreError::db)? else {
-                return Ok(None);
-            };
-            let meta: CheckpointMeta = decode(scope, meta.value())?;
-            let Some(data) = datas.get((scope, seq)).map_err(StoreError::db)? else {
-                return Ok(None);
-            };
-            // A base must be older: a loop would be a damaged store.
-            if meta.base.is_some_and(|base| base >= seq) {
-                return Ok(None);
-            }
-            next = meta.base;
-            chain.push((meta, data.value().to_vec()));
-        }
-        chain.reverse();
-        Ok(Some(chain))
+        self.chain_except(scope, seq, &std::collections::BTreeSet::new())
     }
 
     /// The checkpoints of `seq`'s chain (as [`CheckpointStore::chain`])
@@ -447,6 +426,7 @@ impl CheckpointStore {
                 return Ok(None);
             };
             let meta: CheckpointMeta = decode(scope, meta.value())?;
+            // A base must be older: a loop would be a damaged store.
             if meta.base.is_some_and(|base| base >= seq) {
                 return Ok(None);
             }
