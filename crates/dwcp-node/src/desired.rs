@@ -849,7 +849,7 @@ impl Sync {
                 }
             }
             // A stateful app stays on a live node being drained until its
-            // keys are migrated away (`nodes_admin::drain` starts that):
+            // keys are migrated away (`Migrations::move_off` does that):
             // placing it elsewhere now would start them afresh there.
             let stateful_views;
             let views_here = if record.stateful.is_some() {

@@ -49,8 +49,8 @@ pub const MOVED: &str = "x-dwcp-moved";
 /// How many times a request is sent on after a move.
 const MAX_MOVES: u8 = 2;
 
-/// Marks a request that came over a peer link: it is served here or not
-/// at all, never forwarded again (no loops).
+/// Marks a request that came over a peer link: it is served here, or sent
+/// on only after a move (counted in [`MOVED`], so never in a loop).
 #[derive(Debug, Clone, Copy)]
 pub struct FromPeer;
 
