@@ -55,6 +55,9 @@ const PAUSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// included).
 const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// How long a drain keeps trying to move stateful keys off its node.
+const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Copy rounds at most before the pause.
 const COPY_ROUNDS: usize = 4;
 
@@ -132,6 +135,9 @@ struct Step {
     tenant: String,
     app: String,
     table: OwnerTable,
+    /// `warm`: the keys live on the source (the others stay cold).
+    #[serde(default)]
+    keys: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -243,9 +249,61 @@ impl Migrations {
     /// Moves every stateful app's keys that `node` serves to other nodes,
     /// one migration after another, in the background (`dwcp nodes drain`:
     /// placement leaves them where they are until then). Answers what
-    /// goes: `tenant/app`, or `tenant/app key K`.
+    /// goes now: `tenant/app`, or `tenant/app key K`. The work is looked
+    /// at again every few seconds while `node` drains (for up to
+    /// [`DRAIN_FOR`]): a migration that failed is tried again, and keys that
+    /// arrived meanwhile go too.
     pub fn move_off(self: &Arc<Self>, node: &str) -> Vec<String> {
-        let mut work: Vec<(AppId, AppRecord, Option<String>, String)> = Vec::new();
+        let names = self
+            .held_by(node)
+            .iter()
+            .map(|(id, _, key, _)| match key {
+                Some(key) => format!("{id} key {key}"),
+                None => id.to_string(),
+            })
+            .collect();
+        let (this, node) = (self.clone(), node.to_string());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            loop {
+                let work = this.held_by(&node);
+                if work.is_empty() || this.members.admission(&node) != "draining" {
+                    return;
+                }
+                if started.elapsed() > DRAIN_FOR {
+                    tracing::warn!(%node, left = work.len(), "gave up moving stateful keys off the draining node after {DRAIN_FOR:?}: they stay there (`dwcp migrate` them)");
+                    return;
+                }
+                for (id, record, key, prefer) in work {
+                    // The first node that takes them (one may refuse: it
+                    // has not received the app, say).
+                    for to in this.elsewhere_than(&record, &node, &prefer) {
+                        let request = MigrateRequest {
+                            to: Some(to.clone()),
+                            region: None,
+                            key: key.clone(),
+                        };
+                        match this.migrate(&id, request).await {
+                            Ok(report) => {
+                                tracing::info!(app = %id, from = %node, %to, keys = report.keys, "moved off a draining node");
+                                break;
+                            }
+                            Err((_, why)) => {
+                                tracing::warn!(app = %id, from = %node, %to, "not moved there: {why}")
+                            }
+                        }
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+        });
+        names
+    }
+
+    /// The stateful apps (and keys moved apart) `node` serves, as this
+    /// node's placements say, with where each would rather go.
+    fn held_by(&self, node: &str) -> Vec<(AppId, AppRecord, Option<String>, String)> {
+        let mut work = Vec::new();
         for (app, placed) in self.members.placements() {
             let (Some(table), Some((tenant, name))) = (placed.owner_table(), app.split_once('/'))
             else {
@@ -275,42 +333,7 @@ impl Migrations {
                 }
             }
         }
-        let names = work
-            .iter()
-            .map(|(id, _, key, _)| match key {
-                Some(key) => format!("{id} key {key}"),
-                None => id.to_string(),
-            })
-            .collect();
-        let (this, node) = (self.clone(), node.to_string());
-        tokio::spawn(async move {
-            for (id, record, key, prefer) in work {
-                let mut moved = false;
-                // The first node that takes them (one may refuse: it has not
-                // received the app, say).
-                for to in this.elsewhere_than(&record, &node, &prefer) {
-                    let request = MigrateRequest {
-                        to: Some(to.clone()),
-                        region: None,
-                        key: key.clone(),
-                    };
-                    match this.migrate(&id, request).await {
-                        Ok(report) => {
-                            tracing::info!(app = %id, from = %node, %to, keys = report.keys, "moved off a draining node");
-                            moved = true;
-                            break;
-                        }
-                        Err((_, why)) => {
-                            tracing::warn!(app = %id, from = %node, %to, "not moved there: {why}")
-                        }
-                    }
-                }
-                if !moved {
-                    tracing::warn!(app = %id, %node, "no active node took the app's keys: they stay on the draining node");
-                }
-            }
-        });
-        names
+        work
     }
 
     /// Where keys leaving `from` may go, best first: `prefer` if it can
@@ -505,7 +528,13 @@ impl Migrations {
         copied += self
             .copy_rounds(id, keyed, to, &keys_now, &mut sent)
             .await?;
-        if let Err((_, why)) = self.step(to, "warm", id, tables.before).await {
+        let warm = Step {
+            tenant: id.tenant.clone(),
+            app: id.app.clone(),
+            table: tables.before.clone(),
+            keys: keyed.live_keys(),
+        };
+        if let Err((_, why)) = self.call(to, "warm", json_body(&warm)?).await {
             tracing::warn!(app = %id, "{to} did not warm the keys ({why}): they wake at their first request there");
         }
         copied += self
@@ -728,6 +757,7 @@ impl Migrations {
             tenant: id.tenant.clone(),
             app: id.app.clone(),
             table: table.clone(),
+            keys: Vec::new(),
         };
         self.call(to, what, json_body(&step)?).await.map(drop)
     }
@@ -917,9 +947,16 @@ impl Migrations {
     async fn warm_here(&self, body: &[u8]) -> Result<String, Refusal> {
         let step: Step = parse(body)?;
         let id = app_id(&step.tenant, &step.app)?;
+        let app = id.to_string();
         let keys: Vec<String> = lock(&self.incoming)
-            .get(&id.to_string())
-            .map(|keys| keys.iter().cloned().collect())
+            .get(&app)
+            .map(|received| {
+                step.keys
+                    .iter()
+                    .filter(|k| received.contains(*k))
+                    .cloned()
+                    .collect()
+            })
             .ok_or_else(|| {
                 refuse(
                     StatusCode::CONFLICT,
@@ -935,6 +972,10 @@ impl Migrations {
             .ok_or_else(|| refuse(StatusCode::CONFLICT, format!("{id} is not loaded here")))?;
         let mut warmed = 0;
         for key in &keys {
+            // Aborted meanwhile (the source stopped waiting): no more.
+            if !lock(&self.incoming).contains_key(&app) {
+                break;
+            }
             match keyed.warm(key, &active).await {
                 Ok(woke) => warmed += usize::from(woke),
                 // Not fatal: the key wakes at its first request instead.

@@ -108,6 +108,15 @@ impl KeyedApp {
             .collect())
     }
 
+    /// Keys with a live instance here (serving, or kept between requests).
+    pub fn live_keys(&self) -> Vec<String> {
+        self.slots()
+            .into_iter()
+            .filter(|(_, slot)| slot.try_lock().map_or(true, |s| s.live.is_some()))
+            .map(|(key, _)| key)
+            .collect()
+    }
+
     /// Holds every request at the door (those inside finish first) until
     /// the guard is dropped.
     pub async fn pause(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
@@ -205,6 +214,9 @@ impl KeyedApp {
             .map_err(|response| {
                 KeyedError::Instance(format!("the wake answered {}", response.status()))
             })?;
+        // Idle from now: should the migration never finish (its source
+        // gone), the instance is hibernated like any idle key's.
+        slot.last_used = Some(std::time::Instant::now());
         Ok(true)
     }
 
