@@ -873,14 +873,19 @@ impl Migrations {
             })
     }
 
+    /// The refusal of a migration step for `id` that nothing prepared here.
+    fn none_under_way(&self, id: &AppId) -> Refusal {
+        refuse(
+            StatusCode::CONFLICT,
+            format!("no migration of {id} to {} is under way", self.this()),
+        )
+    }
+
     async fn receive_chain(&self, body: Bytes) -> Result<String, Refusal> {
         let (header, entries) = decode_chain(body)?;
         let id = app_id(&header.tenant, &header.app)?;
         if !lock(&self.incoming).contains_key(&id.to_string()) {
-            return Err(refuse(
-                StatusCode::CONFLICT,
-                format!("no migration of {id} to {} is under way", self.this()),
-            ));
+            return Err(self.none_under_way(&id));
         }
         let keyed = self.control.keyed_app(&id).map_err(internal)?;
         let key = header.key.clone();
@@ -926,12 +931,7 @@ impl Migrations {
         let id = app_id(&step.tenant, &step.app)?;
         let keys = lock(&self.incoming)
             .remove(&id.to_string())
-            .ok_or_else(|| {
-                refuse(
-                    StatusCode::CONFLICT,
-                    format!("no migration of {id} to {} is under way", self.this()),
-                )
-            })?;
+            .ok_or_else(|| self.none_under_way(&id))?;
         let keyed = self.control.keyed_app(&id).map_err(internal)?;
         // The slots are as the imports left them: warm instances that
         // followed every change, or none (the store has it all).
@@ -957,12 +957,7 @@ impl Migrations {
                     .cloned()
                     .collect()
             })
-            .ok_or_else(|| {
-                refuse(
-                    StatusCode::CONFLICT,
-                    format!("no migration of {id} to {} is under way", self.this()),
-                )
-            })?;
+            .ok_or_else(|| self.none_under_way(&id))?;
         let keyed = self.control.keyed_app(&id).map_err(internal)?;
         let active = self
             .control
